@@ -1,0 +1,56 @@
+# flb-fanout build entry points. `make demo` and `make test` are the two commands a new
+# machine needs; `.ci/setup` installs what they use.
+
+CARGO        ?= cargo
+# The oldest glibc the plugin must load on: AWS for Fluent Bit 2.x is Amazon Linux 2 (2.26).
+GLIBC        ?= 2.26
+ARCH         ?= x86_64
+TARGET       := $(ARCH)-unknown-linux-gnu
+DIST         := dist
+PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
+
+.PHONY: all build dist test demo bench lint fmt bindings clean
+
+all: dist
+
+## build: debug build of the whole workspace (native glibc; for development)
+build:
+	$(CARGO) build --workspace
+
+## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC)
+dist: $(DIST)/fanout.so
+
+$(DIST)/fanout.so: FORCE
+	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
+	@mkdir -p $(DIST)
+	cp $(PLUGIN_SO) $@
+
+FORCE:
+
+## test: every test, against the dist build (what users load)
+test: dist
+	$(CARGO) test --workspace --no-fail-fast
+
+## demo: sample FireLens and Kubernetes records through the real plugin, no cloud, no Fluent Bit
+demo: dist
+	$(CARGO) run -q -p fanout-testhost --bin fanout-demo
+
+## bench: benchmarks that print ratios against a baseline measured in the same run
+bench:
+	$(CARGO) bench -p fanout --bench decode
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bindings: regenerate plugin/src/ffi/bindings.rs from plugin/include/flb_proxy_abi.h (needs libclang)
+bindings:
+	$(CARGO) run -q -p fanout-abi-bindgen
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DIST) demo-out

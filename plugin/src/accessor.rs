@@ -1,0 +1,424 @@
+//! Record accessors and templates, in the syntax of Fluent Bit's `rewrite_tag` and record
+//! accessor: `$key`, `$key['sub']['sub2']`, `$key[0]`, `$TAG`, `$TAG[n]`, mixed with literal
+//! text (`logs-$container_name`, `$ecs_cluster/$kubernetes['labels']['app']`).
+//!
+//! One deliberate difference: an unquoted key name is `[A-Za-z_][A-Za-z0-9_]*`, so `-`, `.`
+//! and `/` end a reference instead of joining it (Fluent Bit's lexer would read
+//! `$ecs_cluster-$app` as one broken key). Keys with other characters are written quoted:
+//! `$['app.kubernetes.io/name']` at the top level, `['...']` below it. Inside quotes, `''`
+//! stands for `'` (as in Fluent Bit) and double quotes work too.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::record::{Map, value_to_text};
+
+/// One step below the top-level key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subkey {
+    Key(String),
+    Index(usize),
+}
+
+/// A path into a record: `$kubernetes['labels']['app']`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPath {
+    pub root: String,
+    pub subkeys: Vec<Subkey>,
+}
+
+impl FieldPath {
+    /// Parses a single reference such as `$kubernetes['labels']['app']` (the `$` is optional).
+    pub fn parse(text: &str) -> Result<FieldPath, TemplateError> {
+        let template = Template::parse(if text.starts_with('$') {
+            text.to_owned()
+        } else {
+            format!("${text}")
+        })?;
+        match template.parts.as_slice() {
+            [Segment::Field(path)] => Ok(path.clone()),
+            _ => Err(TemplateError {
+                template: text.to_owned(),
+                reason: "expected a single record key such as $key or $key['sub']".into(),
+            }),
+        }
+    }
+
+    /// The value at this path, if every step exists. `null` counts as absent.
+    pub fn lookup<'a>(&self, record: &'a Map) -> Option<&'a Value> {
+        let mut value = record.get(&self.root)?;
+        for subkey in &self.subkeys {
+            value = match (subkey, value) {
+                (Subkey::Key(k), Value::Object(map)) => map.get(k)?,
+                (Subkey::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        (!value.is_null()).then_some(value)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_identifier(&self.root) {
+            write!(f, "${}", self.root)?;
+        } else {
+            write!(f, "$['{}']", self.root.replace('\'', "''"))?;
+        }
+        for subkey in &self.subkeys {
+            match subkey {
+                Subkey::Key(k) => write!(f, "['{}']", k.replace('\'', "''"))?,
+                Subkey::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Field(FieldPath),
+    Tag,
+    TagPart(usize),
+}
+
+/// Literal text mixed with record references, resolved per record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Segment>,
+}
+
+/// A template that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateError {
+    pub template: String,
+    pub reason: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot parse template '{}': {}",
+            self.template, self.reason
+        )
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// The reference a record did not have, for the log line that explains a fallback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingField(pub String);
+
+impl fmt::Display for MissingField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record has no {}", self.0)
+    }
+}
+
+impl Template {
+    pub fn parse(source: impl Into<String>) -> Result<Template, TemplateError> {
+        let source = source.into();
+        let parts = Parser {
+            text: &source,
+            pos: 0,
+        }
+        .parts()
+        .map_err(|reason| TemplateError {
+            template: source.clone(),
+            reason,
+        })?;
+        Ok(Template { source, parts })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// True when the template never looks at a record or tag.
+    pub fn is_static(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Segment::Literal(_)))
+    }
+
+    /// True when the template reads at least one record field (not just the tag).
+    pub fn reads_record(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Segment::Field(_)))
+    }
+
+    /// Renders the template, or names the first reference the record or tag lacks.
+    pub fn render(&self, tag: &str, record: &Map) -> Result<String, MissingField> {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Field(path) => match path.lookup(record) {
+                    Some(value) => out.push_str(&value_to_text(value)),
+                    None => return Err(MissingField(path.to_string())),
+                },
+                Segment::Tag => out.push_str(tag),
+                Segment::TagPart(n) => match tag.split('.').nth(*n) {
+                    Some(piece) => out.push_str(piece),
+                    None => return Err(MissingField(format!("$TAG[{n}] (tag '{tag}')"))),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.pos..].chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn parts(mut self) -> Result<Vec<Segment>, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        while let Some(c) = self.bump() {
+            if c != '$' {
+                literal.push(c);
+                continue;
+            }
+            let reference = match self.peek() {
+                Some(c) if c == '_' || c.is_ascii_alphabetic() => {
+                    let name = self.identifier();
+                    if name == "TAG" {
+                        if self.peek() == Some('[') {
+                            Some(Segment::TagPart(self.tag_index()?))
+                        } else {
+                            Some(Segment::Tag)
+                        }
+                    } else {
+                        Some(Segment::Field(FieldPath {
+                            root: name,
+                            subkeys: self.subkeys()?,
+                        }))
+                    }
+                }
+                Some('[') => {
+                    let mut subkeys = self.subkeys()?;
+                    match subkeys.first() {
+                        Some(Subkey::Key(_)) => {
+                            let Subkey::Key(root) = subkeys.remove(0) else {
+                                unreachable!()
+                            };
+                            Some(Segment::Field(FieldPath { root, subkeys }))
+                        }
+                        _ => return Err("after '$[' expected a quoted key such as $['key']".into()),
+                    }
+                }
+                // A '$' that starts no reference is kept as text ("cost in $").
+                _ => None,
+            };
+            match reference {
+                Some(part) => {
+                    if !literal.is_empty() {
+                        parts.push(Segment::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(part);
+                }
+                None => literal.push('$'),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Segment::Literal(literal));
+        }
+        Ok(parts)
+    }
+
+    fn identifier(&mut self) -> String {
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if c == '_' || c.is_ascii_alphanumeric()) {
+            self.pos += 1;
+        }
+        self.text[start..self.pos].to_owned()
+    }
+
+    fn tag_index(&mut self) -> Result<usize, String> {
+        self.bump(); // '['
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        let digits = &self.text[start..self.pos];
+        if digits.is_empty() || self.bump() != Some(']') {
+            return Err("$TAG[n] needs a number, e.g. $TAG[1]".into());
+        }
+        digits
+            .parse()
+            .map_err(|_| format!("tag index '{digits}' is too large"))
+    }
+
+    fn subkeys(&mut self) -> Result<Vec<Subkey>, String> {
+        let mut subkeys = Vec::new();
+        while self.peek() == Some('[') {
+            self.bump();
+            match self.peek() {
+                Some(quote @ ('\'' | '"')) => {
+                    self.bump();
+                    subkeys.push(Subkey::Key(self.quoted(quote)?));
+                }
+                Some(c) if c.is_ascii_digit() => {
+                    let start = self.pos;
+                    while matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
+                        self.pos += 1;
+                    }
+                    let digits = &self.text[start..self.pos];
+                    subkeys.push(Subkey::Index(
+                        digits
+                            .parse()
+                            .map_err(|_| format!("index '{digits}' is too large"))?,
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "expected a quoted key or an index after '[' at byte {}",
+                        self.pos
+                    ));
+                }
+            }
+            if self.bump() != Some(']') {
+                return Err(format!("missing ']' before byte {}", self.pos));
+            }
+        }
+        Ok(subkeys)
+    }
+
+    fn quoted(&mut self, quote: char) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            match self.bump() {
+                None => return Err(format!("unterminated {quote}-quoted key")),
+                Some(c) if c == quote => {
+                    if self.peek() == Some(quote) {
+                        self.bump();
+                        out.push(quote);
+                    } else {
+                        return Ok(out);
+                    }
+                }
+                Some(c) => out.push(c),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(v: Value) -> Map {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn renders_fields_subkeys_and_tag_parts() {
+        let r = record(json!({
+            "container_name": "web",
+            "ecs_cluster": "prod",
+            "kubernetes": {"labels": {"app": "checkout", "app.kubernetes.io/name": "co"}},
+            "list": ["a", "b"],
+            "n": 3
+        }));
+        let cases = [
+            ("logs-$container_name", "logs-web"),
+            ("$ecs_cluster-$kubernetes['labels']['app']", "prod-checkout"),
+            ("$ecs_cluster/$container_name/", "prod/web/"),
+            ("$kubernetes['labels']['app.kubernetes.io/name']", "co"),
+            ("$kubernetes[\"labels\"][\"app\"]", "checkout"),
+            ("$list[1]-$n", "b-3"),
+            ("$TAG", "ecs.web.stdout"),
+            ("x-$TAG[1].$TAG[2]", "x-web.stdout"),
+            ("$['container_name']", "web"),
+            ("plain", "plain"),
+            ("cost in $ only", "cost in $ only"),
+        ];
+        for (template, expected) in cases {
+            let t = Template::parse(template).unwrap();
+            assert_eq!(
+                t.render("ecs.web.stdout", &r).unwrap(),
+                expected,
+                "{template}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_reported_by_name() {
+        let r = record(json!({"kubernetes": {"labels": {}}, "gone": null}));
+        let t = Template::parse("svc-$kubernetes['labels']['app']").unwrap();
+        assert_eq!(
+            t.render("t", &r).unwrap_err().to_string(),
+            "record has no $kubernetes['labels']['app']"
+        );
+        assert!(Template::parse("$gone").unwrap().render("t", &r).is_err());
+        assert!(
+            Template::parse("$TAG[3]")
+                .unwrap()
+                .render("a.b", &r)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn maps_render_as_json_and_quotes_escape() {
+        let r = record(json!({"it's": {"a": 1}}));
+        let t = Template::parse("$['it''s']").unwrap();
+        assert_eq!(t.render("t", &r).unwrap(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn static_and_record_reading_are_known() {
+        assert!(Template::parse("fixed-name").unwrap().is_static());
+        assert!(!Template::parse("$TAG").unwrap().is_static());
+        assert!(!Template::parse("$TAG").unwrap().reads_record());
+        assert!(Template::parse("a$b").unwrap().reads_record());
+    }
+
+    #[test]
+    fn bad_templates_say_why() {
+        for bad in ["$a['x'", "$a['x", "$TAG[]", "$[0]", "$a[x]"] {
+            let err = Template::parse(bad).unwrap_err();
+            assert_eq!(err.template, bad);
+            assert!(!err.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn field_path_round_trips_through_display() {
+        let p = FieldPath::parse("kubernetes['labels']['tags.datadoghq.com/service']").unwrap();
+        assert_eq!(
+            p.to_string(),
+            "$kubernetes['labels']['tags.datadoghq.com/service']"
+        );
+        assert!(FieldPath::parse("$a-$b").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! Reading and validating an instance's properties.
+//!
+//! Properties come from Fluent Bit's getter (`api->output_get_property`), which looks keys up
+//! case-insensitively and returns nothing for unset or empty values (after `${ENV}`
+//! expansion). Every parse error names the property and what it accepts, and becomes the one
+//! line Fluent Bit logs before it refuses to start.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::destinations::DestinationKind;
+use crate::record::DEFAULT_MESSAGE_KEYS;
+
+/// Where property values come from: the host's getter, or a map in tests and tools.
+pub trait Properties {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+impl Properties for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A property that cannot be used as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub property: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(property: &str, message: impl Into<String>) -> Self {
+        Self {
+            property: property.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// For a value that does not parse. Secret properties never echo their value.
+    fn invalid(property: &str, value: &str, expected: &str) -> Self {
+        Self::new(
+            property,
+            format!("invalid value '{value}': expected {expected}"),
+        )
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "property '{}': {}", self.property, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Typed access to properties with the project's parsing rules.
+pub struct Reader<'a> {
+    props: &'a dyn Properties,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(props: &'a dyn Properties) -> Self {
+        Self { props }
+    }
+
+    /// The trimmed value, or `None` when unset or blank.
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.props
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, key: &str, expected: &str) -> Result<String, ConfigError> {
+        self.string(key)
+            .ok_or_else(|| ConfigError::new(key, format!("is required: {expected}")))
+    }
+
+    /// A comma-separated list, entries trimmed, blanks dropped.
+    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+        self.string(key).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
+    /// Fluent Bit's boolean spellings: on/off, true/false, yes/no, 1/0.
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "1" => Ok(true),
+                "off" | "false" | "no" | "0" => Ok(false),
+                _ => Err(ConfigError::invalid(
+                    key,
+                    &v,
+                    "on or off (also true/false, yes/no, 1/0)",
+                )),
+            },
+        }
+    }
+
+    /// A duration such as `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
+    pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                ConfigError::invalid(key, &v, "a duration such as 30s, 500ms, 2m or 1h")
+            }),
+        }
+    }
+
+    /// A byte size such as `5M`, `512k`, `1G` (powers of 1024, like Fluent Bit); bare is bytes.
+    pub fn size(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => parse_size(&v)
+                .ok_or_else(|| ConfigError::invalid(key, &v, "a size such as 4M, 512K or 1000000")),
+        }
+    }
+
+    /// One of a fixed set of words, case-insensitive; returns the accepted spelling.
+    pub fn choice(
+        &self,
+        key: &str,
+        accepted: &[&'static str],
+        default: &'static str,
+    ) -> Result<&'static str, ConfigError> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => accepted
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(&v))
+                .copied()
+                .ok_or_else(|| {
+                    ConfigError::invalid(key, &v, &format!("one of {}", accepted.join(", ")))
+                }),
+        }
+    }
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().trim_end_matches('b') {
+        "" => 1,
+        "k" | "ki" => 1 << 10,
+        "m" | "mi" => 1 << 20,
+        "g" | "gi" => 1 << 30,
+        _ => return None,
+    };
+    value.checked_mul(factor)
+}
+
+/// Settings every instance has, whatever its destinations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreConfig {
+    /// Shown in every log line: `[output:fanout:<label>]`.
+    pub label: String,
+    pub destinations: Vec<DestinationKind>,
+    /// Keys tried in order to find the log message of a record.
+    pub message_keys: Vec<String>,
+    /// A flush returns by this deadline, with RETRY if deliveries are still running.
+    pub flush_timeout: Duration,
+    /// How long exit waits for deliveries still in flight.
+    pub exit_timeout: Duration,
+}
+
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl CoreConfig {
+    /// The instance's label: the `label` property, else the one the plugin assigned.
+    pub fn label(props: &dyn Properties, default_label: String) -> String {
+        Reader::new(props).string("label").unwrap_or(default_label)
+    }
+
+    pub fn read(props: &dyn Properties, label: String) -> Result<CoreConfig, ConfigError> {
+        let r = Reader::new(props);
+        let accepted = DestinationKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = r
+            .list("destinations")
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "destinations",
+                    format!("is required: a comma-separated list of {accepted}"),
+                )
+            })?;
+        let mut destinations = Vec::new();
+        for name in &names {
+            let kind = DestinationKind::parse(name).ok_or_else(|| {
+                ConfigError::new(
+                    "destinations",
+                    format!("unknown destination '{name}': expected a comma-separated list of {accepted}"),
+                )
+            })?;
+            if destinations.contains(&kind) {
+                return Err(ConfigError::new(
+                    "destinations",
+                    format!(
+                        "'{name}' is listed twice; use a second [OUTPUT] section for a second {name} destination"
+                    ),
+                ));
+            }
+            destinations.push(kind);
+        }
+        let message_keys = r
+            .list("message_key")
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| DEFAULT_MESSAGE_KEYS.iter().map(|k| k.to_string()).collect());
+        let flush_timeout = r.duration("flush_timeout", DEFAULT_FLUSH_TIMEOUT)?;
+        if flush_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::new("flush_timeout", "must be at least 100ms"));
+        }
+        let exit_timeout = r.duration("exit_timeout", DEFAULT_EXIT_TIMEOUT)?;
+        Ok(CoreConfig {
+            label,
+            destinations,
+            message_keys,
+            flush_timeout,
+            exit_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_destinations_is_set() {
+        let p = props(&[("Destinations", " file ")]);
+        let c = CoreConfig::read(&p, CoreConfig::label(&p, "fanout.0".into())).unwrap();
+        assert_eq!(c.destinations, vec![DestinationKind::File]);
+        assert_eq!(c.label, "fanout.0");
+        assert_eq!(
+            CoreConfig::label(&props(&[("label", "web")]), "fanout.0".into()),
+            "web"
+        );
+        assert_eq!(c.message_keys, vec!["log", "message"]);
+        assert_eq!(c.flush_timeout, DEFAULT_FLUSH_TIMEOUT);
+    }
+
+    #[test]
+    fn errors_name_the_property_and_the_accepted_values() {
+        let missing = CoreConfig::read(&props(&[]), "x".into()).unwrap_err();
+        assert_eq!(missing.property, "destinations");
+        assert!(missing.to_string().contains("file"), "{missing}");
+
+        let unknown =
+            CoreConfig::read(&props(&[("destinations", "file,s3")]), "x".into()).unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown destination 's3'"),
+            "{unknown}"
+        );
+
+        let twice =
+            CoreConfig::read(&props(&[("destinations", "file,FILE")]), "x".into()).unwrap_err();
+        assert!(twice.to_string().contains("listed twice"), "{twice}");
+
+        let bad = CoreConfig::read(
+            &props(&[("destinations", "file"), ("flush_timeout", "soon")]),
+            "x".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "property 'flush_timeout': invalid value 'soon': expected a duration such as 30s, 500ms, 2m or 1h"
+        );
+    }
+
+    #[test]
+    fn durations_sizes_and_booleans_parse_like_fluent_bit() {
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_size("4M"), Some(4 << 20));
+        assert_eq!(parse_size("1000k"), Some(1000 << 10));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("1.5M"), None);
+        let p = props(&[("a", "On"), ("b", "no"), ("c", "maybe")]);
+        let r = Reader::new(&p);
+        assert!(r.boolean("a", false).unwrap());
+        assert!(!r.boolean("b", true).unwrap());
+        assert!(r.boolean("c", true).is_err());
+        assert!(r.boolean("absent", true).unwrap());
+        assert_eq!(r.choice("b", &["yes", "NO"], "yes").unwrap(), "NO");
+    }
+}

@@ -1,0 +1,428 @@
+//! One `[OUTPUT]` instance: its configuration, destinations, counters, and the path a flush
+//! takes from Fluent Bit's thread to the shared runtime and back.
+//!
+//! Fluent Bit calls flush on a coroutine with a small stack (24 KiB up to 5.0) and no guard
+//! page. The flush side therefore does as little as possible: copy the chunk and tag, post a
+//! small job on a channel, wait for the answer with a deadline. Decoding and delivery run on
+//! the runtime's own threads, where stacks are large.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{ConfigError, CoreConfig, Properties};
+use crate::decode::decode_chunk;
+use crate::destinations::{Delivery, Destination, Shared};
+use crate::log::{LogSink, Logger};
+use crate::record::Batch;
+
+/// What a flush tells Fluent Bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushStatus {
+    /// The chunk is done.
+    Ok,
+    /// Resend the chunk later.
+    Retry,
+    /// Drop the chunk: resending cannot help.
+    Error,
+}
+
+/// Extra time the flush side waits beyond `flush_timeout` for the runtime side, which enforces
+/// the deadline itself; this only matters if the runtime is wedged.
+const DEADLINE_SLACK: Duration = Duration::from_secs(2);
+
+/// Counters of one instance, reported at exit.
+#[derive(Default)]
+pub struct Stats {
+    pub chunks: AtomicU64,
+    pub records: AtomicU64,
+    pub skipped_records: AtomicU64,
+    pub rejected_chunks: AtomicU64,
+    pub flush_ok: AtomicU64,
+    pub flush_retry: AtomicU64,
+    pub flush_error: AtomicU64,
+}
+
+impl Stats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "chunks={} records={} skipped_records={} rejected_chunks={} flush_ok={} flush_retry={} flush_error={}",
+            get(&self.chunks),
+            get(&self.records),
+            get(&self.skipped_records),
+            get(&self.rejected_chunks),
+            get(&self.flush_ok),
+            get(&self.flush_retry),
+            get(&self.flush_error),
+        )
+    }
+}
+
+/// What the runtime side needs: shared by every job of the instance.
+struct Pipeline {
+    config: CoreConfig,
+    log: Arc<Logger>,
+    destinations: Vec<Arc<Destination>>,
+    stats: Stats,
+}
+
+struct Job {
+    chunk: Vec<u8>,
+    tag: String,
+    received: Instant,
+    reply: std_mpsc::SyncSender<FlushStatus>,
+}
+
+pub struct Instance {
+    pipeline: Arc<Pipeline>,
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    handle: Handle,
+}
+
+impl Instance {
+    /// Reads the configuration and builds the destinations. On a bad property, logs the one
+    /// line that explains it and returns `None`.
+    pub fn start(
+        props: &dyn Properties,
+        sink: Arc<dyn LogSink>,
+        default_label: String,
+        handle: Handle,
+    ) -> Option<Instance> {
+        let label = CoreConfig::label(props, default_label);
+        let log = Arc::new(Logger::new(&label, sink));
+        let config = match CoreConfig::read(props, label) {
+            Ok(config) => config,
+            Err(e) => {
+                log.error(format_args!("{e}"));
+                return None;
+            }
+        };
+        let shared = Shared {
+            log: Arc::clone(&log),
+            message_keys: config.message_keys.clone(),
+        };
+        let destinations = match configure_destinations(&config, props, &shared) {
+            Ok(d) => d,
+            Err(e) => {
+                log.error(format_args!("{e}"));
+                return None;
+            }
+        };
+        let pipeline = Arc::new(Pipeline {
+            config,
+            log,
+            destinations,
+            stats: Stats::default(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = handle.spawn(dispatch(Arc::clone(&pipeline), rx));
+        pipeline.log.debug(format_args!(
+            "started: destinations={} flush_timeout={:?}",
+            pipeline
+                .destinations
+                .iter()
+                .map(|d| d.kind().name())
+                .collect::<Vec<_>>()
+                .join(","),
+            pipeline.config.flush_timeout
+        ));
+        Some(Instance {
+            pipeline,
+            jobs: Mutex::new(Some(tx)),
+            dispatcher: Mutex::new(Some(dispatcher)),
+            handle,
+        })
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.pipeline.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.pipeline.stats
+    }
+
+    pub fn log(&self) -> &Logger {
+        &self.pipeline.log
+    }
+
+    /// Handles one flush. Runs on Fluent Bit's coroutine: keep this frame small.
+    pub fn flush(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        let job = Job {
+            chunk: data.to_vec(),
+            tag: String::from_utf8_lossy(tag).into_owned(),
+            received: Instant::now(),
+            reply,
+        };
+        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let status = match sender.map(|tx| tx.send(job)) {
+            Some(Ok(())) => {
+                match answer.recv_timeout(self.pipeline.config.flush_timeout + DEADLINE_SLACK) {
+                    Ok(status) => status,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        self.pipeline.log.error("the delivery runtime did not answer in time; asking Fluent Bit to retry");
+                        FlushStatus::Retry
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        self.pipeline
+                        .log
+                        .error("internal error while processing a chunk (see stderr); the chunk is dropped");
+                        FlushStatus::Error
+                    }
+                }
+            }
+            _ => {
+                self.pipeline
+                    .log
+                    .error("flush after exit; asking Fluent Bit to retry");
+                FlushStatus::Retry
+            }
+        };
+        let counter = match status {
+            FlushStatus::Ok => &self.pipeline.stats.flush_ok,
+            FlushStatus::Retry => &self.pipeline.stats.flush_retry,
+            FlushStatus::Error => &self.pipeline.stats.flush_error,
+        };
+        Stats::add(counter, 1);
+        self.pipeline.log.drain();
+        status
+    }
+
+    /// Stops accepting flushes and waits, up to `exit_timeout`, for work in flight.
+    /// Call on a host thread, outside the runtime.
+    pub fn shutdown(&self) {
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let dispatcher = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut dispatcher) = dispatcher {
+            let timeout = self.pipeline.config.exit_timeout;
+            let finished = self
+                .handle
+                .block_on(async { tokio::time::timeout(timeout, &mut dispatcher).await.is_ok() });
+            if !finished {
+                dispatcher.abort();
+                self.pipeline.log.warn(format_args!(
+                    "deliveries still running after exit_timeout ({timeout:?}) were cancelled"
+                ));
+            }
+        }
+        self.pipeline
+            .log
+            .info(format_args!("exiting: {}", self.pipeline.stats.summary()));
+        self.pipeline.log.drain();
+    }
+}
+
+fn configure_destinations(
+    config: &CoreConfig,
+    props: &dyn Properties,
+    shared: &Shared,
+) -> Result<Vec<Arc<Destination>>, ConfigError> {
+    config
+        .destinations
+        .iter()
+        .map(|kind| Destination::configure(*kind, props, shared).map(Arc::new))
+        .collect()
+}
+
+/// Receives jobs until the instance exits, running each on its own task.
+async fn dispatch(pipeline: Arc<Pipeline>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => {
+                    running.spawn(run_job(Arc::clone(&pipeline), job));
+                }
+                None => break,
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
+    let deadline = job.received + pipeline.config.flush_timeout;
+    let status = match tokio::time::timeout_at(
+        deadline.into(),
+        pipeline.process(job.chunk, job.tag),
+    )
+    .await
+    {
+        Ok(status) => status,
+        Err(_) => {
+            pipeline.log.warn(format_args!(
+                "deliveries did not finish within flush_timeout ({:?}); Fluent Bit will retry the chunk",
+                pipeline.config.flush_timeout
+            ));
+            FlushStatus::Retry
+        }
+    };
+    // The flush side may have given up already; nothing to do then.
+    let _ = job.reply.send(status);
+}
+
+impl Pipeline {
+    async fn process(&self, chunk: Vec<u8>, tag: String) -> FlushStatus {
+        Stats::add(&self.stats.chunks, 1);
+        let decoded = match decode_chunk(&chunk) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                Stats::add(&self.stats.rejected_chunks, 1);
+                self.log.error(format_args!(
+                    "dropping a chunk of {} bytes with tag '{tag}': {e}",
+                    chunk.len()
+                ));
+                return FlushStatus::Error;
+            }
+        };
+        drop(chunk);
+        let skipped = decoded.anomalies.skipped_records();
+        Stats::add(&self.stats.skipped_records, skipped);
+        if let Some(description) = decoded.anomalies.describe() {
+            self.log
+                .warn(format_args!("chunk with tag '{tag}': {description}"));
+        }
+        Stats::add(&self.stats.records, decoded.events.len() as u64);
+        if decoded.events.is_empty() {
+            return FlushStatus::Ok;
+        }
+        let batch = Arc::new(Batch {
+            tag,
+            events: decoded.events,
+        });
+        let mut deliveries = JoinSet::new();
+        for destination in &self.destinations {
+            let destination = Arc::clone(destination);
+            let batch = Arc::clone(&batch);
+            deliveries
+                .spawn(async move { (destination.kind(), destination.deliver(&batch).await) });
+        }
+        let mut status = FlushStatus::Ok;
+        while let Some(joined) = deliveries.join_next().await {
+            let (kind, delivery) = match joined {
+                Ok(result) => result,
+                Err(e) => {
+                    self.log.error(format_args!("a delivery task failed: {e}"));
+                    status = FlushStatus::Retry;
+                    continue;
+                }
+            };
+            match delivery {
+                Delivery::Delivered => {}
+                Delivery::Retry(reason) => {
+                    self.log.warn(format_args!(
+                        "{}: {reason}; Fluent Bit will retry the chunk",
+                        kind.name()
+                    ));
+                    status = FlushStatus::Retry;
+                }
+                Delivery::Rejected(reason) => {
+                    self.log.error(format_args!(
+                        "{}: {reason}; the records are dropped",
+                        kind.name()
+                    ));
+                    if status == FlushStatus::Ok {
+                        status = FlushStatus::Error;
+                    }
+                }
+            }
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::testing::MemorySink;
+    use crate::log::{HostThread, Level};
+    use crate::runtime::RuntimeLease;
+    use std::collections::HashMap;
+
+    fn instance(
+        dir: &tempfile::TempDir,
+        extra: &[(&str, &str)],
+    ) -> (Instance, Arc<MemorySink>, RuntimeLease) {
+        let lease = RuntimeLease::acquire().unwrap();
+        let mut props: HashMap<String, String> = HashMap::new();
+        props.insert("destinations".into(), "file".into());
+        props.insert(
+            "path".into(),
+            dir.path().join("out.jsonl").display().to_string(),
+        );
+        for (k, v) in extra {
+            props.insert(k.to_string(), v.to_string());
+        }
+        let sink = MemorySink::new(Level::Debug);
+        let inst = Instance::start(
+            &props,
+            sink.clone(),
+            "fanout.0".into(),
+            lease.handle().clone(),
+        )
+        .unwrap();
+        (inst, sink, lease)
+    }
+
+    #[test]
+    fn a_corrupt_chunk_is_an_error_with_a_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inst, sink, _lease) = instance(&dir, &[]);
+        let _host = HostThread::enter();
+        assert_eq!(inst.flush(&[0x92, 0xd7, 0x00], b"t"), FlushStatus::Error);
+        assert!(
+            sink.text()
+                .contains("dropping a chunk of 3 bytes with tag 't': chunk is truncated")
+        );
+        inst.shutdown();
+        assert!(sink.text().contains("rejected_chunks=1"));
+    }
+
+    #[test]
+    fn an_empty_chunk_is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inst, _sink, _lease) = instance(&dir, &[]);
+        assert_eq!(inst.flush(&[], b"t"), FlushStatus::Ok);
+        inst.shutdown();
+    }
+
+    #[test]
+    fn a_bad_property_fails_start_with_one_line() {
+        let lease = RuntimeLease::acquire().unwrap();
+        let props: HashMap<String, String> = [("destinations", "file")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sink = MemorySink::new(Level::Debug);
+        let _host = HostThread::enter();
+        assert!(
+            Instance::start(
+                &props,
+                sink.clone(),
+                "fanout.7".into(),
+                lease.handle().clone()
+            )
+            .is_none()
+        );
+        assert_eq!(
+            sink.text(),
+            "[output:fanout:fanout.7] property 'path': is required: the file the file destination appends JSON lines to"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! flb-fanout: a Fluent Bit output plugin, loaded through the external-plugin (Go proxy)
+//! interface, that decodes each chunk once and fans its records out to destinations.
+//!
+//! Layout: [`ffi`] is the thin unsafe shim Fluent Bit calls; [`instance`] runs one
+//! `[OUTPUT]` section; [`decode`] turns chunks into [`record`]s; [`accessor`] resolves
+//! per-record templates; [`destinations`] deliver; [`config`], [`log`] and [`runtime`] are the
+//! plumbing they share.
+
+pub mod accessor;
+pub mod config;
+pub mod decode;
+pub mod destinations;
+mod ffi;
+pub mod instance;
+pub mod log;
+pub mod record;
+pub mod runtime;
