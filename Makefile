@@ -9,9 +9,13 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all build dist test demo bench lint fmt bindings clean
+.PHONY: all setup build dist test demo bench lint fmt bindings clean
 
 all: dist
+
+## setup: install the build and test tools this Makefile uses (idempotent)
+setup:
+	@bash .ci/setup
 
 ## build: debug build of the whole workspace (native glibc; for development)
 build:
@@ -20,7 +24,7 @@ build:
 ## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC)
 dist: $(DIST)/fanout.so
 
-$(DIST)/fanout.so: FORCE
+$(DIST)/fanout.so: setup FORCE
 	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
 	@mkdir -p $(DIST)
 	cp $(PLUGIN_SO) $@
@@ -40,7 +44,7 @@ bench:
 	$(CARGO) bench -p fanout --bench decode
 
 ## lint: formatting and clippy, warnings are errors
-lint:
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

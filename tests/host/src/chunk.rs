@@ -62,9 +62,7 @@ impl Chunk {
     /// around `inner`.
     pub fn group(mut self, attributes: &Value, inner: Chunk) -> Chunk {
         let empty = Value::Object(Default::default());
-        for (secs, body, meta) in [(0xFFFF_FFFF, attributes, &empty)] {
-            self = self.record(Layout::V2, Time::Event(secs, 0), meta, body);
-        }
+        self = self.record(Layout::V2, Time::Event(0xFFFF_FFFF, 0), &empty, attributes);
         self.bytes.extend_from_slice(&inner.bytes);
         self.records += inner.records;
         self.record(Layout::V2, Time::Event(0xFFFF_FFFE, 0), &empty, &empty)

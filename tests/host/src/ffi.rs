@@ -44,7 +44,7 @@ pub(crate) fn log_print_fn() -> LogPrintFn {
 
 /// Memory for a host struct of `size` bytes that ends exactly where an inaccessible page
 /// begins, the way an exact-size allocation ends for an out-of-bounds access.
-pub(crate) struct Guarded {
+pub struct Guarded {
     base: *mut u8,
     len: usize,
     pub(crate) ptr: *mut u8,
@@ -104,7 +104,7 @@ impl Drop for Guarded {
 }
 
 /// What the host keeps for one output instance; `o_ins` points at it.
-pub(crate) struct FakeOutputInstance {
+pub struct FakeOutputInstance {
     pub(crate) properties: Vec<(String, CString)>,
     pub(crate) log_level: c_int,
 }
@@ -240,8 +240,8 @@ pub(crate) fn call_exit(exit: ExitFn) -> c_int {
 }
 
 pub(crate) fn c_string_at(ptr: *const c_char) -> Option<String> {
-    // SAFETY: callers pass NULL or a pointer the plugin wrote as a NUL-terminated string.
     (!ptr.is_null()).then(|| {
+        // SAFETY: callers pass NULL or a pointer the plugin wrote as a NUL-terminated string.
         unsafe { CStr::from_ptr(ptr) }
             .to_string_lossy()
             .into_owned()
@@ -252,4 +252,63 @@ pub(crate) fn open_library(path: &std::path::Path) -> Result<libloading::Library
     // SAFETY: loads the plugin under test (dlopen RTLD_LAZY | RTLD_LOCAL, as Fluent Bit does);
     // it has no library constructors that need more than that.
     unsafe { libloading::Library::new(path) }.map_err(|e| format!("dlopen {}: {e}", path.display()))
+}
+
+/// Runs `f` with file descriptor 2 redirected to a temporary file and returns what was
+/// written to it (for hosts whose plugins log to stderr, like Fluent Bit 1.9).
+pub fn capture_stderr<R>(f: impl FnOnce() -> R) -> (R, String) {
+    use std::io::{Read, Seek, Write};
+    let mut file = tempfile_in_tmp();
+    let _ = std::io::stderr().flush();
+    // SAFETY: dup/dup2 on valid descriptors; fd 2 is restored before returning.
+    let saved = unsafe { libc::dup(2) };
+    assert!(saved >= 0);
+    // SAFETY: as above.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2) };
+    let result = f();
+    let _ = std::io::stderr().flush();
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    let mut text = String::new();
+    file.rewind().unwrap();
+    file.read_to_string(&mut text).unwrap();
+    (result, text)
+}
+
+fn tempfile_in_tmp() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!(
+        "fanout-stderr-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    file
+}
+
+/// Names of this process's threads.
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `mkfifo(path, 0600)`; returns the C result.
+pub fn mkfifo(path: &CStr) -> c_int {
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::mkfifo(path.as_ptr(), 0o600) }
 }

@@ -53,7 +53,8 @@ impl HostVersion {
 
 /// Root of the workspace (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The plugin under test: `$FANOUT_SO`, else `dist/fanout.so` as `make dist` builds it.

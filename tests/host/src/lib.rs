@@ -12,7 +12,7 @@
 //! inaccessible page, so reading or writing past them kills the test process.
 
 pub mod chunk;
-mod ffi;
+pub mod ffi;
 pub mod host;
 
 pub use chunk::{Chunk, Layout, Time};

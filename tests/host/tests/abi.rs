@@ -268,7 +268,8 @@ fn bad_configuration_fails_init_with_one_line_naming_the_property() {
         .join("missing-dir/out.jsonl")
         .display()
         .to_string();
-    let cases: [(&str, Vec<(&str, &str)>, &str); 5] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 5] = [
         (
             "cfg-none",
             vec![],
@@ -423,4 +424,59 @@ fn every_line_the_plugin_logged_used_the_constant_format() {
     assert_eq!(instance.flush(&[0x92, 0x01, 0x02], "t"), FLB_OK);
     assert_eq!(instance.exit(), FLB_OK);
     assert!(logs().iter().all(|l| l.format == "%s"));
+}
+
+#[test]
+fn a_delivery_that_hangs_returns_retry_at_the_flush_deadline() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let plugin = load(HostVersion::V5_1);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stuck.fifo");
+    let fifo_c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(fanout_testhost::ffi::mkfifo(&fifo_c), 0);
+    // A reader that does not read: writes block once the pipe buffer (64 KiB) is full.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let fifo_s = fifo.display().to_string();
+    let mut props = file_props("stuck", &fifo_s);
+    props.push(("flush_timeout", "300ms"));
+    let instance = plugin.init(&props).unwrap();
+    let big = (0..64).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": "y".repeat(4096)}))
+    });
+    assert_eq!(
+        instance.flush(big.bytes(), "t"),
+        fanout_testhost::host::FLB_RETRY
+    );
+    let warned = logs_of("stuck");
+    assert!(
+        warned.iter().any(|l| l
+            .text
+            .contains("did not finish within flush_timeout (300ms)")),
+        "{warned:?}"
+    );
+    // Unblock the writer so exit can join the runtime's threads.
+    let drain = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut buf = [0u8; 65536];
+        while std::time::Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => sink.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        sink.len()
+    });
+    assert_eq!(instance.exit(), FLB_OK);
+    assert!(drain.join().unwrap() > 64 * 1024);
 }

@@ -1,0 +1,205 @@
+//! `make demo`: the plugin's main job on an embedded default, with no cloud account and no
+//! Fluent Bit. Loads `dist/fanout.so` through the test host exactly as Fluent Bit's proxy
+//! would, sends FireLens- and Kubernetes-shaped records in both chunk layouts, and prints
+//! what the plugin delivered. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
+//! plugin inside that real Fluent Bit.
+
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use fanout_testhost::host::{FLB_OK, logs_of};
+use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, plugin_path, workspace_root};
+use serde_json::{Value, json};
+
+fn firelens_records() -> Vec<Value> {
+    let task =
+        "arn:aws:ecs:us-east-1:123456789012:task/prod-cluster/0123456789abcdef0123456789abcdef";
+    [
+        "GET /health 200 1ms",
+        "POST /orders 201 43ms",
+        "level=error msg=\"payment declined\"",
+    ]
+    .iter()
+    .map(|line| {
+        json!({
+            "container_id": "0123456789abcdef0123456789abcdef-1234567890",
+            "container_name": "checkout",
+            "ecs_cluster": "prod-cluster",
+            "ecs_task_arn": task,
+            "ecs_task_definition": "checkout:42",
+            "source": "stdout",
+            "log": line
+        })
+    })
+    .collect()
+}
+
+fn kubernetes_records() -> Vec<Value> {
+    ["starting worker", "processed 120 jobs"]
+        .iter()
+        .map(|line| {
+            json!({
+                "stream": "stdout",
+                "log": line,
+                "kubernetes": {
+                    "pod_name": "report-28190012-x7k2p",
+                    "namespace_name": "batch",
+                    "container_name": "report",
+                    "labels": {"app": "report", "tags.datadoghq.com/service": "nightly-report"}
+                }
+            })
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let out_dir = workspace_root().join("demo-out");
+    std::fs::create_dir_all(&out_dir).expect("demo-out/ can be created");
+    let records_path = out_dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&records_path);
+    let records_s = records_path.display().to_string();
+
+    let so = plugin_path();
+    println!(
+        "== loading {} through the test host (Fluent Bit 5.1 proxy ABI)",
+        so.display()
+    );
+    let plugin = match Plugin::load(&so, HostVersion::V5_1) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            eprintln!("cannot load the plugin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let properties = [
+        ("destinations", "file"),
+        ("path", records_s.as_str()),
+        ("label", "demo"),
+    ];
+    println!(
+        "== [OUTPUT] Name fanout, {}",
+        properties.map(|(k, v)| format!("{k}={v}")).join(", ")
+    );
+    let Ok(instance) = plugin.init(&properties) else {
+        eprintln!("Init failed: {:?}", logs_of("demo"));
+        return ExitCode::FAILURE;
+    };
+
+    // FireLens on Fluent Bit >= 2.1 sends [[time, metadata], record]; 1.9 sends [time, record].
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let firelens = firelens_records()
+        .iter()
+        .enumerate()
+        .fold(Chunk::new(), |c, (i, r)| c.event(now + i as u32, r));
+    let kubernetes = kubernetes_records()
+        .iter()
+        .enumerate()
+        .fold(Chunk::new(), |c, (i, r)| {
+            c.record(
+                Layout::V1,
+                Time::Event(now + i as u32, 500_000_000),
+                &json!({}),
+                r,
+            )
+        });
+    let mut ok = true;
+    for (tag, chunk) in [
+        ("checkout-firelens-0123", &firelens),
+        ("kube.var.log.containers.report", &kubernetes),
+    ] {
+        let rc = instance.flush(chunk.bytes(), tag);
+        println!(
+            "== flush tag={tag} bytes={} -> {}",
+            chunk.bytes().len(),
+            code_name(rc)
+        );
+        ok &= rc == FLB_OK;
+    }
+    instance.exit();
+    for line in logs_of("demo") {
+        println!("   plugin log: {}", line.text);
+    }
+    println!("== {} now holds:", records_path.display());
+    print_file(&records_path);
+
+    if let Some(fluent_bit) = std::env::var_os("FLUENT_BIT") {
+        ok &= run_real_fluent_bit(Path::new(&fluent_bit), &so, &out_dir);
+    } else {
+        println!("== FLUENT_BIT is not set: skipping the run through a real Fluent Bit");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn code_name(rc: i32) -> &'static str {
+    match rc {
+        0 => "FLB_ERROR",
+        1 => "FLB_OK",
+        2 => "FLB_RETRY",
+        _ => "unknown",
+    }
+}
+
+fn print_file(path: &Path) {
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        println!("   {line}");
+    }
+}
+
+/// `fluent-bit -e fanout.so -i dummy -o fanout`: waits for the dummy records, then SIGTERM.
+fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path) -> bool {
+    let out = out_dir.join("fluent-bit.jsonl");
+    let _ = std::fs::remove_file(&out);
+    println!("== running {} with the plugin", fluent_bit.display());
+    let dummy = r#"{"log":"hello from dummy","container_name":"checkout"}"#;
+    let mut child = match Command::new(fluent_bit)
+        .arg("-e")
+        .arg(so)
+        .args([
+            "-i",
+            "dummy",
+            "-p",
+            &format!("dummy={dummy}"),
+            "-p",
+            "samples=3",
+        ])
+        .args(["-o", "fanout", "-m", "*", "-p", "destinations=file"])
+        .arg("-p")
+        .arg(format!("path={}", out.display()))
+        .args(["-f", "1"])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("cannot start {}: {e}", fluent_bit.display());
+            return false;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = 0;
+    while Instant::now() < deadline && lines < 3 {
+        std::thread::sleep(Duration::from_millis(200));
+        lines = std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait();
+    println!(
+        "== Fluent Bit exited with {status:?}; {} holds:",
+        out.display()
+    );
+    print_file(&out);
+    lines >= 3
+}
