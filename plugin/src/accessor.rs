@@ -176,6 +176,51 @@ impl fmt::Display for Template {
     }
 }
 
+/// Alternatives separated by `||`, tried in order: `$kubernetes['labels']['app'] || $container_name || web`.
+/// The first one whose references all resolve wins; a plain literal always resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    options: Vec<Template>,
+}
+
+impl Choice {
+    pub fn parse(source: &str) -> Result<Choice, TemplateError> {
+        let options = source
+            .split("||")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Template::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if options.is_empty() {
+            return Err(TemplateError {
+                template: source.to_owned(),
+                reason: "no value between the '||'".into(),
+            });
+        }
+        Ok(Choice { options })
+    }
+
+    /// The first alternative that renders, or `None` when none does.
+    pub fn render(&self, tag: &str, record: &Map) -> Option<String> {
+        self.options.iter().find_map(|t| t.render(tag, record).ok())
+    }
+
+    /// The value when no alternative looks at the record or tag.
+    pub fn as_static(&self) -> Option<&str> {
+        match self.options.as_slice() {
+            [only] if only.is_static() => Some(only.source()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sources: Vec<&str> = self.options.iter().map(Template::source).collect();
+        f.write_str(&sources.join(" || "))
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -410,6 +455,25 @@ mod tests {
             assert_eq!(err.template, bad);
             assert!(!err.reason.is_empty());
         }
+    }
+
+    #[test]
+    fn choices_fall_back_in_order() {
+        let c = Choice::parse("$kubernetes['labels']['app'] || svc-$container_name || unknown")
+            .unwrap();
+        assert_eq!(
+            c.render("t", &record(json!({"container_name": "web"})))
+                .unwrap(),
+            "svc-web"
+        );
+        assert_eq!(c.render("t", &record(json!({}))).unwrap(), "unknown");
+        let no_default = Choice::parse("$a || $b").unwrap();
+        assert_eq!(no_default.render("t", &record(json!({"c": 1}))), None);
+        assert_eq!(
+            Choice::parse("  plain ").unwrap().as_static(),
+            Some("plain")
+        );
+        assert!(Choice::parse(" || ").is_err());
     }
 
     #[test]

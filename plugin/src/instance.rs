@@ -111,6 +111,8 @@ impl Instance {
             log: Arc::clone(&log),
             message_keys: config.message_keys.clone(),
         };
+        // HTTP clients register with the runtime they are built in.
+        let _runtime = handle.enter();
         let destinations = match configure_destinations(&config, props, &shared) {
             Ok(d) => d,
             Err(e) => {
@@ -257,13 +259,13 @@ async fn dispatch(pipeline: Arc<Pipeline>, mut jobs: mpsc::UnboundedReceiver<Job
 }
 
 async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
-    let deadline = job.received + pipeline.config.flush_timeout;
-    let status = match tokio::time::timeout_at(
-        deadline.into(),
-        pipeline.process(job.chunk, job.tag),
-    )
-    .await
-    {
+    let timeout = pipeline.config.flush_timeout;
+    let deadline = tokio::time::Instant::from(job.received + timeout);
+    // Destinations stop retrying a little before the hard deadline, so they can say what
+    // failed instead of being cancelled mid-request.
+    let soft_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
+    let work = pipeline.process(job.chunk, job.tag, soft_deadline);
+    let status = match tokio::time::timeout_at(deadline, work).await {
         Ok(status) => status,
         Err(_) => {
             pipeline.log.warn(format_args!(
@@ -278,7 +280,12 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
 }
 
 impl Pipeline {
-    async fn process(&self, chunk: Vec<u8>, tag: String) -> FlushStatus {
+    async fn process(
+        &self,
+        chunk: Vec<u8>,
+        tag: String,
+        deadline: tokio::time::Instant,
+    ) -> FlushStatus {
         Stats::add(&self.stats.chunks, 1);
         let decoded = match decode_chunk(&chunk) {
             Ok(decoded) => decoded,
@@ -310,8 +317,10 @@ impl Pipeline {
         for destination in &self.destinations {
             let destination = Arc::clone(destination);
             let batch = Arc::clone(&batch);
-            deliveries
-                .spawn(async move { (destination.kind(), destination.deliver(&batch).await) });
+            deliveries.spawn(async move {
+                let delivery = destination.deliver(&batch, deadline).await;
+                (destination.kind(), delivery)
+            });
         }
         let mut status = FlushStatus::Ok;
         while let Some(joined) = deliveries.join_next().await {

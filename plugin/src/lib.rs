@@ -9,6 +9,7 @@
 pub mod accessor;
 pub mod config;
 pub mod decode;
+pub mod delivery;
 pub mod destinations;
 mod ffi;
 pub mod instance;

@@ -4,9 +4,12 @@
 //! with a [`Delivery`]. The instance turns the answers of all its destinations into the flush
 //! result.
 
+pub mod datadog;
 pub mod file;
 
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use crate::config::{ConfigError, Properties};
 use crate::log::Logger;
@@ -15,14 +18,16 @@ use crate::record::Batch;
 /// The destinations this build knows, as named in the `destinations` property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DestinationKind {
+    Datadog,
     File,
 }
 
 impl DestinationKind {
-    pub const ALL: &'static [DestinationKind] = &[DestinationKind::File];
+    pub const ALL: &'static [DestinationKind] = &[DestinationKind::Datadog, DestinationKind::File];
 
     pub fn name(self) -> &'static str {
         match self {
+            DestinationKind::Datadog => "datadog",
             DestinationKind::File => "file",
         }
     }
@@ -53,6 +58,7 @@ pub struct Shared {
 }
 
 pub enum Destination {
+    Datadog(Box<datadog::DatadogDestination>),
     File(file::FileDestination),
 }
 
@@ -63,6 +69,9 @@ impl Destination {
         shared: &Shared,
     ) -> Result<Destination, ConfigError> {
         Ok(match kind {
+            DestinationKind::Datadog => Destination::Datadog(Box::new(
+                datadog::DatadogDestination::configure(props, shared)?,
+            )),
             DestinationKind::File => {
                 Destination::File(file::FileDestination::configure(props, shared)?)
             }
@@ -71,12 +80,15 @@ impl Destination {
 
     pub fn kind(&self) -> DestinationKind {
         match self {
+            Destination::Datadog(_) => DestinationKind::Datadog,
             Destination::File(_) => DestinationKind::File,
         }
     }
 
-    pub async fn deliver(&self, batch: &Batch) -> Delivery {
+    /// Delivers the batch, giving up (with [`Delivery::Retry`]) by `deadline`.
+    pub async fn deliver(&self, batch: &Batch, deadline: Instant) -> Delivery {
         match self {
+            Destination::Datadog(d) => d.deliver(batch, deadline).await,
             Destination::File(d) => d.deliver(batch).await,
         }
     }

@@ -12,6 +12,7 @@
 //! inaccessible page, so reading or writing past them kills the test process.
 
 pub mod chunk;
+pub mod fake_datadog;
 pub mod ffi;
 pub mod host;
 

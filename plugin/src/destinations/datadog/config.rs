@@ -1,0 +1,262 @@
+//! Properties of the `datadog` destination. Names follow Fluent Bit's core `datadog` output
+//! wherever the meaning is the same, so switching is a change of `Name`.
+
+use std::fmt;
+
+use crate::accessor::Choice;
+use crate::config::{ConfigError, Properties, Reader};
+
+/// Datadog sites and their log intake hosts.
+pub const SITES: &[(&str, &str)] = &[
+    ("us1", "datadoghq.com"),
+    ("us3", "us3.datadoghq.com"),
+    ("us5", "us5.datadoghq.com"),
+    ("eu", "datadoghq.eu"),
+    ("eu1", "datadoghq.eu"),
+    ("ap1", "ap1.datadoghq.com"),
+    ("ap2", "ap2.datadoghq.com"),
+    ("gov", "ddog-gov.com"),
+    ("us1-fed", "ddog-gov.com"),
+];
+
+pub const INTAKE_PATH: &str = "/api/v2/logs";
+
+/// Service when `dd_service` is not set: Datadog's unified service tagging label, then the
+/// usual Kubernetes name labels, then the FireLens container name.
+pub const DEFAULT_SERVICE: &str = "$kubernetes['labels']['tags.datadoghq.com/service'] \
+    || $kubernetes['labels']['app.kubernetes.io/name'] || $kubernetes['labels']['app'] || $container_name";
+
+/// Tags every record gets when its fields exist (Datadog's unified service tagging and
+/// standard Kubernetes tags); `dd_tags` adds to these.
+pub const CONVENTION_TAGS: &[&str] = &[
+    "env:$kubernetes['labels']['tags.datadoghq.com/env']",
+    "version:$kubernetes['labels']['tags.datadoghq.com/version']",
+    "kube_namespace:$kubernetes['namespace_name']",
+    "pod_name:$kubernetes['pod_name']",
+    "kube_container_name:$kubernetes['container_name']",
+];
+
+/// The API key: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DatadogConfig {
+    pub api_key: ApiKey,
+    /// Full intake URL, e.g. `https://http-intake.logs.datadoghq.com/api/v2/logs`.
+    pub url: String,
+    pub gzip: bool,
+    pub service: Option<Choice>,
+    pub source: Option<Choice>,
+    pub hostname: Option<Choice>,
+    /// `dd_tags` entries followed by the convention tags; an entry that does not resolve is left out.
+    pub tags: Vec<Choice>,
+    /// `dd_message_key`; `None` means the instance's `message_key` list.
+    pub message_key: Option<String>,
+    pub provider_ecs: bool,
+    /// `tag_key` when `include_tag_key` is on.
+    pub tag_key: Option<String>,
+    pub date_key: String,
+}
+
+fn choice(r: &Reader, key: &str) -> Result<Option<Choice>, ConfigError> {
+    r.string(key)
+        .map(|v| Choice::parse(&v).map_err(|e| ConfigError::new(key, e.to_string())))
+        .transpose()
+}
+
+impl DatadogConfig {
+    pub fn read(props: &dyn Properties) -> Result<DatadogConfig, ConfigError> {
+        let r = Reader::new(props);
+        let api_key = ApiKey(r.required(
+            "apikey",
+            "the Datadog API key (for example ${DD_API_KEY}, expanded by Fluent Bit from the environment)",
+        )?);
+        let url = match r.string("dd_url") {
+            Some(base) => {
+                if !(base.starts_with("http://") || base.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        "dd_url",
+                        format!(
+                            "invalid value '{base}': expected a URL starting with https:// (or http://)"
+                        ),
+                    ));
+                }
+                let base = base.trim_end_matches('/');
+                if base.ends_with(INTAKE_PATH) {
+                    base.to_owned()
+                } else {
+                    format!("{base}{INTAKE_PATH}")
+                }
+            }
+            None => {
+                let site = r
+                    .string("dd_site")
+                    .unwrap_or_else(|| "datadoghq.com".into());
+                let domain = SITES
+                    .iter()
+                    .find(|(name, domain)| name.eq_ignore_ascii_case(&site) || domain.eq_ignore_ascii_case(&site))
+                    .map(|(_, domain)| *domain)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "dd_site",
+                            format!(
+                                "invalid value '{site}': expected one of US1, US3, US5, EU, AP1, AP2, gov \
+                                 (or the site's domain, e.g. datadoghq.eu)"
+                            ),
+                        )
+                    })?;
+                format!("https://http-intake.logs.{domain}{INTAKE_PATH}")
+            }
+        };
+        let gzip = match r
+            .string("compress")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("gzip" | "on" | "true") => true,
+            Some("none" | "off" | "false") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "compress",
+                    format!("invalid value '{other}': expected gzip or none"),
+                ));
+            }
+        };
+        let service = match choice(&r, "dd_service")? {
+            Some(service) => Some(service),
+            None => {
+                Some(Choice::parse(DEFAULT_SERVICE).expect("the default service template parses"))
+            }
+        };
+        let mut tags = Vec::new();
+        for entry in r.list("dd_tags").unwrap_or_default() {
+            tags.push(
+                Choice::parse(&entry).map_err(|e| ConfigError::new("dd_tags", e.to_string()))?,
+            );
+        }
+        tags.extend(
+            CONVENTION_TAGS
+                .iter()
+                .map(|t| Choice::parse(t).expect("convention tags parse")),
+        );
+        let provider_ecs = match r
+            .string("provider")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => false,
+            Some("ecs") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "provider",
+                    format!("invalid value '{other}': expected ecs (or leave it unset)"),
+                ));
+            }
+        };
+        let tag_key = r
+            .boolean("include_tag_key", false)?
+            .then(|| r.string("tag_key").unwrap_or_else(|| "tagkey".into()));
+        Ok(DatadogConfig {
+            api_key,
+            url,
+            gzip,
+            service,
+            source: choice(&r, "dd_source")?,
+            hostname: choice(&r, "dd_hostname")?,
+            tags,
+            message_key: r.string("dd_message_key"),
+            provider_ecs,
+            tag_key,
+            date_key: r
+                .string("json_date_key")
+                .unwrap_or_else(|| "timestamp".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<DatadogConfig, ConfigError> {
+        let props: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        DatadogConfig::read(&props)
+    }
+
+    #[test]
+    fn sites_urls_and_defaults() {
+        let c = read(&[("apikey", "k")]).unwrap();
+        assert_eq!(c.url, "https://http-intake.logs.datadoghq.com/api/v2/logs");
+        assert!(c.gzip);
+        assert_eq!(c.date_key, "timestamp");
+        assert!(c.tag_key.is_none());
+        assert_eq!(
+            read(&[("apikey", "k"), ("dd_site", "EU")]).unwrap().url,
+            "https://http-intake.logs.datadoghq.eu/api/v2/logs"
+        );
+        assert_eq!(
+            read(&[("apikey", "k"), ("dd_site", "us5.datadoghq.com")])
+                .unwrap()
+                .url,
+            "https://http-intake.logs.us5.datadoghq.com/api/v2/logs"
+        );
+        assert_eq!(
+            read(&[("apikey", "k"), ("dd_url", "http://127.0.0.1:9/")])
+                .unwrap()
+                .url,
+            "http://127.0.0.1:9/api/v2/logs"
+        );
+        let tagged = read(&[("apikey", "k"), ("include_tag_key", "on")]).unwrap();
+        assert_eq!(tagged.tag_key.as_deref(), Some("tagkey"));
+    }
+
+    #[test]
+    fn errors_name_the_property_and_never_echo_the_key() {
+        let missing = read(&[]).unwrap_err();
+        assert_eq!(missing.property, "apikey");
+        let site = read(&[("apikey", "secret-key-123"), ("dd_site", "mars")]).unwrap_err();
+        assert!(site.to_string().contains("expected one of US1"), "{site}");
+        assert!(
+            !format!(
+                "{site} {:?}",
+                read(&[("apikey", "secret-key-123")]).unwrap()
+            )
+            .contains("secret-key-123")
+        );
+        assert_eq!(
+            read(&[("apikey", "k"), ("compress", "zstd")])
+                .unwrap_err()
+                .property,
+            "compress"
+        );
+        assert_eq!(
+            read(&[("apikey", "k"), ("provider", "eks")])
+                .unwrap_err()
+                .property,
+            "provider"
+        );
+        assert_eq!(
+            read(&[("apikey", "k"), ("dd_service", "$a['x")])
+                .unwrap_err()
+                .property,
+            "dd_service"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! A stand-in for the Datadog Logs intake on 127.0.0.1, for tests and the demo.
+//!
+//! It checks what the real intake checks — method and path, `DD-API-KEY`, JSON content type,
+//! gzip when announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413
+//! otherwise) — records every request, and answers from a script (202 when the script is
+//! empty), so tests can make it fail on schedule.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const MAX_ENTRIES: usize = 1000;
+pub const MAX_UNCOMPRESSED: usize = 5_000_000;
+
+/// A scripted answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Status(u16),
+    /// The status with `Retry-After: <seconds>`.
+    RetryAfter(u16, u32),
+}
+
+/// One request as the intake saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    /// Uncompressed body length.
+    pub body_len: usize,
+    pub entries: Vec<Value>,
+    pub status: u16,
+    /// Why the request broke the intake's rules, if it did.
+    pub violation: Option<String>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Reply>,
+    received: Vec<Received>,
+}
+
+pub struct FakeDatadog {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeDatadog {
+    pub fn start() -> FakeDatadog {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
+        let url = format!(
+            "http://{}",
+            server.server_addr().to_ip().expect("an IP listener")
+        );
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
+                        handle(request, &state);
+                    }
+                }
+            })
+        };
+        FakeDatadog {
+            url,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Answers for the next requests, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Entries of every request the intake accepted (2xx), in arrival order.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .flat_map(|r| r.entries)
+            .collect()
+    }
+}
+
+impl Drop for FakeDatadog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut raw = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut raw);
+    let mut violation = None;
+    let mut body = Vec::new();
+    if header("Content-Encoding").as_deref() == Some("gzip") {
+        if flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut body)
+            .is_err()
+        {
+            violation = Some("Content-Encoding gzip but the body is not gzip".to_string());
+        }
+    } else {
+        body = raw;
+    }
+    let entries: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => {
+            violation.get_or_insert("the body is not a JSON array".into());
+            Vec::new()
+        }
+        Err(e) => {
+            violation.get_or_insert(format!("the body is not JSON: {e}"));
+            Vec::new()
+        }
+    };
+    let mut status =
+        if request.method() != &tiny_http::Method::Post || request.url() != "/api/v2/logs" {
+            violation.get_or_insert(format!("{} {}", request.method(), request.url()));
+            404
+        } else if header("DD-API-KEY").is_none_or(|k| k.is_empty()) {
+            violation.get_or_insert("no DD-API-KEY".into());
+            401
+        } else if header("Content-Type").as_deref() != Some("application/json") {
+            violation.get_or_insert("Content-Type is not application/json".into());
+            400
+        } else if violation.is_some() {
+            400
+        } else if entries.len() > MAX_ENTRIES || body.len() > MAX_UNCOMPRESSED {
+            violation = Some(format!(
+                "{} entries, {} bytes uncompressed",
+                entries.len(),
+                body.len()
+            ));
+            413
+        } else {
+            202
+        };
+    let mut retry_after = None;
+    {
+        let mut state = state.lock().unwrap();
+        if status == 202 {
+            match state.script.pop_front() {
+                Some(Reply::Status(s)) => status = s,
+                Some(Reply::RetryAfter(s, secs)) => {
+                    status = s;
+                    retry_after = Some(secs);
+                }
+                None => {}
+            }
+        }
+        state.received.push(Received {
+            headers,
+            body_len: body.len(),
+            entries,
+            status,
+            violation,
+        });
+    }
+    let mut response = tiny_http::Response::from_string(if status < 300 {
+        "{}"
+    } else {
+        r#"{"errors":["scripted"]}"#
+    })
+    .with_status_code(status);
+    if let Some(secs) = retry_after {
+        response
+            .add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap());
+    }
+    let _ = request.respond(response);
+}

@@ -1,0 +1,446 @@
+//! The `datadog` destination of the built plugin against a real HTTP intake on 127.0.0.1.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use fanout_testhost::fake_datadog::{FakeDatadog, Reply};
+use fanout_testhost::host::{FLB_ERROR, FLB_OK, FLB_RETRY, logs, logs_of};
+use fanout_testhost::{Chunk, HostVersion, Plugin, plugin_path};
+use serde_json::{Value, json};
+
+const API_KEY: &str = "dd-test-key-4f9a2c7e1b";
+
+fn load() -> Plugin {
+    Plugin::load(&plugin_path(), HostVersion::V5_1).expect("the plugin loads")
+}
+
+fn props<'a>(
+    label: &'a str,
+    intake: &'a FakeDatadog,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut p = vec![
+        ("destinations", "datadog"),
+        ("apikey", API_KEY),
+        ("dd_url", intake.url.as_str()),
+        ("label", label),
+    ];
+    p.extend_from_slice(extra);
+    p
+}
+
+fn firelens(service: &str, n: usize) -> Value {
+    json!({
+        "container_id": format!("{service}-0123"),
+        "container_name": service,
+        "ecs_cluster": "arn:aws:ecs:eu-west-1:210987654321:cluster/prod",
+        "ecs_task_arn": "arn:aws:ecs:eu-west-1:210987654321:task/prod/5b1f",
+        "ecs_task_definition": format!("{service}:7"),
+        "source": "stdout",
+        "log": format!("{service} request {n}"),
+    })
+}
+
+fn messages(entries: &[Value]) -> Vec<String> {
+    let mut m: Vec<String> = entries
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+        .collect();
+    m.sort();
+    m
+}
+
+#[test]
+fn firelens_records_arrive_with_service_source_and_tags() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    let p = props(
+        "dd-firelens",
+        &intake,
+        &[
+            ("provider", "ecs"),
+            ("dd_source", "firelens"),
+            ("dd_tags", "env:staging"),
+        ],
+    );
+    let instance = plugin.init(&p).unwrap();
+    let chunk = Chunk::new()
+        .event(1_700_000_000, &firelens("checkout", 1))
+        .event(
+            1_700_000_001,
+            &json!({"log": "{\"msg\":\"x\"}", "container_name": "cart", "level": "warn"}),
+        );
+    assert_eq!(
+        instance.flush(chunk.bytes(), "checkout-firelens-5b1f"),
+        FLB_OK
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+
+    let received = intake.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.violation, None);
+    assert_eq!(request.header("DD-API-KEY"), Some(API_KEY));
+    assert_eq!(request.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(request.header("Content-Type"), Some("application/json"));
+    assert!(
+        request
+            .header("User-Agent")
+            .unwrap()
+            .starts_with("flb-fanout/")
+    );
+    assert_eq!(
+        request.entries[0],
+        json!({
+            "timestamp": 1_700_000_000_000i64,
+            "ddsource": "firelens",
+            "service": "checkout",
+            "message": "checkout request 1",
+            "ddtags": "container_id:checkout-0123,container_name:checkout,cluster_name:prod,\
+                       task_arn:arn:aws:ecs:eu-west-1:210987654321:task/prod/5b1f,region:eu-west-1,\
+                       aws_account:210987654321,task_id:5b1f,task_family:checkout,task_version:7,stream:stdout,env:staging"
+        })
+    );
+    assert_eq!(request.entries[1]["service"], "cart");
+    assert_eq!(request.entries[1]["status"], "warn");
+    assert_eq!(
+        request.entries[1]["ddtags"],
+        "container_name:cart,env:staging"
+    );
+}
+
+#[test]
+fn kubernetes_records_get_per_record_service_and_tags() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    let p = props(
+        "dd-k8s",
+        &intake,
+        &[
+            ("dd_service", "$kubernetes['labels']['app'] || batch-jobs"),
+            ("dd_tags", "team:$kubernetes['labels']['team'] || team:none"),
+        ],
+    );
+    let instance = plugin.init(&p).unwrap();
+    let pod = |app: Option<&str>, team: Option<&str>, n: u32| {
+        let mut labels = serde_json::Map::new();
+        if let Some(app) = app {
+            labels.insert("app".into(), json!(app));
+        }
+        if let Some(team) = team {
+            labels.insert("team".into(), json!(team));
+        }
+        labels.insert("tags.datadoghq.com/env".into(), json!("prod"));
+        json!({"log": format!("line {n}"), "stream": "stdout",
+               "kubernetes": {"namespace_name": "jobs", "pod_name": format!("p-{n}"), "labels": labels}})
+    };
+    let chunk = Chunk::new()
+        .event(1, &pod(Some("report"), Some("data"), 1))
+        .event(2, &pod(None, None, 2));
+    assert_eq!(
+        instance.flush(chunk.bytes(), "kube.var.log.containers.p"),
+        FLB_OK
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    let entries = intake.accepted();
+    assert_eq!(entries[0]["service"], "report");
+    assert_eq!(
+        entries[0]["ddtags"],
+        "team:data,env:prod,kube_namespace:jobs,pod_name:p-1"
+    );
+    assert_eq!(entries[1]["service"], "batch-jobs");
+    assert_eq!(
+        entries[1]["ddtags"],
+        "team:none,env:prod,kube_namespace:jobs,pod_name:p-2"
+    );
+    assert_eq!(entries[1]["message"], "line 2");
+    assert_eq!(entries[1]["kubernetes"]["pod_name"], "p-2");
+}
+
+#[test]
+fn requests_are_cut_at_1000_entries_and_5_mb() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    let instance = plugin.init(&props("dd-limits", &intake, &[])).unwrap();
+    let many = (0..2500u32).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": format!("small {i:05}")}))
+    });
+    assert_eq!(instance.flush(many.bytes(), "t"), FLB_OK);
+    let counts: Vec<usize> = intake.received().iter().map(|r| r.entries.len()).collect();
+    assert_eq!(counts, vec![1000, 1000, 500]);
+
+    let big = (0..14u32).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": format!("{i:02}{}", "b".repeat(900_000))}))
+    });
+    assert_eq!(instance.flush(big.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = intake.received();
+    assert!(
+        received
+            .iter()
+            .all(|r| r.violation.is_none() && r.status == 202),
+        "no request broke a limit"
+    );
+    assert!(received[3..].iter().all(|r| r.body_len <= 5_000_000));
+    assert!(
+        received.len() >= 3 + 3,
+        "14 logs of 900 KB need at least 3 requests"
+    );
+    assert_eq!(intake.accepted().len(), 2514);
+}
+
+#[test]
+fn a_413_splits_the_request_and_every_record_arrives_once() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    intake.script([Reply::Status(413), Reply::Status(413)]);
+    let instance = plugin.init(&props("dd-413", &intake, &[])).unwrap();
+    let chunk = (0..10u32).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": format!("m{i}")}))
+    });
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let sizes: Vec<(usize, u16)> = intake
+        .received()
+        .iter()
+        .map(|r| (r.entries.len(), r.status))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![(10, 413), (5, 413), (2, 202), (3, 202), (5, 202)]
+    );
+    assert_eq!(
+        messages(&intake.accepted()),
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn temporary_failures_are_retried_with_the_same_records() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    intake.script([
+        Reply::Status(500),
+        Reply::RetryAfter(429, 1),
+        Reply::Status(503),
+        Reply::Status(408),
+    ]);
+    let instance = plugin.init(&props("dd-retry", &intake, &[])).unwrap();
+    let chunk = (0..3u32).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": format!("r{i}")}))
+    });
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = intake.received();
+    let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![500, 429, 503, 408, 202]);
+    assert!(
+        received
+            .iter()
+            .all(|r| messages(&r.entries) == vec!["r0", "r1", "r2"])
+    );
+    assert_eq!(intake.accepted().len(), 3);
+}
+
+#[test]
+fn rejected_keys_are_not_retried_and_the_key_is_never_logged() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    intake.script([Reply::Status(403)]);
+    let instance = plugin.init(&props("dd-403", &intake, &[])).unwrap();
+    assert_eq!(
+        instance.flush(Chunk::new().event(1, &json!({"log": "x"})).bytes(), "t"),
+        FLB_ERROR
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    assert_eq!(intake.received().len(), 1, "a 403 is not retried");
+    let errors: Vec<_> = logs_of("dd-403")
+        .into_iter()
+        .filter(|l| l.level == 1)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].text.contains("HTTP 403"), "{}", errors[0].text);
+    assert!(
+        errors[0].text.contains("check apikey"),
+        "{}",
+        errors[0].text
+    );
+    assert!(
+        logs().iter().all(|l| !l.text.contains(API_KEY)),
+        "the API key appeared in a log line"
+    );
+}
+
+#[test]
+fn a_fault_schedule_loses_nothing() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    let p = props(
+        "dd-faults",
+        &intake,
+        &[("provider", "ecs"), ("flush_timeout", "2s")],
+    );
+    let instance = plugin.init(&p).unwrap();
+    let services = ["checkout", "cart", "search"];
+    let mut expected = Vec::new();
+    for round in 0..9usize {
+        // Faults before most requests; round 4 fails longer than flush_timeout allows.
+        match round % 3 {
+            0 => intake.script([Reply::Status(500), Reply::Status(429)]),
+            1 => intake.script([Reply::Status(503)]),
+            _ => {}
+        }
+        if round == 4 {
+            intake.script(std::iter::repeat_n(Reply::Status(500), 40));
+        }
+        let service = services[round % 3];
+        let chunk = (0..20usize).fold(Chunk::new(), |c, n| {
+            expected.push(format!("{service} request {}", round * 100 + n));
+            c.event(n as u32, &firelens(service, round * 100 + n))
+        });
+        // Fluent Bit resends a chunk for as long as the plugin answers RETRY.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match instance.flush(chunk.bytes(), "firelens") {
+                FLB_OK => break,
+                FLB_RETRY if attempts < 10 => continue,
+                other => panic!("round {round}: flush returned {other} after {attempts} attempts"),
+            }
+        }
+    }
+    assert_eq!(instance.exit(), FLB_OK);
+    expected.sort();
+    let accepted = intake.accepted();
+    assert_eq!(messages(&accepted), expected, "every record exactly once");
+    let per_service: BTreeMap<String, usize> = accepted.iter().fold(BTreeMap::new(), |mut m, e| {
+        *m.entry(e["service"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        m
+    });
+    assert_eq!(
+        per_service.values().copied().collect::<Vec<_>>(),
+        vec![60, 60, 60]
+    );
+}
+
+#[test]
+fn bad_datadog_properties_fail_init_with_one_line() {
+    let plugin = load();
+    let cases = [
+        (
+            "dd-nokey",
+            vec![("destinations", "datadog")],
+            "property 'apikey': is required",
+        ),
+        (
+            "dd-site",
+            vec![
+                ("destinations", "datadog"),
+                ("apikey", API_KEY),
+                ("dd_site", "moon"),
+            ],
+            "property 'dd_site': invalid value 'moon'",
+        ),
+        (
+            "dd-url",
+            vec![
+                ("destinations", "datadog"),
+                ("apikey", API_KEY),
+                ("dd_url", "intake:80"),
+            ],
+            "property 'dd_url'",
+        ),
+    ];
+    for (label, mut p, expected) in cases {
+        p.push(("label", label));
+        assert_eq!(plugin.init(&p).err(), Some(0));
+        let lines = logs_of(label);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].text.contains(expected), "{:?}", lines[0].text);
+        assert!(!lines[0].text.contains(API_KEY));
+    }
+}
+
+/// An HTTPS intake on 127.0.0.1 with a self-signed certificate (Python's ssl module): the
+/// plugin must refuse it, because certificates are verified by default.
+#[test]
+fn tls_certificates_are_verified_by_default() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success());
+    let server = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.send_response(202); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.timeout = 0.2
+import time; end = time.time() + 30
+while time.time() < end: s.handle_request()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let url = format!("https://127.0.0.1:{}", port.trim());
+
+    let plugin = load();
+    let p = vec![
+        ("destinations", "datadog"),
+        ("apikey", API_KEY),
+        ("dd_url", url.as_str()),
+        ("label", "dd-tls"),
+        ("flush_timeout", "1s"),
+    ];
+    let instance = plugin.init(&p).unwrap();
+    let rc = instance.flush(Chunk::new().event(1, &json!({"log": "x"})).bytes(), "t");
+    assert_eq!(instance.exit(), FLB_OK);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        rc, FLB_RETRY,
+        "an untrusted certificate is a delivery failure"
+    );
+    let lines = logs_of("dd-tls");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.text.to_lowercase().contains("certificate")),
+        "the log says why: {lines:?}"
+    );
+}
