@@ -1,13 +1,14 @@
 //! `make demo`: the plugin's main job on an embedded default, with no cloud account and no
 //! Fluent Bit. Loads `dist/fanout.so` through the test host exactly as Fluent Bit's proxy
-//! would, sends FireLens- and Kubernetes-shaped records in both chunk layouts, and prints
-//! what the plugin delivered. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
+//! would, sends FireLens- and Kubernetes-shaped records in both chunk layouts to a local
+//! Datadog intake stand-in and to the `file` destination, and prints what each received. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
 //! plugin inside that real Fluent Bit.
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use fanout_testhost::fake_datadog::FakeDatadog;
 use fanout_testhost::host::{FLB_OK, logs_of};
 use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, plugin_path, workspace_root};
 use serde_json::{Value, json};
@@ -72,8 +73,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A local stand-in for the Datadog intake: same checks as the real one, no account needed.
+    let intake = FakeDatadog::start();
+    println!("== Datadog intake stand-in listening on {}", intake.url);
     let properties = [
-        ("destinations", "file"),
+        ("destinations", "datadog,file"),
+        ("apikey", "demo-api-key"),
+        ("dd_url", intake.url.as_str()),
+        ("provider", "ecs"),
+        ("dd_tags", "env:demo"),
         ("path", records_s.as_str()),
         ("label", "demo"),
     ];
@@ -123,11 +131,25 @@ fn main() -> ExitCode {
     for line in logs_of("demo") {
         println!("   plugin log: {}", line.text);
     }
-    println!("== {} now holds:", records_path.display());
+    println!("== the Datadog stand-in received:");
+    for request in intake.received() {
+        println!(
+            "   POST /api/v2/logs -> {} ({} entries, {} bytes of JSON, Content-Encoding: {})",
+            request.status,
+            request.entries.len(),
+            request.body_len,
+            request.header("Content-Encoding").unwrap_or("none")
+        );
+        ok &= request.violation.is_none();
+        for entry in &request.entries {
+            println!("     {entry}");
+        }
+    }
+    println!("== the file destination wrote {}:", records_path.display());
     print_file(&records_path);
 
     if let Some(fluent_bit) = std::env::var_os("FLUENT_BIT") {
-        ok &= run_real_fluent_bit(Path::new(&fluent_bit), &so, &out_dir);
+        ok &= run_real_fluent_bit(Path::new(&fluent_bit), &so, &out_dir, &intake);
     } else {
         println!("== FLUENT_BIT is not set: skipping the run through a real Fluent Bit");
     }
@@ -154,7 +176,8 @@ fn print_file(path: &Path) {
 }
 
 /// `fluent-bit -e fanout.so -i dummy -o fanout`: waits for the dummy records, then SIGTERM.
-fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path) -> bool {
+fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path, intake: &FakeDatadog) -> bool {
+    let before = intake.accepted().len();
     let out = out_dir.join("fluent-bit.jsonl");
     let _ = std::fs::remove_file(&out);
     println!("== running {} with the plugin", fluent_bit.display());
@@ -170,7 +193,18 @@ fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path) -> bool {
             "-p",
             "samples=3",
         ])
-        .args(["-o", "fanout", "-m", "*", "-p", "destinations=file"])
+        .args([
+            "-o",
+            "fanout",
+            "-m",
+            "*",
+            "-p",
+            "destinations=datadog,file",
+            "-p",
+            "apikey=demo-api-key",
+        ])
+        .arg("-p")
+        .arg(format!("dd_url={}", intake.url))
         .arg("-p")
         .arg(format!("path={}", out.display()))
         .args(["-f", "1"])
@@ -201,5 +235,13 @@ fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path) -> bool {
         out.display()
     );
     print_file(&out);
-    lines >= 3
+    let to_datadog = intake.accepted().split_off(before);
+    println!(
+        "== the Datadog stand-in accepted {} entries from Fluent Bit:",
+        to_datadog.len()
+    );
+    for entry in &to_datadog {
+        println!("     {entry}");
+    }
+    lines >= 3 && to_datadog.len() >= 3
 }
