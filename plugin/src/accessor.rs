@@ -202,7 +202,19 @@ impl Choice {
 
     /// The first alternative that renders, or `None` when none does.
     pub fn render(&self, tag: &str, record: &Map) -> Option<String> {
-        self.options.iter().find_map(|t| t.render(tag, record).ok())
+        self.resolve(tag, record).ok()
+    }
+
+    /// Like [`Choice::render`], naming what the last alternative missed when none renders.
+    pub fn resolve(&self, tag: &str, record: &Map) -> Result<String, MissingField> {
+        let mut missing = MissingField(String::new());
+        for option in &self.options {
+            match option.render(tag, record) {
+                Ok(value) => return Ok(value),
+                Err(e) => missing = e,
+            }
+        }
+        Err(missing)
     }
 
     /// The value when no alternative looks at the record or tag.

@@ -3,4 +3,6 @@
 //! ([`retry`]). Destinations keep only what is specific to their API.
 
 pub mod batch;
+pub mod json;
 pub mod retry;
+pub mod shrink;

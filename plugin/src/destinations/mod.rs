@@ -6,6 +6,7 @@
 
 pub mod datadog;
 pub mod file;
+pub mod firehose;
 
 use std::sync::Arc;
 
@@ -19,15 +20,21 @@ use crate::record::Batch;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DestinationKind {
     Datadog,
+    Firehose,
     File,
 }
 
 impl DestinationKind {
-    pub const ALL: &'static [DestinationKind] = &[DestinationKind::Datadog, DestinationKind::File];
+    pub const ALL: &'static [DestinationKind] = &[
+        DestinationKind::Datadog,
+        DestinationKind::Firehose,
+        DestinationKind::File,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             DestinationKind::Datadog => "datadog",
+            DestinationKind::Firehose => "firehose",
             DestinationKind::File => "file",
         }
     }
@@ -59,6 +66,7 @@ pub struct Shared {
 
 pub enum Destination {
     Datadog(Box<datadog::DatadogDestination>),
+    Firehose(Box<firehose::FirehoseDestination>),
     File(file::FileDestination),
 }
 
@@ -72,6 +80,9 @@ impl Destination {
             DestinationKind::Datadog => Destination::Datadog(Box::new(
                 datadog::DatadogDestination::configure(props, shared)?,
             )),
+            DestinationKind::Firehose => Destination::Firehose(Box::new(
+                firehose::FirehoseDestination::configure(props, shared)?,
+            )),
             DestinationKind::File => {
                 Destination::File(file::FileDestination::configure(props, shared)?)
             }
@@ -81,6 +92,7 @@ impl Destination {
     pub fn kind(&self) -> DestinationKind {
         match self {
             Destination::Datadog(_) => DestinationKind::Datadog,
+            Destination::Firehose(_) => DestinationKind::Firehose,
             Destination::File(_) => DestinationKind::File,
         }
     }
@@ -89,6 +101,7 @@ impl Destination {
     pub async fn deliver(&self, batch: &Batch, deadline: Instant) -> Delivery {
         match self {
             Destination::Datadog(d) => d.deliver(batch, deadline).await,
+            Destination::Firehose(d) => d.deliver(batch, deadline).await,
             Destination::File(d) => d.deliver(batch).await,
         }
     }

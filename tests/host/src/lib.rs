@@ -13,8 +13,10 @@
 
 pub mod chunk;
 pub mod fake_datadog;
+pub mod fake_firehose;
 pub mod ffi;
 pub mod host;
+pub mod moto;
 
 pub use chunk::{Chunk, Layout, Time};
 pub use host::{HostVersion, LogLine, OutputInstance, Plugin, logs, plugin_path, workspace_root};

@@ -12,11 +12,12 @@ use std::ops::Range;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::config::DatadogConfig;
 use crate::delivery::batch::{self, Limits};
+use crate::delivery::json::Object;
+use crate::delivery::shrink;
 use crate::record::{Batch, LogEvent};
 
 /// Request limits of the intake (uncompressed): 1000 entries, 5 MB, in a JSON array.
@@ -116,34 +117,6 @@ impl Entries {
     }
 }
 
-/// Writes one JSON object field by field.
-struct Object<'a> {
-    out: &'a mut Vec<u8>,
-    empty: bool,
-}
-
-impl<'a> Object<'a> {
-    fn start(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Object { out, empty: true }
-    }
-
-    fn field<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        // Strings and JSON values always serialize; writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *self.out, key);
-        self.out.push(b':');
-        let _ = serde_json::to_writer(&mut *self.out, value);
-    }
-
-    fn end(self) {
-        self.out.push(b'}');
-    }
-}
-
 pub struct Encoder<'a> {
     pub config: &'a DatadogConfig,
     pub message_keys: &'a [String],
@@ -188,22 +161,13 @@ impl Encoder<'_> {
             .message(event)
             .and_then(|(_, v)| v.as_str())
             .map_or(0, str::len);
-        let mut keep = message_len as isize
-            - (len - MAX_LOG_BYTES) as isize
-            - TRUNCATION_MARKER.len() as isize
-            - 64;
-        for _ in 0..4 {
-            if keep <= 0 {
-                break;
-            }
+        let fitted = shrink::fit(MAX_LOG_BYTES, len, message_len, TRUNCATION_MARKER, |keep| {
             buf.truncate(start);
-            self.write_entry(event, tag, Some(keep as usize), buf);
-            let now = buf.len() - start;
-            if now <= MAX_LOG_BYTES {
-                return Shrunk::Truncated;
-            }
-            // Escaping made the message longer than its raw bytes: cut twice the excess.
-            keep -= 2 * (now - MAX_LOG_BYTES) as isize;
+            self.write_entry(event, tag, Some(keep), buf);
+            buf.len() - start
+        });
+        if fitted.is_some() {
+            return Shrunk::Truncated;
         }
         buf.truncate(start);
         self.write_entry(event, tag, None, buf);
@@ -265,11 +229,7 @@ impl Encoder<'_> {
         let truncate = |value: &Value| -> Value {
             match (value, message_limit) {
                 (Value::String(s), Some(limit)) if s.len() > limit => {
-                    let mut cut = limit;
-                    while !s.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    Value::String(format!("{}{TRUNCATION_MARKER}", &s[..cut]))
+                    Value::String(shrink::cut(s, limit, TRUNCATION_MARKER))
                 }
                 _ => value.clone(),
             }

@@ -1,0 +1,189 @@
+//! Properties of the `firehose` destination. Names follow Fluent Bit's core
+//! `kinesis_firehose` output wherever the meaning is the same.
+
+use crate::accessor::{Choice, Template};
+use crate::config::{ConfigError, Properties, Reader};
+
+#[derive(Clone, Debug)]
+pub struct FirehoseConfig {
+    pub region: String,
+    /// Per-record stream name; `||` alternatives are the fallback.
+    pub delivery_stream: Choice,
+    /// Custom Firehose endpoint (VPC endpoints, tests).
+    pub endpoint: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub profile: Option<String>,
+    pub time_key: Option<String>,
+    /// chrono strftime, with Fluent Bit's `%L` (milliseconds) translated.
+    pub time_key_format: String,
+    pub log_key: Option<String>,
+    pub gzip: bool,
+    pub simple_aggregation: bool,
+    /// Fields added to every record, for Firehose dynamic partitioning: (name, template).
+    pub partition_keys: Vec<(String, Template)>,
+}
+
+/// Fluent Bit's default `time_key_format`.
+pub const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+fn url(r: &Reader, key: &str) -> Result<Option<String>, ConfigError> {
+    match r.string(key) {
+        None => Ok(None),
+        Some(v) if v.starts_with("https://") || v.starts_with("http://") => {
+            Ok(Some(v.trim_end_matches('/').to_owned()))
+        }
+        // The core output takes a bare host and always uses TLS.
+        Some(v) if !v.contains("://") => Ok(Some(format!("https://{}", v.trim_end_matches('/')))),
+        Some(v) => Err(ConfigError::new(
+            key,
+            format!("invalid value '{v}': expected https://host[:port]"),
+        )),
+    }
+}
+
+impl FirehoseConfig {
+    pub fn read(props: &dyn Properties) -> Result<FirehoseConfig, ConfigError> {
+        let r = Reader::new(props);
+        let region = r
+            .string("region")
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|v| !v.is_empty()))
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok().filter(|v| !v.is_empty()))
+            .ok_or_else(|| ConfigError::new("region", "is required: the AWS region of the delivery streams, e.g. us-east-1 (or set AWS_REGION)"))?;
+        let stream = r.required(
+            "delivery_stream",
+            "the delivery stream name or a template such as logs-$container_name || logs-default",
+        )?;
+        let delivery_stream = Choice::parse(&stream)
+            .map_err(|e| ConfigError::new("delivery_stream", e.to_string()))?;
+        let compression = r.choice("compression", &["gzip", "none"], "none")?;
+        let log_key = r.string("log_key");
+        let time_key = r.string("time_key");
+        if log_key.is_some() && time_key.is_some() {
+            return Err(ConfigError::new(
+                "time_key",
+                "cannot be combined with log_key (log_key sends one field as it is, with nothing added)",
+            ));
+        }
+        let format = r
+            .string("time_key_format")
+            .unwrap_or_else(|| DEFAULT_TIME_FORMAT.into());
+        let time_key_format = format.replace("%L", "%3f");
+        if chrono::format::StrftimeItems::new(&time_key_format)
+            .any(|i| matches!(i, chrono::format::Item::Error))
+        {
+            return Err(ConfigError::new(
+                "time_key_format",
+                format!(
+                    "invalid value '{format}': expected a strftime format such as %Y-%m-%dT%H:%M:%S.%L"
+                ),
+            ));
+        }
+        let mut partition_keys = Vec::new();
+        for entry in r.list("partition_keys").unwrap_or_default() {
+            let (name, template) = entry.split_once('=').ok_or_else(|| {
+                ConfigError::new(
+                    "partition_keys",
+                    format!("invalid entry '{entry}': expected name=template, e.g. service=$container_name"),
+                )
+            })?;
+            let template = Template::parse(template.trim())
+                .map_err(|e| ConfigError::new("partition_keys", e.to_string()))?;
+            partition_keys.push((name.trim().to_owned(), template));
+        }
+        Ok(FirehoseConfig {
+            region,
+            delivery_stream,
+            endpoint: url(&r, "endpoint")?,
+            sts_endpoint: url(&r, "sts_endpoint")?,
+            role_arn: r.string("role_arn"),
+            external_id: r.string("external_id"),
+            profile: r.string("profile"),
+            time_key,
+            time_key_format,
+            log_key,
+            gzip: compression == "gzip",
+            simple_aggregation: r.boolean("simple_aggregation", false)?,
+            partition_keys,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<FirehoseConfig, ConfigError> {
+        let props: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        FirehoseConfig::read(&props)
+    }
+
+    #[test]
+    fn reads_templates_and_defaults() {
+        let c = read(&[
+            ("region", "eu-west-1"),
+            ("delivery_stream", "logs-$container_name || logs-other"),
+            ("endpoint", "firehose.internal:8443"),
+            (
+                "partition_keys",
+                "service=$container_name, cluster=$ecs_cluster",
+            ),
+            ("time_key", "time"),
+            ("time_key_format", "%Y-%m-%dT%H:%M:%S.%LZ"),
+        ])
+        .unwrap();
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(
+            c.endpoint.as_deref(),
+            Some("https://firehose.internal:8443")
+        );
+        assert_eq!(c.partition_keys.len(), 2);
+        assert_eq!(c.partition_keys[1].0, "cluster");
+        assert_eq!(c.time_key_format, "%Y-%m-%dT%H:%M:%S.%3fZ");
+        assert!(!c.gzip && !c.simple_aggregation);
+    }
+
+    #[test]
+    fn errors_name_the_property() {
+        assert_eq!(
+            read(&[("region", "x")]).unwrap_err().property,
+            "delivery_stream"
+        );
+        let both = read(&[
+            ("region", "x"),
+            ("delivery_stream", "s"),
+            ("log_key", "log"),
+            ("time_key", "t"),
+        ]);
+        assert_eq!(both.unwrap_err().property, "time_key");
+        let zstd = read(&[
+            ("region", "x"),
+            ("delivery_stream", "s"),
+            ("compression", "zstd"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            zstd.to_string(),
+            "property 'compression': invalid value 'zstd': expected one of gzip, none"
+        );
+        let pk = read(&[
+            ("region", "x"),
+            ("delivery_stream", "s"),
+            ("partition_keys", "service"),
+        ])
+        .unwrap_err();
+        assert_eq!(pk.property, "partition_keys");
+        let fmt = read(&[
+            ("region", "x"),
+            ("delivery_stream", "s"),
+            ("time_key", "t"),
+            ("time_key_format", "%Q"),
+        ]);
+        assert_eq!(fmt.unwrap_err().property, "time_key_format");
+    }
+}

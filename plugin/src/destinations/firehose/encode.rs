@@ -1,0 +1,438 @@
+//! Turning decoded records into Firehose records, grouped by delivery stream.
+//!
+//! Each record becomes one newline-terminated JSON line (or, with `log_key`, that field's
+//! value as it is). Lines are grouped by the stream their template resolves to, in arrival
+//! order. With `simple_aggregation`, consecutive lines of one stream are packed into records
+//! of up to 1000 KiB; with `compression gzip`, each Firehose record is gzip-compressed.
+//!
+//! Size rule: a line over 1000 KiB has its message (`log_key` value, or the instance's message
+//! key) cut to fit and `[Truncated...]` appended; a record with no message long enough to cut
+//! is dropped. Both are counted and logged.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::ops::Range;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+
+use super::config::FirehoseConfig;
+use crate::delivery::batch::{self, Limits};
+use crate::delivery::json::Object;
+use crate::delivery::shrink;
+use crate::record::{Batch, LogEvent};
+
+/// Largest Firehose record, before base64 (1000 KiB).
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+
+/// gzip adds a few bytes to incompressible input; aggregates leave room for that.
+const GZIP_SLACK: usize = 1024;
+
+pub const TRUNCATION_MARKER: &str = "[Truncated...]";
+
+/// `PutRecordBatch`: 500 records and 4 MiB, counted on the base64 the JSON body carries.
+pub const CALL_LIMITS: Limits = Limits {
+    max_entries: 500,
+    max_bytes: 4 * 1024 * 1024,
+    fixed_overhead: 512,
+    per_entry_overhead: 16,
+};
+
+/// Firehose bills ingestion per record rounded up to 5 KB.
+pub const BILLING_UNIT: usize = 5 * 1024;
+
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// The Firehose records of one stream.
+#[derive(Debug, Default)]
+pub struct StreamRecords {
+    pub stream: String,
+    pub records: Vec<Vec<u8>>,
+    /// Log records packed into them.
+    pub events: usize,
+}
+
+impl StreamRecords {
+    /// Index ranges of the `PutRecordBatch` calls that carry these records.
+    pub fn calls(&self) -> Vec<Range<usize>> {
+        let sizes: Vec<usize> = self.records.iter().map(|r| base64_len(r.len())).collect();
+        batch::split(&sizes, CALL_LIMITS)
+    }
+}
+
+/// Everything one flush produces, with what could not be sent.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub streams: Vec<StreamRecords>,
+    /// Records whose stream template did not resolve; with the first reason.
+    pub unroutable: u64,
+    pub unroutable_reason: Option<String>,
+    pub truncated: u64,
+    pub dropped_oversize: u64,
+    pub missing_log_key: u64,
+}
+
+pub struct Encoder<'a> {
+    pub config: &'a FirehoseConfig,
+    pub message_keys: &'a [String],
+}
+
+impl Encoder<'_> {
+    pub fn encode(&self, batch: &Batch) -> Routed {
+        let mut routed = Routed::default();
+        let mut lines: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for event in &batch.events {
+            let stream = match self.config.delivery_stream.resolve(&batch.tag, &event.body) {
+                Ok(stream) if valid_stream_name(&stream) => stream,
+                Ok(stream) => {
+                    routed.unroutable += 1;
+                    routed.unroutable_reason.get_or_insert_with(|| {
+                        format!("'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)")
+                    });
+                    continue;
+                }
+                Err(missing) => {
+                    routed.unroutable += 1;
+                    routed
+                        .unroutable_reason
+                        .get_or_insert_with(|| missing.to_string());
+                    continue;
+                }
+            };
+            let Some(line) = self.line(event, &batch.tag, &mut routed) else {
+                continue;
+            };
+            let slot = *index.entry(stream.clone()).or_insert_with(|| {
+                lines.push((stream, Vec::new()));
+                lines.len() - 1
+            });
+            lines[slot].1.push(line);
+        }
+        routed.streams = lines
+            .into_iter()
+            .map(|(stream, lines)| self.records(stream, lines))
+            .collect();
+        routed
+    }
+
+    /// One newline-terminated line for an event, within the record size limit.
+    fn line(&self, event: &LogEvent, tag: &str, routed: &mut Routed) -> Option<Vec<u8>> {
+        let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
+        if let Some(log_key) = &self.config.log_key {
+            let Some(value) = event.body.get(log_key) else {
+                routed.missing_log_key += 1;
+                return None;
+            };
+            let mut line = match value {
+                Value::String(s) if s.len() + 1 > limit => {
+                    routed.truncated += 1;
+                    shrink::cut(s, limit - 1 - TRUNCATION_MARKER.len(), TRUNCATION_MARKER)
+                        .into_bytes()
+                }
+                Value::String(s) => s.as_bytes().to_vec(),
+                other => other.to_string().into_bytes(),
+            };
+            if line.len() + 1 > limit {
+                routed.dropped_oversize += 1;
+                return None;
+            }
+            line.push(b'\n');
+            return Some(line);
+        }
+        let mut line = Vec::with_capacity(256);
+        self.write_json(event, tag, None, &mut line);
+        if line.len() + 1 > limit {
+            let message = event.message(self.message_keys);
+            let message_len = message.and_then(|(_, v)| v.as_str()).map_or(0, str::len);
+            let full = line.len() + 1;
+            let fitted = shrink::fit(limit, full, message_len, TRUNCATION_MARKER, |keep| {
+                line.clear();
+                self.write_json(event, tag, Some(keep), &mut line);
+                line.len() + 1
+            });
+            if fitted.is_none() {
+                routed.dropped_oversize += 1;
+                return None;
+            }
+            routed.truncated += 1;
+        }
+        line.push(b'\n');
+        Some(line)
+    }
+
+    fn write_json(
+        &self,
+        event: &LogEvent,
+        tag: &str,
+        message_limit: Option<usize>,
+        out: &mut Vec<u8>,
+    ) {
+        let body = &event.body;
+        let message_key = message_limit.and(event.message(self.message_keys).map(|(k, _)| k));
+        let mut object = Object::start(out);
+        for (key, value) in body {
+            match (Some(key.as_str()) == message_key, value, message_limit) {
+                (true, Value::String(s), Some(limit)) => {
+                    object.field(key, &shrink::cut(s, limit, TRUNCATION_MARKER))
+                }
+                _ => object.field(key, value),
+            }
+        }
+        if let Some(time_key) = &self.config.time_key {
+            if !body.contains_key(time_key) {
+                if let Some(time) = event.time.to_datetime() {
+                    object.field(
+                        time_key,
+                        &time.format(&self.config.time_key_format).to_string(),
+                    );
+                }
+            }
+        }
+        for (name, template) in &self.config.partition_keys {
+            if !body.contains_key(name) {
+                if let Ok(value) = template.render(tag, body) {
+                    object.field(name, &value);
+                }
+            }
+        }
+        object.end();
+    }
+
+    /// Packs (optionally) and compresses (optionally) one stream's lines into records.
+    fn records(&self, stream: String, lines: Vec<Vec<u8>>) -> StreamRecords {
+        let events = lines.len();
+        let raw: Vec<Vec<u8>> = if self.config.simple_aggregation {
+            let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
+            let mut packed: Vec<Vec<u8>> = Vec::new();
+            for line in lines {
+                match packed.last_mut() {
+                    Some(current) if current.len() + line.len() <= limit => {
+                        current.extend_from_slice(&line)
+                    }
+                    _ => packed.push(line),
+                }
+            }
+            packed
+        } else {
+            lines
+        };
+        let records = if self.config.gzip {
+            raw.iter().map(|r| gzip(r)).collect()
+        } else {
+            raw
+        };
+        StreamRecords {
+            stream,
+            records,
+            events,
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 32),
+        Compression::default(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(data);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Firehose stream names: 1 to 64 of `[a-zA-Z0-9_.-]`.
+pub fn valid_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventTime, Map};
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> FirehoseConfig {
+        let mut props: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        props.insert("region".into(), "us-east-1".into());
+        props
+            .entry("delivery_stream".into())
+            .or_insert("logs-$container_name".into());
+        FirehoseConfig::read(&props).unwrap()
+    }
+
+    fn encode(config: &FirehoseConfig, bodies: &[Value]) -> Routed {
+        let keys = vec!["log".to_string(), "message".to_string()];
+        let batch = Batch {
+            tag: "ecs.app".into(),
+            events: bodies
+                .iter()
+                .map(|b| LogEvent {
+                    time: EventTime::new(1_700_000_000, 250_000_000),
+                    metadata: Map::new(),
+                    body: b.as_object().unwrap().clone(),
+                })
+                .collect(),
+        };
+        Encoder {
+            config,
+            message_keys: &keys,
+        }
+        .encode(&batch)
+    }
+
+    fn text(record: &[u8]) -> String {
+        String::from_utf8(record.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn routes_per_record_with_fallback_and_reports_unroutable() {
+        let c = config(&[("delivery_stream", "logs-$container_name || logs-unrouted")]);
+        let r = encode(
+            &c,
+            &[
+                json!({"container_name": "web", "log": "a"}),
+                json!({"log": "b"}),
+                json!({"container_name": "db", "log": "c"}),
+                json!({"container_name": "web", "log": "d"}),
+            ],
+        );
+        let streams: Vec<(&str, usize)> = r
+            .streams
+            .iter()
+            .map(|s| (s.stream.as_str(), s.records.len()))
+            .collect();
+        assert_eq!(
+            streams,
+            vec![("logs-web", 2), ("logs-unrouted", 1), ("logs-db", 1)]
+        );
+        assert_eq!(
+            text(&r.streams[0].records[1]),
+            "{\"container_name\":\"web\",\"log\":\"d\"}\n"
+        );
+
+        let strict = config(&[]);
+        let r = encode(
+            &strict,
+            &[
+                json!({"log": "no name"}),
+                json!({"container_name": "a/b", "log": "bad"}),
+            ],
+        );
+        assert!(r.streams.is_empty());
+        assert_eq!(r.unroutable, 2);
+        assert_eq!(
+            r.unroutable_reason.as_deref(),
+            Some("record has no $container_name")
+        );
+    }
+
+    #[test]
+    fn time_key_partition_keys_and_log_key() {
+        let c = config(&[
+            ("time_key", "time"),
+            ("time_key_format", "%Y-%m-%dT%H:%M:%S.%LZ"),
+            (
+                "partition_keys",
+                "service=$container_name,cluster=$ecs_cluster",
+            ),
+        ]);
+        let r = encode(&c, &[json!({"container_name": "web", "log": "x"})]);
+        assert_eq!(
+            text(&r.streams[0].records[0]),
+            "{\"container_name\":\"web\",\"log\":\"x\",\"time\":\"2023-11-14T22:13:20.250Z\",\"service\":\"web\"}\n"
+        );
+        let raw = config(&[("log_key", "log")]);
+        let r = encode(
+            &raw,
+            &[
+                json!({"container_name": "web", "log": "plain \"text\""}),
+                json!({"container_name": "web"}),
+            ],
+        );
+        assert_eq!(text(&r.streams[0].records[0]), "plain \"text\"\n");
+        assert_eq!(r.missing_log_key, 1);
+    }
+
+    #[test]
+    fn oversized_records_are_cut_or_dropped() {
+        let c = config(&[]);
+        let r = encode(
+            &c,
+            &[
+                json!({"container_name": "web", "log": "z".repeat(1_100_000)}),
+                json!({"container_name": "web", "blob": "q".repeat(1_100_000)}),
+            ],
+        );
+        assert_eq!((r.truncated, r.dropped_oversize), (1, 1));
+        let record = &r.streams[0].records[0];
+        assert!(record.len() <= MAX_RECORD_BYTES);
+        let parsed: Value = serde_json::from_slice(record).unwrap();
+        assert!(parsed["log"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+    }
+
+    #[test]
+    fn aggregation_packs_lines_and_gzip_round_trips() {
+        let bodies: Vec<Value> = (0..3000).map(|i| json!({"container_name": "web", "log": format!("line {i:04} {}", "p".repeat(300))})).collect();
+        let plain = encode(&config(&[]), &bodies);
+        let packed = encode(
+            &config(&[("simple_aggregation", "on"), ("compression", "gzip")]),
+            &bodies,
+        );
+        assert_eq!(plain.streams[0].records.len(), 3000);
+        let aggregates = &packed.streams[0].records;
+        assert!(aggregates.len() < 5, "{} aggregates", aggregates.len());
+        let mut all = String::new();
+        for record in aggregates {
+            assert!(record.len() <= MAX_RECORD_BYTES);
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&record[..]),
+                &mut text,
+            )
+            .unwrap();
+            all.push_str(&text);
+        }
+        let expected: String = plain.streams[0].records.iter().map(|r| text(r)).collect();
+        assert_eq!(
+            all, expected,
+            "aggregates hold every line, in order, newline-delimited"
+        );
+        assert_eq!(packed.streams[0].events, 3000);
+    }
+
+    #[test]
+    fn calls_respect_500_records_and_4_mib_of_base64() {
+        let small = StreamRecords {
+            stream: "s".into(),
+            records: vec![vec![b'x'; 100]; 1200],
+            events: 1200,
+        };
+        assert_eq!(
+            small.calls().iter().map(|r| r.len()).collect::<Vec<_>>(),
+            vec![500, 500, 200]
+        );
+        let big = StreamRecords {
+            stream: "s".into(),
+            records: vec![vec![b'x'; 1_000_000]; 7],
+            events: 7,
+        };
+        for call in big.calls() {
+            let bytes: usize = call
+                .clone()
+                .map(|i| base64_len(big.records[i].len()) + 16)
+                .sum();
+            assert!(bytes + 512 <= 4 * 1024 * 1024);
+        }
+        assert_eq!(big.calls().len(), 3);
+    }
+}

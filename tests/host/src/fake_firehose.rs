@@ -1,0 +1,229 @@
+//! A fault-injecting Amazon Data Firehose endpoint on 127.0.0.1 (JSON 1.1 wire protocol), for
+//! what moto cannot do: fail some records of a `PutRecordBatch` (`FailedPutCount`), throttle,
+//! or refuse a stream, on a script. It records every request with its decoded records and the
+//! credentials it was signed with.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// A scripted answer to one `PutRecordBatch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Accept every record.
+    Accept,
+    /// HTTP 200 with these record indices failed (`ServiceUnavailableException`).
+    FailRecords(Vec<usize>),
+    /// HTTP 200 with every n-th record failed (`InternalFailure`).
+    FailEvery(usize),
+    /// Request-level throttling: HTTP 503 `ServiceUnavailableException`.
+    Throttle,
+    /// HTTP 400 with this error type (e.g. `ResourceNotFoundException`, `AccessDeniedException`).
+    Error(&'static str),
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub target: String,
+    pub stream: String,
+    /// Decoded `Data` of every record, in request order.
+    pub records: Vec<Vec<u8>>,
+    /// Indices the endpoint accepted.
+    pub accepted: Vec<usize>,
+    pub http_status: u16,
+    pub authorization: Option<String>,
+    pub security_token: Option<String>,
+}
+
+impl Received {
+    /// The access key id the request was signed with.
+    pub fn access_key(&self) -> Option<&str> {
+        let auth = self.authorization.as_deref()?;
+        let credential = auth.split("Credential=").nth(1)?;
+        credential.split('/').next()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Reply>,
+    received: Vec<Received>,
+}
+
+pub struct FakeFirehose {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeFirehose {
+    pub fn start() -> FakeFirehose {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
+        let url = format!(
+            "http://{}",
+            server.server_addr().to_ip().expect("an IP listener")
+        );
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
+                        handle(request, &state);
+                    }
+                }
+            })
+        };
+        FakeFirehose {
+            url,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Every accepted record, as (stream, data), in arrival order.
+    pub fn accepted(&self) -> Vec<(String, Vec<u8>)> {
+        self.received()
+            .into_iter()
+            .flat_map(|r| {
+                let stream = r.stream.clone();
+                r.accepted
+                    .iter()
+                    .map(|&i| (stream.clone(), r.records[i].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl Drop for FakeFirehose {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
+    let header = |name: &str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let target = header("X-Amz-Target").unwrap_or_default();
+    let authorization = header("Authorization");
+    let security_token = header("X-Amz-Security-Token");
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let stream = parsed["DeliveryStreamName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let records: Vec<Vec<u8>> = parsed["Records"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|r| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(r["Data"].as_str().unwrap_or_default())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let reply = if target != "Firehose_20150804.PutRecordBatch" {
+        Reply::Error("UnknownOperationException")
+    } else {
+        state
+            .lock()
+            .unwrap()
+            .script
+            .pop_front()
+            .unwrap_or(Reply::Accept)
+    };
+    let n = records.len();
+    let (status, response, accepted) = match &reply {
+        Reply::Accept => (
+            200,
+            batch_response(n, &[], "InternalFailure"),
+            (0..n).collect(),
+        ),
+        Reply::FailRecords(failed) => (
+            200,
+            batch_response(n, failed, "ServiceUnavailableException"),
+            (0..n).filter(|i| !failed.contains(i)).collect(),
+        ),
+        Reply::FailEvery(every) => {
+            let failed: Vec<usize> = (0..n).filter(|i| i % every == 0).collect();
+            let accepted = (0..n).filter(|i| !failed.contains(i)).collect();
+            (200, batch_response(n, &failed, "InternalFailure"), accepted)
+        }
+        Reply::Throttle => (
+            503,
+            json!({"__type": "ServiceUnavailableException", "message": "Slow down."}),
+            Vec::new(),
+        ),
+        Reply::Error(kind) => (
+            400,
+            json!({"__type": kind, "message": format!("scripted {kind}")}),
+            Vec::new(),
+        ),
+    };
+    state.lock().unwrap().received.push(Received {
+        target,
+        stream,
+        records,
+        accepted,
+        http_status: status,
+        authorization,
+        security_token,
+    });
+    let response = tiny_http::Response::from_string(response.to_string())
+        .with_status_code(status)
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", "application/x-amz-json-1.1").unwrap(),
+        )
+        .with_header(
+            tiny_http::Header::from_bytes(
+                "x-amzn-RequestId",
+                "00000000-0000-0000-0000-000000000000",
+            )
+            .unwrap(),
+        );
+    let _ = request.respond(response);
+}
+
+fn batch_response(n: usize, failed: &[usize], code: &str) -> Value {
+    let responses: Vec<Value> = (0..n)
+        .map(|i| {
+            if failed.contains(&i) {
+                json!({"ErrorCode": code, "ErrorMessage": "scripted failure"})
+            } else {
+                json!({"RecordId": format!("rec-{i}")})
+            }
+        })
+        .collect();
+    json!({"FailedPutCount": failed.iter().filter(|&&i| i < n).count(), "Encrypted": false, "RequestResponses": responses})
+}

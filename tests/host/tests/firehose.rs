@@ -1,0 +1,527 @@
+//! The `firehose` destination of the built plugin against moto (the real Firehose, S3 and STS
+//! wire protocol) and against a fault-injecting Firehose endpoint of our own.
+//!
+//! Each test runs its body in a child process with its own AWS environment (see
+//! `common::run_in_child`), because the credential chain reads the process environment.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use fanout_testhost::fake_firehose::{FakeFirehose, Reply};
+use fanout_testhost::host::{FLB_ERROR, FLB_OK, FLB_RETRY, logs_of};
+use fanout_testhost::moto::Moto;
+use fanout_testhost::{Chunk, HostVersion, Plugin, plugin_path};
+use serde_json::{Value, json};
+
+use common::{in_child, run_in_child};
+
+const STATIC_KEYS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDFANOUTTEST0000000"),
+    ("AWS_SECRET_ACCESS_KEY", "fanout-test-secret"),
+];
+
+macro_rules! child_test {
+    ($outer:ident, $inner:ident, $env:expr) => {
+        #[test]
+        fn $outer() {
+            run_in_child(stringify!($inner), &$env);
+        }
+    };
+}
+
+fn load() -> Plugin {
+    Plugin::load(&plugin_path(), HostVersion::V5_1).expect("the plugin loads")
+}
+
+fn firelens(service: &str, n: usize) -> Value {
+    json!({
+        "container_name": service,
+        "ecs_cluster": "prod",
+        "ecs_task_arn": "arn:aws:ecs:us-east-1:123456789012:task/prod/77aa",
+        "source": "stdout",
+        "log": format!("{service} line {n}"),
+        "n": n,
+    })
+}
+
+fn pod(app: &str, n: usize) -> Value {
+    json!({"log": format!("{app} pod line {n}"), "stream": "stderr", "n": n,
+           "kubernetes": {"namespace_name": "shop", "pod_name": format!("{app}-1"), "labels": {"app": app}}})
+}
+
+/// Fluent Bit resends a chunk while the plugin answers RETRY.
+fn flush_until_done(
+    instance: &fanout_testhost::OutputInstance<'_>,
+    chunk: &Chunk,
+    tag: &str,
+) -> i32 {
+    for _ in 0..10 {
+        match instance.flush(chunk.bytes(), tag) {
+            FLB_RETRY => continue,
+            other => return other,
+        }
+    }
+    FLB_RETRY
+}
+
+fn lines(data: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(data)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+child_test!(
+    three_services_land_under_their_s3_prefixes,
+    moto_three_services,
+    STATIC_KEYS
+);
+
+#[test]
+#[ignore = "runs in a child process: see three_services_land_under_their_s3_prefixes"]
+fn moto_three_services() {
+    if !in_child() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.create_streams(
+        "logs",
+        &[
+            ("logs-checkout", "prod/checkout/"),
+            ("logs-cart", "prod/cart/"),
+            ("logs-search", "prod/search/"),
+            ("logs-unrouted", "prod/unrouted/"),
+        ],
+    );
+    let plugin = load();
+    let firelens_output = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &moto.url),
+            ("delivery_stream", "logs-$container_name || logs-unrouted"),
+            ("time_key", "time"),
+            ("label", "fh-firelens"),
+        ])
+        .unwrap();
+    let kubernetes_output = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &moto.url),
+            ("delivery_stream", "logs-$kubernetes['labels']['app']"),
+            ("label", "fh-k8s"),
+        ])
+        .unwrap();
+    let services = ["checkout", "cart", "search"];
+    let mut chunk = Chunk::new();
+    for n in 0..30 {
+        chunk = chunk.event(1_700_000_000 + n as u32, &firelens(services[n % 3], n));
+    }
+    chunk = chunk.event(
+        1_700_000_100,
+        &json!({"log": "no container name", "n": 999}),
+    );
+    assert_eq!(firelens_output.flush(chunk.bytes(), "firelens"), FLB_OK);
+    let pods = (0..9).fold(Chunk::new(), |c, n| {
+        c.event(n as u32, &pod(services[n % 3], 100 + n))
+    });
+    assert_eq!(
+        kubernetes_output.flush(pods.bytes(), "kube.var.log.containers"),
+        FLB_OK
+    );
+    assert_eq!(firelens_output.exit(), FLB_OK);
+    assert_eq!(kubernetes_output.exit(), FLB_OK);
+
+    let mut by_prefix: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (key, content) in moto.objects("logs") {
+        let parts: Vec<&str> = key.split('/').collect();
+        // prod/<service>/YYYY/MM/DD/HH/<stream>-...
+        assert_eq!(parts.len(), 7, "{key}");
+        assert!(
+            parts[2].len() == 4 && parts[3].len() == 2 && parts[4].len() == 2,
+            "{key}"
+        );
+        assert!(
+            parts[6].starts_with(&format!("logs-{}-", parts[1])),
+            "{key}"
+        );
+        by_prefix
+            .entry(parts[1].to_owned())
+            .or_default()
+            .extend(lines(content.as_bytes()));
+    }
+    assert_eq!(
+        by_prefix.keys().collect::<Vec<_>>(),
+        vec!["cart", "checkout", "search", "unrouted"]
+    );
+    for service in services {
+        let records = &by_prefix[service];
+        assert_eq!(
+            records.len(),
+            10 + 3,
+            "{service}: 10 FireLens + 3 Kubernetes records"
+        );
+        for record in records {
+            let owner = record["container_name"]
+                .as_str()
+                .or(record["kubernetes"]["labels"]["app"].as_str());
+            assert_eq!(owner, Some(service), "{record}");
+        }
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.get("container_name").is_some())
+                .all(|r| r["time"].is_string())
+        );
+    }
+    assert_eq!(
+        by_prefix["unrouted"],
+        vec![json!({"log": "no container name", "n": 999, "time": "2023-11-14T22:15:00"})]
+    );
+}
+
+child_test!(
+    only_failed_records_are_resent,
+    fake_partial_failures,
+    STATIC_KEYS
+);
+
+#[test]
+#[ignore = "runs in a child process: see only_failed_records_are_resent"]
+fn fake_partial_failures() {
+    if !in_child() {
+        return;
+    }
+    let endpoint = FakeFirehose::start();
+    endpoint.script([
+        Reply::FailRecords(vec![1, 3]),
+        Reply::Throttle,
+        Reply::FailRecords(vec![0]),
+        Reply::Accept,
+    ]);
+    let plugin = load();
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "eu-west-1"),
+            ("endpoint", &endpoint.url),
+            ("delivery_stream", "logs-$container_name"),
+            ("label", "fh-partial"),
+        ])
+        .unwrap();
+    let chunk = (0..5).fold(Chunk::new(), |c, n| {
+        c.event(n as u32, &firelens("checkout", n))
+    });
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = endpoint.received();
+    let sent: Vec<Vec<u64>> = received
+        .iter()
+        .map(|r| {
+            r.records
+                .iter()
+                .map(|d| lines(d)[0]["n"].as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    // All five; then only 1 and 3 (throttled as a whole); 1 and 3 again, of which 1 fails; then 1.
+    assert_eq!(
+        sent,
+        vec![vec![0, 1, 2, 3, 4], vec![1, 3], vec![1, 3], vec![1]]
+    );
+    let mut accepted: Vec<u64> = endpoint
+        .accepted()
+        .iter()
+        .map(|(_, d)| lines(d)[0]["n"].as_u64().unwrap())
+        .collect();
+    accepted.sort();
+    assert_eq!(
+        accepted,
+        vec![0, 1, 2, 3, 4],
+        "every record accepted exactly once"
+    );
+    assert!(received.iter().all(|r| r.stream == "logs-checkout" && r.access_key() == Some("AKIDFANOUTTEST0000000")));
+}
+
+child_test!(
+    a_fault_schedule_across_three_streams_loses_nothing,
+    fake_fault_schedule,
+    STATIC_KEYS
+);
+
+#[test]
+#[ignore = "runs in a child process: see a_fault_schedule_across_three_streams_loses_nothing"]
+fn fake_fault_schedule() {
+    if !in_child() {
+        return;
+    }
+    let endpoint = FakeFirehose::start();
+    let plugin = load();
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &endpoint.url),
+            ("delivery_stream", "logs-$container_name"),
+            ("flush_timeout", "3s"),
+            ("label", "fh-faults"),
+        ])
+        .unwrap();
+    let services = ["checkout", "cart", "search"];
+    let mut expected = Vec::new();
+    for round in 0..6usize {
+        endpoint.script(match round {
+            0 => vec![Reply::FailEvery(3), Reply::Throttle],
+            1 => vec![
+                Reply::Throttle,
+                Reply::Throttle,
+                Reply::FailRecords(vec![0, 5, 9]),
+            ],
+            3 => vec![
+                Reply::FailEvery(2),
+                Reply::FailEvery(2),
+                Reply::FailEvery(2),
+            ],
+            _ => vec![],
+        });
+        let chunk = (0..30usize).fold(Chunk::new(), |c, i| {
+            let n = round * 1000 + i;
+            expected.push((format!("logs-{}", services[i % 3]), n as u64));
+            c.event(i as u32, &firelens(services[i % 3], n))
+        });
+        assert_eq!(
+            flush_until_done(&instance, &chunk, "t"),
+            FLB_OK,
+            "round {round}"
+        );
+    }
+    assert_eq!(instance.exit(), FLB_OK);
+    let mut accepted: Vec<(String, u64)> = endpoint
+        .accepted()
+        .iter()
+        .map(|(stream, d)| (stream.clone(), lines(d)[0]["n"].as_u64().unwrap()))
+        .collect();
+    accepted.sort();
+    expected.sort();
+    assert_eq!(
+        accepted, expected,
+        "every record exactly once, in its service's stream"
+    );
+}
+
+child_test!(
+    permanent_errors_are_not_retried_and_say_why,
+    fake_permanent_errors,
+    STATIC_KEYS
+);
+
+#[test]
+#[ignore = "runs in a child process: see permanent_errors_are_not_retried_and_say_why"]
+fn fake_permanent_errors() {
+    if !in_child() {
+        return;
+    }
+    let endpoint = FakeFirehose::start();
+    endpoint.script([Reply::Error("ResourceNotFoundException")]);
+    let plugin = load();
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &endpoint.url),
+            ("delivery_stream", "logs-$container_name"),
+            ("label", "fh-404"),
+        ])
+        .unwrap();
+    let chunk = Chunk::new()
+        .event(1, &firelens("checkout", 1))
+        .event(2, &json!({"log": "who am I", "n": 2}));
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_ERROR);
+    assert_eq!(instance.exit(), FLB_OK);
+    assert_eq!(endpoint.received().len(), 1, "not retried");
+    let errors: Vec<String> = logs_of("fh-404")
+        .into_iter()
+        .filter(|l| l.level == 1)
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("stream 'logs-checkout': ResourceNotFoundException"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("1 records have no delivery stream (record has no $container_name)"),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors[0].contains("fanout-test-secret"));
+}
+
+child_test!(
+    aggregation_and_gzip_pack_many_lines_per_record,
+    fake_aggregation,
+    STATIC_KEYS
+);
+
+#[test]
+#[ignore = "runs in a child process: see aggregation_and_gzip_pack_many_lines_per_record"]
+fn fake_aggregation() {
+    if !in_child() {
+        return;
+    }
+    let endpoint = FakeFirehose::start();
+    let plugin = load();
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &endpoint.url),
+            ("delivery_stream", "logs-$container_name"),
+            ("simple_aggregation", "on"),
+            ("compression", "gzip"),
+            ("partition_keys", "service=$container_name"),
+            ("label", "fh-agg"),
+        ])
+        .unwrap();
+    let chunk = (0..2000usize).fold(Chunk::new(), |c, n| {
+        c.event(n as u32, &firelens(["checkout", "cart"][n % 2], n))
+    });
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = endpoint.received();
+    assert_eq!(received.len(), 2, "one call per stream");
+    for request in &received {
+        assert_eq!(
+            request.records.len(),
+            1,
+            "1000 small lines fit one aggregated record"
+        );
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&request.records[0][..]),
+            &mut text,
+        )
+        .unwrap();
+        let records = lines(text.as_bytes());
+        assert_eq!(records.len(), 1000);
+        let service = request.stream.trim_start_matches("logs-");
+        assert!(
+            records
+                .iter()
+                .all(|r| r["service"] == service && r["container_name"] == service)
+        );
+    }
+}
+
+#[test]
+fn credentials_come_from_irsa_web_identity_through_moto_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    // A projected service-account token, as EKS mounts it; moto's STS accepts any JWT-shaped one.
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6c2hvcDpsb2dzIn0.c2ln",
+    )
+    .unwrap();
+    let token = token.display().to_string();
+    run_in_child(
+        "moto_web_identity",
+        &[
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/fanout-irsa"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token),
+            ("AWS_ROLE_SESSION_NAME", "fanout-test"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process: see credentials_come_from_irsa_web_identity_through_moto_sts"]
+fn moto_web_identity() {
+    if !in_child() {
+        return;
+    }
+    assert!(
+        std::env::var_os("AWS_ACCESS_KEY_ID").is_none(),
+        "no static keys in this process"
+    );
+    assert!(std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some());
+    let moto = Moto::start();
+    let endpoint = FakeFirehose::start();
+    let plugin = load();
+    // The role and token file come from the environment, as IRSA injects them.
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &endpoint.url),
+            ("sts_endpoint", &moto.url),
+            ("delivery_stream", "logs-irsa"),
+            ("label", "fh-irsa"),
+        ])
+        .unwrap();
+    assert_eq!(
+        instance.flush(
+            Chunk::new()
+                .event(1, &json!({"log": "signed by IRSA"}))
+                .bytes(),
+            "t"
+        ),
+        FLB_OK
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = endpoint.received();
+    assert_eq!(received.len(), 1);
+    let key = received[0]
+        .access_key()
+        .expect("a SigV4 Authorization header");
+    assert!(
+        key.starts_with("ASIA"),
+        "temporary credentials from STS, got {key}"
+    );
+    assert!(
+        received[0].security_token.is_some(),
+        "the session token is sent"
+    );
+}
+
+#[test]
+fn bad_firehose_properties_fail_init_with_one_line() {
+    let plugin = load();
+    let cases = [
+        (
+            "fh-nostream",
+            vec![("destinations", "firehose"), ("region", "us-east-1")],
+            "property 'delivery_stream': is required",
+        ),
+        (
+            "fh-template",
+            vec![
+                ("destinations", "firehose"),
+                ("region", "us-east-1"),
+                ("delivery_stream", "logs-$a['b"),
+            ],
+            "property 'delivery_stream': cannot parse template",
+        ),
+        (
+            "fh-compression",
+            vec![
+                ("destinations", "firehose"),
+                ("region", "us-east-1"),
+                ("delivery_stream", "s"),
+                ("compression", "snappy"),
+            ],
+            "property 'compression': invalid value 'snappy': expected one of gzip, none",
+        ),
+    ];
+    for (label, mut p, expected) in cases {
+        p.push(("label", label));
+        assert_eq!(plugin.init(&p).err(), Some(0));
+        let lines = logs_of(label);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].text.contains(expected), "{:?}", lines[0].text);
+    }
+}
