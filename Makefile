@@ -42,6 +42,7 @@ demo: dist
 ## bench: benchmarks that print ratios against a baseline measured in the same run
 bench:
 	$(CARGO) bench -p fanout --bench decode
+	$(CARGO) bench -p fanout --bench firehose_billing
 
 ## lint: formatting and clippy, warnings are errors
 lint: setup
