@@ -119,12 +119,19 @@ fn main() {
         "{:<54} {:>9} {:>11} {:>7} {:>9} {:>8}",
         "", "records", "5 KB units", "calls", "MB sent", "units÷"
     );
-    for (name, log_len) in [("~200 B records", 60), ("~1 KB records", 870), ("~4 KB records", 3900)] {
+    for (name, log_len) in [
+        ("~200 B records", 60),
+        ("~1 KB records", 870),
+        ("~4 KB records", 3900),
+    ] {
         let plain = bill(&config(false, false), log_len);
         for (label, b) in [
             ("plain", plain),
             ("simple_aggregation", bill(&config(true, false), log_len)),
-            ("simple_aggregation + compression gzip", bill(&config(true, true), log_len)),
+            (
+                "simple_aggregation + compression gzip",
+                bill(&config(true, true), log_len),
+            ),
         ] {
             println!(
                 "{:<54} {:>9} {:>11} {:>7} {:>9.1} {:>7.1}x",

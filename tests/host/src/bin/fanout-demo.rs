@@ -1,7 +1,8 @@
 //! `make demo`: the plugin's main job on an embedded default, with no cloud account and no
 //! Fluent Bit. Loads `dist/fanout.so` through the test host exactly as Fluent Bit's proxy
 //! would, sends FireLens- and Kubernetes-shaped records in both chunk layouts to a local
-//! Datadog intake stand-in and to the `file` destination, and prints what each received. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
+//! Datadog intake stand-in, to moto's Firehose + S3 (one stream and prefix per service) and to
+//! the `file` destination, and prints what each received. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
 //! plugin inside that real Fluent Bit.
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use fanout_testhost::fake_datadog::FakeDatadog;
 use fanout_testhost::host::{FLB_OK, logs_of};
+use fanout_testhost::moto::Moto;
 use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, plugin_path, workspace_root};
 use serde_json::{Value, json};
 
@@ -54,7 +56,29 @@ fn kubernetes_records() -> Vec<Value> {
         .collect()
 }
 
+/// Set when the demo runs as its own child with the demo's AWS environment.
+const CHILD: &str = "FANOUT_DEMO_CHILD";
+
 fn main() -> ExitCode {
+    // The plugin's AWS credential chain reads the environment; rather than change the
+    // environment of a running process, run the demo again as a child that has it.
+    if std::env::var_os(CHILD).is_none() {
+        let status = Command::new(std::env::current_exe().expect("the demo's own path"))
+            .env(CHILD, "1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDFANOUTDEMO000000")
+            .env("AWS_SECRET_ACCESS_KEY", "fanout-demo-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ROLE_ARN")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .status()
+            .expect("the demo starts");
+        return if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let out_dir = workspace_root().join("demo-out");
     std::fs::create_dir_all(&out_dir).expect("demo-out/ can be created");
     let records_path = out_dir.join("records.jsonl");
@@ -76,12 +100,28 @@ fn main() -> ExitCode {
     // A local stand-in for the Datadog intake: same checks as the real one, no account needed.
     let intake = FakeDatadog::start();
     println!("== Datadog intake stand-in listening on {}", intake.url);
+    // moto's server as Amazon Data Firehose + S3: one stream per service, each with its prefix.
+    let moto = Moto::start();
+    moto.create_streams(
+        "demo-logs",
+        &[
+            ("logs-checkout", "prod/checkout/"),
+            ("logs-nightly-report", "prod/nightly-report/"),
+            ("logs-unrouted", "prod/unrouted/"),
+        ],
+    );
+    println!("== Firehose + S3 stand-in (moto) listening on {}", moto.url);
+    let delivery_stream = "logs-$kubernetes['labels']['tags.datadoghq.com/service'] || logs-$container_name || logs-unrouted";
     let properties = [
-        ("destinations", "datadog,file"),
+        ("destinations", "datadog,firehose,file"),
         ("apikey", "demo-api-key"),
         ("dd_url", intake.url.as_str()),
         ("provider", "ecs"),
         ("dd_tags", "env:demo"),
+        ("region", "us-east-1"),
+        ("endpoint", moto.url.as_str()),
+        ("delivery_stream", delivery_stream),
+        ("time_key", "time"),
         ("path", records_s.as_str()),
         ("label", "demo"),
     ];
@@ -145,11 +185,20 @@ fn main() -> ExitCode {
             println!("     {entry}");
         }
     }
+    println!("== Firehose delivered to S3 (bucket demo-logs), one prefix per service:");
+    let objects = moto.objects("demo-logs");
+    ok &= objects.len() >= 2;
+    for (key, content) in objects {
+        println!("   s3://demo-logs/{key}");
+        for line in content.lines() {
+            println!("     {line}");
+        }
+    }
     println!("== the file destination wrote {}:", records_path.display());
     print_file(&records_path);
 
     if let Some(fluent_bit) = std::env::var_os("FLUENT_BIT") {
-        ok &= run_real_fluent_bit(Path::new(&fluent_bit), &so, &out_dir, &intake);
+        ok &= run_real_fluent_bit(Path::new(&fluent_bit), &so, &out_dir, &intake, &moto);
     } else {
         println!("== FLUENT_BIT is not set: skipping the run through a real Fluent Bit");
     }
@@ -176,8 +225,15 @@ fn print_file(path: &Path) {
 }
 
 /// `fluent-bit -e fanout.so -i dummy -o fanout`: waits for the dummy records, then SIGTERM.
-fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path, intake: &FakeDatadog) -> bool {
+fn run_real_fluent_bit(
+    fluent_bit: &Path,
+    so: &Path,
+    out_dir: &Path,
+    intake: &FakeDatadog,
+    moto: &Moto,
+) -> bool {
     let before = intake.accepted().len();
+    let objects_before = moto.objects("demo-logs").len();
     let out = out_dir.join("fluent-bit.jsonl");
     let _ = std::fs::remove_file(&out);
     println!("== running {} with the plugin", fluent_bit.display());
@@ -199,12 +255,20 @@ fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path, intake: &Fa
             "-m",
             "*",
             "-p",
-            "destinations=datadog,file",
+            "destinations=datadog,firehose,file",
             "-p",
             "apikey=demo-api-key",
         ])
         .arg("-p")
         .arg(format!("dd_url={}", intake.url))
+        .args([
+            "-p",
+            "region=us-east-1",
+            "-p",
+            "delivery_stream=logs-$container_name",
+        ])
+        .arg("-p")
+        .arg(format!("endpoint={}", moto.url))
         .arg("-p")
         .arg(format!("path={}", out.display()))
         .args(["-f", "1"])
@@ -243,5 +307,8 @@ fn run_real_fluent_bit(fluent_bit: &Path, so: &Path, out_dir: &Path, intake: &Fa
     for entry in &to_datadog {
         println!("     {entry}");
     }
-    lines >= 3 && to_datadog.len() >= 3
+    let objects = moto.objects("demo-logs");
+    let new_objects = objects.len() - objects_before.min(objects.len());
+    println!("== Firehose (moto) received {new_objects} new S3 objects from Fluent Bit");
+    lines >= 3 && to_datadog.len() >= 3 && new_objects >= 1
 }
