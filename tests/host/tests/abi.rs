@@ -273,7 +273,7 @@ fn bad_configuration_fails_init_with_one_line_naming_the_property() {
         (
             "cfg-none",
             vec![],
-            "property 'destinations': is required: a comma-separated list of datadog, file",
+            "property 'destinations': is required: a comma-separated list of datadog, firehose, file",
         ),
         (
             "cfg-unknown",
