@@ -5,14 +5,12 @@
 //! otherwise) — records every request, and answers from a script (202 when the script is
 //! empty), so tests can make it fail on schedule.
 
-use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use serde_json::Value;
+
+use crate::scripted::{Script, ScriptedServer};
 
 pub const MAX_ENTRIES: usize = 1000;
 pub const MAX_UNCOMPRESSED: usize = 5_000_000;
@@ -46,53 +44,19 @@ impl Received {
     }
 }
 
-#[derive(Default)]
-struct State {
-    script: VecDeque<Reply>,
-    received: Vec<Received>,
-}
+/// The Datadog intake stand-in; dereferences to its [`ScriptedServer`].
+pub struct FakeDatadog(ScriptedServer<Reply, Received>);
 
-pub struct FakeDatadog {
-    pub url: String,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+impl std::ops::Deref for FakeDatadog {
+    type Target = ScriptedServer<Reply, Received>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl FakeDatadog {
     pub fn start() -> FakeDatadog {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
-        let url = format!(
-            "http://{}",
-            server.server_addr().to_ip().expect("an IP listener")
-        );
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
-                        handle(request, &state);
-                    }
-                }
-            })
-        };
-        FakeDatadog {
-            url,
-            state,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Answers for the next requests, in order.
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.state.lock().unwrap().script.extend(replies);
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
+        FakeDatadog(ScriptedServer::start(handle))
     }
 
     /// Entries of every request the intake accepted (2xx), in arrival order.
@@ -105,16 +69,7 @@ impl FakeDatadog {
     }
 }
 
-impl Drop for FakeDatadog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
+fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>>) {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -177,7 +132,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
     {
         let mut state = state.lock().unwrap();
         if status == 202 {
-            match state.script.pop_front() {
+            match state.replies.pop_front() {
                 Some(Reply::Status(s)) => status = s,
                 Some(Reply::RetryAfter(s, secs)) => {
                     status = s;
@@ -186,7 +141,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
                 None => {}
             }
         }
-        state.received.push(Received {
+        state.seen.push(Received {
             headers,
             body_len: body.len(),
             entries,

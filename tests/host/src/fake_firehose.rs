@@ -3,14 +3,12 @@
 //! or refuse a stream, on a script. It records every request with its decoded records and the
 //! credentials it was signed with.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use crate::scripted::{Script, ScriptedServer};
 
 /// A scripted answer to one `PutRecordBatch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,52 +47,19 @@ impl Received {
     }
 }
 
-#[derive(Default)]
-struct State {
-    script: VecDeque<Reply>,
-    received: Vec<Received>,
-}
+/// The Firehose endpoint stand-in; dereferences to its [`ScriptedServer`].
+pub struct FakeFirehose(ScriptedServer<Reply, Received>);
 
-pub struct FakeFirehose {
-    pub url: String,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+impl std::ops::Deref for FakeFirehose {
+    type Target = ScriptedServer<Reply, Received>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl FakeFirehose {
     pub fn start() -> FakeFirehose {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
-        let url = format!(
-            "http://{}",
-            server.server_addr().to_ip().expect("an IP listener")
-        );
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
-                        handle(request, &state);
-                    }
-                }
-            })
-        };
-        FakeFirehose {
-            url,
-            state,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.state.lock().unwrap().script.extend(replies);
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
+        FakeFirehose(ScriptedServer::start(handle))
     }
 
     /// Every accepted record, as (stream, data), in arrival order.
@@ -112,16 +77,7 @@ impl FakeFirehose {
     }
 }
 
-impl Drop for FakeFirehose {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
+fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>>) {
     let header = |name: &str| {
         request
             .headers()
@@ -159,7 +115,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
         state
             .lock()
             .unwrap()
-            .script
+            .replies
             .pop_front()
             .unwrap_or(Reply::Accept)
     };
@@ -191,7 +147,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>) {
             Vec::new(),
         ),
     };
-    state.lock().unwrap().received.push(Received {
+    state.lock().unwrap().seen.push(Received {
         target,
         stream,
         records,

@@ -17,6 +17,7 @@ pub mod fake_firehose;
 pub mod ffi;
 pub mod host;
 pub mod moto;
+pub mod scripted;
 
 pub use chunk::{Chunk, Layout, Time};
 pub use host::{HostVersion, LogLine, OutputInstance, Plugin, logs, plugin_path, workspace_root};

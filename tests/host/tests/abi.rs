@@ -8,7 +8,7 @@ use fanout_testhost::host::{FLB_ERROR, FLB_OK, logs_of};
 use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, logs, plugin_path};
 use serde_json::json;
 
-use common::{file_props, json_lines, records};
+use common::{BadConfig, assert_init_fails, file_props, json_lines, records};
 
 fn load(version: HostVersion) -> Plugin {
     Plugin::load(&plugin_path(), version).expect("the plugin loads and registers")
@@ -268,8 +268,7 @@ fn bad_configuration_fails_init_with_one_line_naming_the_property() {
         .join("missing-dir/out.jsonl")
         .display()
         .to_string();
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: [Case; 5] = [
+    let cases: [BadConfig; 5] = [
         (
             "cfg-none",
             vec![],
@@ -300,22 +299,7 @@ fn bad_configuration_fails_init_with_one_line_naming_the_property() {
             "property 'path': cannot open",
         ),
     ];
-    for (label, mut props, expected) in cases {
-        props.push(("label", label));
-        assert_eq!(
-            plugin.init(&props).err(),
-            Some(0),
-            "{label}: Init must fail with 0"
-        );
-        let lines = logs_of(label);
-        assert_eq!(lines.len(), 1, "{label}: exactly one line, got {lines:?}");
-        assert_eq!(lines[0].level, 1, "{label}: logged as an error");
-        assert!(
-            lines[0].text.contains(expected),
-            "{label}: {:?} should contain {expected:?}",
-            lines[0].text
-        );
-    }
+    assert_init_fails(&plugin, cases.into(), None);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::assert_init_fails;
+
 use std::collections::BTreeMap;
 
 use fanout_testhost::fake_datadog::{FakeDatadog, Reply};
@@ -353,14 +355,7 @@ fn bad_datadog_properties_fail_init_with_one_line() {
             "property 'dd_url'",
         ),
     ];
-    for (label, mut p, expected) in cases {
-        p.push(("label", label));
-        assert_eq!(plugin.init(&p).err(), Some(0));
-        let lines = logs_of(label);
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].text.contains(expected), "{:?}", lines[0].text);
-        assert!(!lines[0].text.contains(API_KEY));
-    }
+    assert_init_fails(&plugin, cases.into(), Some(API_KEY));
 }
 
 /// An HTTPS intake on 127.0.0.1 with a self-signed certificate (Python's ssl module): the

@@ -14,24 +14,57 @@ use fanout_testhost::moto::Moto;
 use fanout_testhost::{Chunk, HostVersion, Plugin, plugin_path};
 use serde_json::{Value, json};
 
-use common::{in_child, run_in_child};
+use common::{assert_init_fails, in_child, run_in_child};
 
 const STATIC_KEYS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "AKIDFANOUTTEST0000000"),
     ("AWS_SECRET_ACCESS_KEY", "fanout-test-secret"),
 ];
 
+/// `$outer` runs `$inner` (which holds `$body`) in a child process with the environment `$env`.
 macro_rules! child_test {
-    ($outer:ident, $inner:ident, $env:expr) => {
+    ($outer:ident, $inner:ident, $env:expr, $body:block) => {
         #[test]
         fn $outer() {
             run_in_child(stringify!($inner), &$env);
+        }
+
+        #[test]
+        #[ignore = "runs in a child process started by its outer test"]
+        fn $inner() {
+            if !in_child() {
+                return;
+            }
+            $body
         }
     };
 }
 
 fn load() -> Plugin {
     Plugin::load(&plugin_path(), HostVersion::V5_1).expect("the plugin loads")
+}
+
+/// A firehose instance's properties: `endpoint`, region us-east-1, stream
+/// `logs-$container_name`, with `extra` added or overriding.
+fn firehose_props<'a>(
+    endpoint: &'a str,
+    label: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut props = vec![
+        ("destinations", "firehose"),
+        ("region", "us-east-1"),
+        ("endpoint", endpoint),
+        ("delivery_stream", "logs-$container_name"),
+        ("label", label),
+    ];
+    for &(key, value) in extra {
+        match props.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => props.push((key, value)),
+        }
+    }
+    props
 }
 
 fn firelens(service: &str, n: usize) -> Value {
@@ -76,346 +109,304 @@ fn lines(data: &[u8]) -> Vec<Value> {
 child_test!(
     three_services_land_under_their_s3_prefixes,
     moto_three_services,
-    STATIC_KEYS
-);
-
-#[test]
-#[ignore = "runs in a child process: see three_services_land_under_their_s3_prefixes"]
-fn moto_three_services() {
-    if !in_child() {
-        return;
-    }
-    let moto = Moto::start();
-    moto.create_streams(
-        "logs",
-        &[
-            ("logs-checkout", "prod/checkout/"),
-            ("logs-cart", "prod/cart/"),
-            ("logs-search", "prod/search/"),
-            ("logs-unrouted", "prod/unrouted/"),
-        ],
-    );
-    let plugin = load();
-    let firelens_output = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &moto.url),
-            ("delivery_stream", "logs-$container_name || logs-unrouted"),
-            ("time_key", "time"),
-            ("label", "fh-firelens"),
-        ])
-        .unwrap();
-    let kubernetes_output = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &moto.url),
-            ("delivery_stream", "logs-$kubernetes['labels']['app']"),
-            ("label", "fh-k8s"),
-        ])
-        .unwrap();
-    let services = ["checkout", "cart", "search"];
-    let mut chunk = Chunk::new();
-    for n in 0..30 {
-        chunk = chunk.event(1_700_000_000 + n as u32, &firelens(services[n % 3], n));
-    }
-    chunk = chunk.event(
-        1_700_000_100,
-        &json!({"log": "no container name", "n": 999}),
-    );
-    assert_eq!(firelens_output.flush(chunk.bytes(), "firelens"), FLB_OK);
-    let pods = (0..9).fold(Chunk::new(), |c, n| {
-        c.event(n as u32, &pod(services[n % 3], 100 + n))
-    });
-    assert_eq!(
-        kubernetes_output.flush(pods.bytes(), "kube.var.log.containers"),
-        FLB_OK
-    );
-    assert_eq!(firelens_output.exit(), FLB_OK);
-    assert_eq!(kubernetes_output.exit(), FLB_OK);
-
-    let mut by_prefix: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (key, content) in moto.objects("logs") {
-        let parts: Vec<&str> = key.split('/').collect();
-        // prod/<service>/YYYY/MM/DD/HH/<stream>-...
-        assert_eq!(parts.len(), 7, "{key}");
-        assert!(
-            parts[2].len() == 4 && parts[3].len() == 2 && parts[4].len() == 2,
-            "{key}"
+    STATIC_KEYS,
+    {
+        let moto = Moto::start();
+        moto.create_streams(
+            "logs",
+            &[
+                ("logs-checkout", "prod/checkout/"),
+                ("logs-cart", "prod/cart/"),
+                ("logs-search", "prod/search/"),
+                ("logs-unrouted", "prod/unrouted/"),
+            ],
         );
-        assert!(
-            parts[6].starts_with(&format!("logs-{}-", parts[1])),
-            "{key}"
-        );
-        by_prefix
-            .entry(parts[1].to_owned())
-            .or_default()
-            .extend(lines(content.as_bytes()));
-    }
-    assert_eq!(
-        by_prefix.keys().collect::<Vec<_>>(),
-        vec!["cart", "checkout", "search", "unrouted"]
-    );
-    for service in services {
-        let records = &by_prefix[service];
-        assert_eq!(
-            records.len(),
-            10 + 3,
-            "{service}: 10 FireLens + 3 Kubernetes records"
-        );
-        for record in records {
-            let owner = record["container_name"]
-                .as_str()
-                .or(record["kubernetes"]["labels"]["app"].as_str());
-            assert_eq!(owner, Some(service), "{record}");
+        let plugin = load();
+        let firelens_output = plugin
+            .init(&firehose_props(
+                &moto.url,
+                "fh-firelens",
+                &[
+                    ("delivery_stream", "logs-$container_name || logs-unrouted"),
+                    ("time_key", "time"),
+                ],
+            ))
+            .unwrap();
+        let kubernetes_output = plugin
+            .init(&firehose_props(
+                &moto.url,
+                "fh-k8s",
+                &[("delivery_stream", "logs-$kubernetes['labels']['app']")],
+            ))
+            .unwrap();
+        let services = ["checkout", "cart", "search"];
+        let mut chunk = Chunk::new();
+        for n in 0..30 {
+            chunk = chunk.event(1_700_000_000 + n as u32, &firelens(services[n % 3], n));
         }
-        assert!(
-            records
-                .iter()
-                .filter(|r| r.get("container_name").is_some())
-                .all(|r| r["time"].is_string())
+        chunk = chunk.event(
+            1_700_000_100,
+            &json!({"log": "no container name", "n": 999}),
+        );
+        assert_eq!(firelens_output.flush(chunk.bytes(), "firelens"), FLB_OK);
+        let pods = (0..9).fold(Chunk::new(), |c, n| {
+            c.event(n as u32, &pod(services[n % 3], 100 + n))
+        });
+        assert_eq!(
+            kubernetes_output.flush(pods.bytes(), "kube.var.log.containers"),
+            FLB_OK
+        );
+        assert_eq!(firelens_output.exit(), FLB_OK);
+        assert_eq!(kubernetes_output.exit(), FLB_OK);
+
+        let mut by_prefix: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (key, content) in moto.objects("logs") {
+            let parts: Vec<&str> = key.split('/').collect();
+            // prod/<service>/YYYY/MM/DD/HH/<stream>-...
+            assert_eq!(parts.len(), 7, "{key}");
+            assert!(
+                parts[2].len() == 4 && parts[3].len() == 2 && parts[4].len() == 2,
+                "{key}"
+            );
+            assert!(
+                parts[6].starts_with(&format!("logs-{}-", parts[1])),
+                "{key}"
+            );
+            by_prefix
+                .entry(parts[1].to_owned())
+                .or_default()
+                .extend(lines(content.as_bytes()));
+        }
+        assert_eq!(
+            by_prefix.keys().collect::<Vec<_>>(),
+            vec!["cart", "checkout", "search", "unrouted"]
+        );
+        for service in services {
+            let records = &by_prefix[service];
+            assert_eq!(
+                records.len(),
+                10 + 3,
+                "{service}: 10 FireLens + 3 Kubernetes records"
+            );
+            for record in records {
+                let owner = record["container_name"]
+                    .as_str()
+                    .or(record["kubernetes"]["labels"]["app"].as_str());
+                assert_eq!(owner, Some(service), "{record}");
+            }
+            assert!(
+                records
+                    .iter()
+                    .filter(|r| r.get("container_name").is_some())
+                    .all(|r| r["time"].is_string())
+            );
+        }
+        assert_eq!(
+            by_prefix["unrouted"],
+            vec![json!({"log": "no container name", "n": 999, "time": "2023-11-14T22:15:00"})]
         );
     }
-    assert_eq!(
-        by_prefix["unrouted"],
-        vec![json!({"log": "no container name", "n": 999, "time": "2023-11-14T22:15:00"})]
-    );
-}
+);
 
 child_test!(
     only_failed_records_are_resent,
     fake_partial_failures,
-    STATIC_KEYS
-);
-
-#[test]
-#[ignore = "runs in a child process: see only_failed_records_are_resent"]
-fn fake_partial_failures() {
-    if !in_child() {
-        return;
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        endpoint.script([
+            Reply::FailRecords(vec![1, 3]),
+            Reply::Throttle,
+            Reply::FailRecords(vec![0]),
+            Reply::Accept,
+        ]);
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-partial",
+                &[("region", "eu-west-1")],
+            ))
+            .unwrap();
+        let chunk = (0..5).fold(Chunk::new(), |c, n| {
+            c.event(n as u32, &firelens("checkout", n))
+        });
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let received = endpoint.received();
+        let sent: Vec<Vec<u64>> = received
+            .iter()
+            .map(|r| {
+                r.records
+                    .iter()
+                    .map(|d| lines(d)[0]["n"].as_u64().unwrap())
+                    .collect()
+            })
+            .collect();
+        // All five; then only 1 and 3 (throttled as a whole); 1 and 3 again, of which 1 fails; then 1.
+        assert_eq!(
+            sent,
+            vec![vec![0, 1, 2, 3, 4], vec![1, 3], vec![1, 3], vec![1]]
+        );
+        let mut accepted: Vec<u64> = endpoint
+            .accepted()
+            .iter()
+            .map(|(_, d)| lines(d)[0]["n"].as_u64().unwrap())
+            .collect();
+        accepted.sort();
+        assert_eq!(
+            accepted,
+            vec![0, 1, 2, 3, 4],
+            "every record accepted exactly once"
+        );
+        assert!(received.iter().all(
+            |r| r.stream == "logs-checkout" && r.access_key() == Some("AKIDFANOUTTEST0000000")
+        ));
     }
-    let endpoint = FakeFirehose::start();
-    endpoint.script([
-        Reply::FailRecords(vec![1, 3]),
-        Reply::Throttle,
-        Reply::FailRecords(vec![0]),
-        Reply::Accept,
-    ]);
-    let plugin = load();
-    let instance = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "eu-west-1"),
-            ("endpoint", &endpoint.url),
-            ("delivery_stream", "logs-$container_name"),
-            ("label", "fh-partial"),
-        ])
-        .unwrap();
-    let chunk = (0..5).fold(Chunk::new(), |c, n| {
-        c.event(n as u32, &firelens("checkout", n))
-    });
-    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
-    assert_eq!(instance.exit(), FLB_OK);
-    let received = endpoint.received();
-    let sent: Vec<Vec<u64>> = received
-        .iter()
-        .map(|r| {
-            r.records
-                .iter()
-                .map(|d| lines(d)[0]["n"].as_u64().unwrap())
-                .collect()
-        })
-        .collect();
-    // All five; then only 1 and 3 (throttled as a whole); 1 and 3 again, of which 1 fails; then 1.
-    assert_eq!(
-        sent,
-        vec![vec![0, 1, 2, 3, 4], vec![1, 3], vec![1, 3], vec![1]]
-    );
-    let mut accepted: Vec<u64> = endpoint
-        .accepted()
-        .iter()
-        .map(|(_, d)| lines(d)[0]["n"].as_u64().unwrap())
-        .collect();
-    accepted.sort();
-    assert_eq!(
-        accepted,
-        vec![0, 1, 2, 3, 4],
-        "every record accepted exactly once"
-    );
-    assert!(received.iter().all(|r| r.stream == "logs-checkout" && r.access_key() == Some("AKIDFANOUTTEST0000000")));
-}
+);
 
 child_test!(
     a_fault_schedule_across_three_streams_loses_nothing,
     fake_fault_schedule,
-    STATIC_KEYS
-);
-
-#[test]
-#[ignore = "runs in a child process: see a_fault_schedule_across_three_streams_loses_nothing"]
-fn fake_fault_schedule() {
-    if !in_child() {
-        return;
-    }
-    let endpoint = FakeFirehose::start();
-    let plugin = load();
-    let instance = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &endpoint.url),
-            ("delivery_stream", "logs-$container_name"),
-            ("flush_timeout", "3s"),
-            ("label", "fh-faults"),
-        ])
-        .unwrap();
-    let services = ["checkout", "cart", "search"];
-    let mut expected = Vec::new();
-    for round in 0..6usize {
-        endpoint.script(match round {
-            0 => vec![Reply::FailEvery(3), Reply::Throttle],
-            1 => vec![
-                Reply::Throttle,
-                Reply::Throttle,
-                Reply::FailRecords(vec![0, 5, 9]),
-            ],
-            3 => vec![
-                Reply::FailEvery(2),
-                Reply::FailEvery(2),
-                Reply::FailEvery(2),
-            ],
-            _ => vec![],
-        });
-        let chunk = (0..30usize).fold(Chunk::new(), |c, i| {
-            let n = round * 1000 + i;
-            expected.push((format!("logs-{}", services[i % 3]), n as u64));
-            c.event(i as u32, &firelens(services[i % 3], n))
-        });
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-faults",
+                &[("flush_timeout", "3s")],
+            ))
+            .unwrap();
+        let services = ["checkout", "cart", "search"];
+        let mut expected = Vec::new();
+        for round in 0..6usize {
+            endpoint.script(match round {
+                0 => vec![Reply::FailEvery(3), Reply::Throttle],
+                1 => vec![
+                    Reply::Throttle,
+                    Reply::Throttle,
+                    Reply::FailRecords(vec![0, 5, 9]),
+                ],
+                3 => vec![
+                    Reply::FailEvery(2),
+                    Reply::FailEvery(2),
+                    Reply::FailEvery(2),
+                ],
+                _ => vec![],
+            });
+            let chunk = (0..30usize).fold(Chunk::new(), |c, i| {
+                let n = round * 1000 + i;
+                expected.push((format!("logs-{}", services[i % 3]), n as u64));
+                c.event(i as u32, &firelens(services[i % 3], n))
+            });
+            assert_eq!(
+                flush_until_done(&instance, &chunk, "t"),
+                FLB_OK,
+                "round {round}"
+            );
+        }
+        assert_eq!(instance.exit(), FLB_OK);
+        let mut accepted: Vec<(String, u64)> = endpoint
+            .accepted()
+            .iter()
+            .map(|(stream, d)| (stream.clone(), lines(d)[0]["n"].as_u64().unwrap()))
+            .collect();
+        accepted.sort();
+        expected.sort();
         assert_eq!(
-            flush_until_done(&instance, &chunk, "t"),
-            FLB_OK,
-            "round {round}"
+            accepted, expected,
+            "every record exactly once, in its service's stream"
         );
     }
-    assert_eq!(instance.exit(), FLB_OK);
-    let mut accepted: Vec<(String, u64)> = endpoint
-        .accepted()
-        .iter()
-        .map(|(stream, d)| (stream.clone(), lines(d)[0]["n"].as_u64().unwrap()))
-        .collect();
-    accepted.sort();
-    expected.sort();
-    assert_eq!(
-        accepted, expected,
-        "every record exactly once, in its service's stream"
-    );
-}
+);
 
 child_test!(
     permanent_errors_are_not_retried_and_say_why,
     fake_permanent_errors,
-    STATIC_KEYS
-);
-
-#[test]
-#[ignore = "runs in a child process: see permanent_errors_are_not_retried_and_say_why"]
-fn fake_permanent_errors() {
-    if !in_child() {
-        return;
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        endpoint.script([Reply::Error("ResourceNotFoundException")]);
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(&endpoint.url, "fh-404", &[]))
+            .unwrap();
+        let chunk = Chunk::new()
+            .event(1, &firelens("checkout", 1))
+            .event(2, &json!({"log": "who am I", "n": 2}));
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_ERROR);
+        assert_eq!(instance.exit(), FLB_OK);
+        assert_eq!(endpoint.received().len(), 1, "not retried");
+        let errors: Vec<String> = logs_of("fh-404")
+            .into_iter()
+            .filter(|l| l.level == 1)
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("stream 'logs-checkout': ResourceNotFoundException"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[0].contains("1 records have no delivery stream (record has no $container_name)"),
+            "{}",
+            errors[0]
+        );
+        assert!(!errors[0].contains("fanout-test-secret"));
     }
-    let endpoint = FakeFirehose::start();
-    endpoint.script([Reply::Error("ResourceNotFoundException")]);
-    let plugin = load();
-    let instance = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &endpoint.url),
-            ("delivery_stream", "logs-$container_name"),
-            ("label", "fh-404"),
-        ])
-        .unwrap();
-    let chunk = Chunk::new()
-        .event(1, &firelens("checkout", 1))
-        .event(2, &json!({"log": "who am I", "n": 2}));
-    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_ERROR);
-    assert_eq!(instance.exit(), FLB_OK);
-    assert_eq!(endpoint.received().len(), 1, "not retried");
-    let errors: Vec<String> = logs_of("fh-404")
-        .into_iter()
-        .filter(|l| l.level == 1)
-        .map(|l| l.text)
-        .collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].contains("stream 'logs-checkout': ResourceNotFoundException"),
-        "{}",
-        errors[0]
-    );
-    assert!(
-        errors[0].contains("1 records have no delivery stream (record has no $container_name)"),
-        "{}",
-        errors[0]
-    );
-    assert!(!errors[0].contains("fanout-test-secret"));
-}
+);
 
 child_test!(
     aggregation_and_gzip_pack_many_lines_per_record,
     fake_aggregation,
-    STATIC_KEYS
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-agg",
+                &[
+                    ("simple_aggregation", "on"),
+                    ("compression", "gzip"),
+                    ("partition_keys", "service=$container_name"),
+                ],
+            ))
+            .unwrap();
+        let chunk = (0..2000usize).fold(Chunk::new(), |c, n| {
+            c.event(n as u32, &firelens(["checkout", "cart"][n % 2], n))
+        });
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let received = endpoint.received();
+        assert_eq!(received.len(), 2, "one call per stream");
+        for request in &received {
+            assert_eq!(
+                request.records.len(),
+                1,
+                "1000 small lines fit one aggregated record"
+            );
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&request.records[0][..]),
+                &mut text,
+            )
+            .unwrap();
+            let records = lines(text.as_bytes());
+            assert_eq!(records.len(), 1000);
+            let service = request.stream.trim_start_matches("logs-");
+            assert!(
+                records
+                    .iter()
+                    .all(|r| r["service"] == service && r["container_name"] == service)
+            );
+        }
+    }
 );
-
-#[test]
-#[ignore = "runs in a child process: see aggregation_and_gzip_pack_many_lines_per_record"]
-fn fake_aggregation() {
-    if !in_child() {
-        return;
-    }
-    let endpoint = FakeFirehose::start();
-    let plugin = load();
-    let instance = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &endpoint.url),
-            ("delivery_stream", "logs-$container_name"),
-            ("simple_aggregation", "on"),
-            ("compression", "gzip"),
-            ("partition_keys", "service=$container_name"),
-            ("label", "fh-agg"),
-        ])
-        .unwrap();
-    let chunk = (0..2000usize).fold(Chunk::new(), |c, n| {
-        c.event(n as u32, &firelens(["checkout", "cart"][n % 2], n))
-    });
-    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
-    assert_eq!(instance.exit(), FLB_OK);
-    let received = endpoint.received();
-    assert_eq!(received.len(), 2, "one call per stream");
-    for request in &received {
-        assert_eq!(
-            request.records.len(),
-            1,
-            "1000 small lines fit one aggregated record"
-        );
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(&request.records[0][..]),
-            &mut text,
-        )
-        .unwrap();
-        let records = lines(text.as_bytes());
-        assert_eq!(records.len(), 1000);
-        let service = request.stream.trim_start_matches("logs-");
-        assert!(
-            records
-                .iter()
-                .all(|r| r["service"] == service && r["container_name"] == service)
-        );
-    }
-}
 
 #[test]
 fn credentials_come_from_irsa_web_identity_through_moto_sts() {
@@ -454,14 +445,14 @@ fn moto_web_identity() {
     let plugin = load();
     // The role and token file come from the environment, as IRSA injects them.
     let instance = plugin
-        .init(&[
-            ("destinations", "firehose"),
-            ("region", "us-east-1"),
-            ("endpoint", &endpoint.url),
-            ("sts_endpoint", &moto.url),
-            ("delivery_stream", "logs-irsa"),
-            ("label", "fh-irsa"),
-        ])
+        .init(&firehose_props(
+            &endpoint.url,
+            "fh-irsa",
+            &[
+                ("sts_endpoint", &moto.url),
+                ("delivery_stream", "logs-irsa"),
+            ],
+        ))
         .unwrap();
     assert_eq!(
         instance.flush(
@@ -517,11 +508,5 @@ fn bad_firehose_properties_fail_init_with_one_line() {
             "property 'compression': invalid value 'snappy': expected one of gzip, none",
         ),
     ];
-    for (label, mut p, expected) in cases {
-        p.push(("label", label));
-        assert_eq!(plugin.init(&p).err(), Some(0));
-        let lines = logs_of(label);
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].text.contains(expected), "{:?}", lines[0].text);
-    }
+    assert_init_fails(&plugin, cases.into(), None);
 }

@@ -84,3 +84,38 @@ pub fn run_in_child(name: &str, env: &[(&str, &str)]) {
         "child test {name} failed:\n{stdout}\n{stderr}"
     );
 }
+
+/// One bad configuration: a label (to find its log lines), the properties, and text its single
+/// error line must contain.
+pub type BadConfig<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
+/// Each case must make Init return 0 and log exactly one error line, naming what is wrong and
+/// never containing `secret` (when given).
+pub fn assert_init_fails(
+    plugin: &fanout_testhost::Plugin,
+    cases: Vec<BadConfig<'_>>,
+    secret: Option<&str>,
+) {
+    for (label, mut props, expected) in cases {
+        props.push(("label", label));
+        assert_eq!(
+            plugin.init(&props).err(),
+            Some(0),
+            "{label}: Init must fail with 0"
+        );
+        let lines = fanout_testhost::host::logs_of(label);
+        assert_eq!(lines.len(), 1, "{label}: exactly one line, got {lines:?}");
+        assert_eq!(lines[0].level, 1, "{label}: logged as an error");
+        assert!(
+            lines[0].text.contains(expected),
+            "{label}: {:?} should contain {expected:?}",
+            lines[0].text
+        );
+        if let Some(secret) = secret {
+            assert!(
+                !lines[0].text.contains(secret),
+                "{label}: the line shows the secret"
+            );
+        }
+    }
+}
