@@ -21,13 +21,18 @@ setup:
 build:
 	$(CARGO) build --workspace
 
-## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC)
-dist: $(DIST)/fanout.so
+## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC), k8s-metadata.wasm
+dist: $(DIST)/fanout.so $(DIST)/k8s-metadata.wasm
 
 $(DIST)/fanout.so: setup FORCE
 	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
 	@mkdir -p $(DIST)
 	cp $(PLUGIN_SO) $@
+
+$(DIST)/k8s-metadata.wasm: setup FORCE
+	$(CARGO) build --release -p k8s-metadata --target wasm32-wasip1
+	@mkdir -p $(DIST)
+	cp target/wasm32-wasip1/release/k8s_metadata.wasm $@
 
 FORCE:
 

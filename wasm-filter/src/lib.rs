@@ -1,4 +1,158 @@
-//! Kubernetes metadata for `filter_wasm`, without an API server or RBAC.
+//! `k8s-metadata`: a `filter_wasm` module that adds Kubernetes metadata to records, from the
+//! Downward API and the tail path, with no API server and no RBAC.
 //!
-//! Placeholder crate: the filter itself is built by its own issue. It builds for the host and
-//! for `wasm32-wasip1` so the workspace and `make dist` layout are in place.
+//! Fluent Bit calls the exported `k8s_metadata(tag, tag_len, time_sec, time_nsec, record,
+//! record_len)` once per record and copies the NUL-terminated string it returns: the record as
+//! JSON (`event_format json`, the default) or msgpack (`event_format msgpack`; the input format
+//! is recognised from its first byte). The returned buffer is reused on the next call, so
+//! nothing is leaked per record, and stays valid until the host has copied it.
+//!
+//! A record that cannot be parsed is returned with a `k8s_metadata_error` field and its content
+//! in `log`; the module never drops a record. Files are read once per instance and re-read
+//! every [`podinfo::REFRESH_SECONDS`] of record time.
+
+pub mod enrich;
+pub mod msgpack;
+pub mod podinfo;
+pub mod tagpath;
+
+use std::cell::RefCell;
+
+use serde_json::{Map, Value};
+
+use podinfo::{Config, PodInfo};
+
+struct State {
+    config: Config,
+    pod: PodInfo,
+    read_at: u32,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Processes one record and returns the bytes to hand back, NUL-terminated.
+pub fn filter(
+    tag: &[u8],
+    time_sec: u32,
+    record: Option<&[u8]>,
+    record_len: u32,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let tag = String::from_utf8_lossy(tag);
+    let Some(record) = record else {
+        // The host could not copy the record into the module (its heap was too small).
+        let marker = serde_json::json!({
+            "k8s_metadata_error": format!(
+                "the host passed no record ({record_len} bytes): raise wasm_heap_size or use a module that exports malloc"
+            )
+        });
+        let _ = serde_json::to_writer(&mut *out, &marker);
+        out.push(0);
+        return;
+    };
+    let json_mode = record.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        let state = state.get_or_insert_with(|| {
+            let config = Config::load();
+            let pod = PodInfo::read(&config.podinfo_dir);
+            State {
+                config,
+                pod,
+                read_at: time_sec,
+            }
+        });
+        if time_sec >= state.read_at.saturating_add(podinfo::REFRESH_SECONDS) {
+            state.pod = PodInfo::read(&state.config.podinfo_dir);
+            state.read_at = time_sec;
+        }
+        if json_mode {
+            json_record(record, &tag, state, out);
+        } else {
+            msgpack_record(record, &tag, state, out);
+        }
+    });
+    out.push(0);
+}
+
+fn error_record(reason: String, content: &[u8]) -> Map<String, Value> {
+    [
+        ("k8s_metadata_error".to_string(), Value::String(reason)),
+        (
+            "log".to_string(),
+            Value::String(String::from_utf8_lossy(content).into_owned()),
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn json_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
+    let mut map = match serde_json::from_slice::<Value>(record) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => error_record("the record is not a JSON object".into(), record),
+        Err(e) => error_record(format!("the record is not valid JSON: {e}"), record),
+    };
+    if !map.contains_key("k8s_metadata_error") {
+        enrich::enrich(&mut map, tag, &state.pod, &state.config);
+    }
+    let _ = serde_json::to_writer(&mut *out, &map);
+}
+
+fn msgpack_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
+    let mut map = match msgpack::decode(record) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => error_record("the record is not a msgpack map".into(), record),
+        Err(e) => error_record(format!("the record is not valid msgpack: {}", e.0), record),
+    };
+    if !map.contains_key("k8s_metadata_error") {
+        enrich::enrich(&mut map, tag, &state.pod, &state.config);
+    }
+    let value = Value::Object(map);
+    if let Err(msgpack::NeedsZeroByte(shape)) = msgpack::encode_zero_free(&value, out) {
+        out.clear();
+        let reason = format!(
+            "event_format msgpack cannot carry this record ({shape} needs a 0x00 byte, where the host cuts); use event_format json"
+        );
+        msgpack::marker_record(&reason, &value.to_string(), out);
+    }
+}
+
+/// The only `unsafe` code: turning the host's pointers into slices.
+mod abi {
+    use super::{OUTPUT, filter};
+
+    /// The function `filter_wasm` calls (`function_name k8s_metadata`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn k8s_metadata(
+        tag: *const u8,
+        tag_len: u32,
+        time_sec: u32,
+        _time_nsec: u32,
+        record: *const u8,
+        record_len: u32,
+    ) -> *const u8 {
+        let tag = if tag.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: the host copied `tag_len` bytes of tag into module memory at `tag`; they
+            // stay valid for the duration of the call.
+            unsafe { std::slice::from_raw_parts(tag, tag_len as usize) }
+        };
+        // The host passes 0 when it could not allocate the copy (it does not check).
+        let record = (!record.is_null()).then(|| {
+            // SAFETY: as for the tag: `record_len` bytes at `record`, valid during the call.
+            unsafe { std::slice::from_raw_parts(record, record_len as usize) }
+        });
+        OUTPUT.with(|output| {
+            let mut output = output.borrow_mut();
+            filter(tag, time_sec, record, record_len, &mut output);
+            // The buffer lives in a thread-local reused by the next call: valid until then.
+            output.as_ptr()
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The pod's own metadata from a Downward API volume, and the module's small config file.
+//!
+//! Fluent Bit gives a filter_wasm module no environment and no arguments, only the
+//! directories listed in `accessible_paths`. So the pod describes itself through files:
+//!
+//! ```text
+//! <podinfo_dir>/pod_name      metadata.name
+//! <podinfo_dir>/namespace     metadata.namespace
+//! <podinfo_dir>/pod_uid       metadata.uid
+//! <podinfo_dir>/labels        metadata.labels      (key="value" lines, Go-quoted)
+//! <podinfo_dir>/annotations   metadata.annotations
+//! <podinfo_dir>/node_name     spec.nodeName (not a Downward API volume field: write it from
+//!                             an init container if you want `host`)
+//! ```
+//!
+//! `podinfo_dir` is `/etc/podinfo` unless `k8s-metadata.conf` (looked for in `/fluent-bit/etc/`,
+//! then `/etc/podinfo/`) says otherwise. Files are read once and re-read when a record's time is
+//! at least [`REFRESH_SECONDS`] past the last read (labels and annotations can change).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_DIR: &str = "/etc/podinfo";
+pub const CONFIG_PATHS: [&str; 2] = [
+    "/fluent-bit/etc/k8s-metadata.conf",
+    "/etc/podinfo/k8s-metadata.conf",
+];
+pub const REFRESH_SECONDS: u32 = 60;
+
+/// Settings from `k8s-metadata.conf` (`key = value` lines, `#` comments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub podinfo_dir: PathBuf,
+    /// Merge a JSON object found in `log`/`message` into the record.
+    pub merge_log: bool,
+    /// Keep the original `log`/`message` string after merging it.
+    pub keep_log: bool,
+    /// Split raw CRI lines (`<time> <stream> <P|F> <message>`).
+    pub parse_cri: bool,
+    /// Add `service`/`env`/`version` from unified service tagging labels.
+    pub service_tags: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            podinfo_dir: PathBuf::from(DEFAULT_DIR),
+            merge_log: true,
+            keep_log: true,
+            parse_cri: true,
+            service_tags: true,
+        }
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Config {
+        let mut config = Config::default();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+            let flag = matches!(
+                value.to_ascii_lowercase().as_str(),
+                "on" | "true" | "yes" | "1"
+            );
+            match key.as_str() {
+                "podinfo_dir" => config.podinfo_dir = PathBuf::from(value),
+                "merge_log" => config.merge_log = flag,
+                "keep_log" => config.keep_log = flag,
+                "parse_cri" => config.parse_cri = flag,
+                "service_tags" => config.service_tags = flag,
+                _ => {}
+            }
+        }
+        config
+    }
+
+    pub fn load() -> Config {
+        CONFIG_PATHS
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|text| Config::parse(&text))
+            .unwrap_or_default()
+    }
+}
+
+/// What the Downward API files say; every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    pub pod_name: Option<String>,
+    pub namespace_name: Option<String>,
+    pub pod_id: Option<String>,
+    pub host: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodInfo {
+    pub fn read(dir: &Path) -> PodInfo {
+        let value = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let map = |name: &str| {
+            value(name)
+                .map(|text| parse_key_values(&text))
+                .unwrap_or_default()
+        };
+        PodInfo {
+            pod_name: value("pod_name"),
+            namespace_name: value("namespace"),
+            pod_id: value("pod_uid"),
+            host: value("node_name"),
+            labels: map("labels"),
+            annotations: map("annotations"),
+        }
+    }
+}
+
+/// Parses the Downward API's `key="value"` lines; values are Go-quoted strings.
+pub fn parse_key_values(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (key, quoted) = line.split_once('=')?;
+            Some((key.trim().to_owned(), unquote(quoted.trim())))
+        })
+        .collect()
+}
+
+/// Undoes Go's `strconv.Quote` for the escapes it produces.
+fn unquote(quoted: &str) -> String {
+    let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) else {
+        return quoted.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                if let Ok(b) = u8::from_str_radix(&hex, 16) {
+                    out.push(char::from(b));
+                }
+            }
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
+            }
+            Some('U') => {
+                let hex: String = chars.by_ref().take(8).collect();
+                out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
+            }
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downward_api_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pod_name"), "web-7c9d\n").unwrap();
+        std::fs::write(dir.path().join("namespace"), "shop").unwrap();
+        std::fs::write(
+            dir.path().join("labels"),
+            "app=\"web\"\ntags.datadoghq.com/env=\"prod\"\nnote=\"a \\\"quoted\\\" \\u00e9 value\"\n",
+        )
+        .unwrap();
+        let info = PodInfo::read(dir.path());
+        assert_eq!(info.pod_name.as_deref(), Some("web-7c9d"));
+        assert_eq!(info.namespace_name.as_deref(), Some("shop"));
+        assert_eq!(info.pod_id, None);
+        assert_eq!(info.labels["tags.datadoghq.com/env"], "prod");
+        assert_eq!(info.labels["note"], "a \"quoted\" é value");
+        assert!(info.annotations.is_empty());
+    }
+
+    #[test]
+    fn config_file() {
+        let c = Config::parse("# comment\npodinfo_dir = /podinfo\nmerge_log = off\nunknown = 1\n");
+        assert_eq!(c.podinfo_dir, PathBuf::from("/podinfo"));
+        assert!(!c.merge_log && c.keep_log && c.parse_cri);
+    }
+}
