@@ -21,8 +21,8 @@ setup:
 build:
 	$(CARGO) build --workspace
 
-## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC), k8s-metadata.wasm
-dist: $(DIST)/fanout.so $(DIST)/k8s-metadata.wasm
+## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC), k8s-metadata.wasm, static job-wrapper
+dist: $(DIST)/fanout.so $(DIST)/k8s-metadata.wasm $(DIST)/job-wrapper
 
 $(DIST)/fanout.so: setup FORCE
 	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
@@ -33,6 +33,12 @@ $(DIST)/k8s-metadata.wasm: setup FORCE
 	$(CARGO) build --release -p k8s-metadata --target wasm32-wasip1
 	@mkdir -p $(DIST)
 	cp target/wasm32-wasip1/release/k8s_metadata.wasm $@
+
+# Static (musl) so it runs in any Job image, distroless and scratch included.
+$(DIST)/job-wrapper: setup FORCE
+	$(CARGO) zigbuild --release -p job-wrapper --target $(ARCH)-unknown-linux-musl
+	@mkdir -p $(DIST)
+	cp target/$(ARCH)-unknown-linux-musl/release/job-wrapper $@
 
 FORCE:
 

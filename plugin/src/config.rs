@@ -192,6 +192,8 @@ pub struct CoreConfig {
     pub flush_timeout: Duration,
     /// How long exit waits for deliveries still in flight.
     pub exit_timeout: Duration,
+    /// Stop Fluent Bit once job-wrapper's end-of-job record has been delivered.
+    pub exit_on_job_end: bool,
 }
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -246,12 +248,14 @@ impl CoreConfig {
             return Err(ConfigError::new("flush_timeout", "must be at least 100ms"));
         }
         let exit_timeout = r.duration("exit_timeout", DEFAULT_EXIT_TIMEOUT)?;
+        let exit_on_job_end = r.boolean("exit_on_job_end", false)?;
         Ok(CoreConfig {
             label,
             destinations,
             message_keys,
             flush_timeout,
             exit_timeout,
+            exit_on_job_end,
         })
     }
 }

@@ -35,6 +35,12 @@ pub enum FlushStatus {
 /// the deadline itself; this only matters if the runtime is wedged.
 const DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
+/// Asks the process hosting the plugin to shut down gracefully (Fluent Bit: SIGTERM, which
+/// stops inputs and flushes what is pending for its `Grace` period).
+pub trait HostShutdown: Send + Sync {
+    fn request_shutdown(&self);
+}
+
 /// Counters of one instance, reported at exit.
 #[derive(Default)]
 pub struct Stats {
@@ -73,6 +79,7 @@ struct Pipeline {
     log: Arc<Logger>,
     destinations: Vec<Arc<Destination>>,
     stats: Stats,
+    shutdown: Arc<dyn HostShutdown>,
 }
 
 struct Job {
@@ -95,6 +102,7 @@ impl Instance {
     pub fn start(
         props: &dyn Properties,
         sink: Arc<dyn LogSink>,
+        shutdown: Arc<dyn HostShutdown>,
         default_label: String,
         handle: Handle,
     ) -> Option<Instance> {
@@ -125,6 +133,7 @@ impl Instance {
             log,
             destinations,
             stats: Stats::default(),
+            shutdown,
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let dispatcher = handle.spawn(dispatch(Arc::clone(&pipeline), rx));
@@ -265,27 +274,38 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     // failed instead of being cancelled mid-request.
     let soft_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
     let work = pipeline.process(job.chunk, job.tag, soft_deadline);
-    let status = match tokio::time::timeout_at(deadline, work).await {
-        Ok(status) => status,
+    let (status, job_end) = match tokio::time::timeout_at(deadline, work).await {
+        Ok(result) => result,
         Err(_) => {
             pipeline.log.warn(format_args!(
                 "deliveries did not finish within flush_timeout ({:?}); Fluent Bit will retry the chunk",
                 pipeline.config.flush_timeout
             ));
-            FlushStatus::Retry
+            (FlushStatus::Retry, false)
         }
     };
     // The flush side may have given up already; nothing to do then.
     let _ = job.reply.send(status);
+    if job_end && status == FlushStatus::Ok {
+        // Everything up to job-wrapper's last record is delivered: stop Fluent Bit, whose own
+        // shutdown still flushes whatever else is pending (retries included) for `Grace`.
+        pipeline
+            .log
+            .info("job-wrapper's end-of-job record is delivered: asking Fluent Bit to shut down (exit_on_job_end)");
+        pipeline.shutdown.request_shutdown();
+    }
 }
 
 impl Pipeline {
+    /// Decodes and delivers one chunk; also says whether it held job-wrapper's end-of-job
+    /// record (when `exit_on_job_end` is on).
     async fn process(
         &self,
         chunk: Vec<u8>,
         tag: String,
         deadline: tokio::time::Instant,
-    ) -> FlushStatus {
+    ) -> (FlushStatus, bool) {
+        let status_only = |status| (status, false);
         Stats::add(&self.stats.chunks, 1);
         let decoded = match decode_chunk(&chunk) {
             Ok(decoded) => decoded,
@@ -295,7 +315,7 @@ impl Pipeline {
                     "dropping a chunk of {} bytes with tag '{tag}': {e}",
                     chunk.len()
                 ));
-                return FlushStatus::Error;
+                return status_only(FlushStatus::Error);
             }
         };
         drop(chunk);
@@ -307,8 +327,13 @@ impl Pipeline {
         }
         Stats::add(&self.stats.records, decoded.events.len() as u64);
         if decoded.events.is_empty() {
-            return FlushStatus::Ok;
+            return status_only(FlushStatus::Ok);
         }
+        let job_end = self.config.exit_on_job_end
+            && decoded
+                .events
+                .iter()
+                .any(|e| e.is_job_end(&self.config.message_keys));
         let batch = Arc::new(Batch {
             tag,
             events: decoded.events,
@@ -352,7 +377,7 @@ impl Pipeline {
                 }
             }
         }
-        status
+        (status, job_end)
     }
 }
 
@@ -364,9 +389,25 @@ mod tests {
     use crate::runtime::RuntimeLease;
     use std::collections::HashMap;
 
+    #[derive(Default)]
+    struct CountShutdown(AtomicU64);
+    impl HostShutdown for CountShutdown {
+        fn request_shutdown(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn instance(
         dir: &tempfile::TempDir,
         extra: &[(&str, &str)],
+    ) -> (Instance, Arc<MemorySink>, RuntimeLease) {
+        instance_with(dir, extra, Arc::new(CountShutdown::default()))
+    }
+
+    fn instance_with(
+        dir: &tempfile::TempDir,
+        extra: &[(&str, &str)],
+        shutdown: Arc<dyn HostShutdown>,
     ) -> (Instance, Arc<MemorySink>, RuntimeLease) {
         let lease = RuntimeLease::acquire().unwrap();
         let mut props: HashMap<String, String> = HashMap::new();
@@ -382,6 +423,7 @@ mod tests {
         let inst = Instance::start(
             &props,
             sink.clone(),
+            shutdown,
             "fanout.0".into(),
             lease.handle().clone(),
         )
@@ -401,6 +443,49 @@ mod tests {
         );
         inst.shutdown();
         assert!(sink.text().contains("rejected_chunks=1"));
+    }
+
+    /// A chunk of `{"message": text}` records in the 1.9 layout, written by hand.
+    fn chunk(messages: &[&str]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for m in messages {
+            rmp::encode::write_array_len(&mut buf, 2).unwrap();
+            rmp::encode::write_uint(&mut buf, 1).unwrap();
+            rmp::encode::write_map_len(&mut buf, 1).unwrap();
+            rmp::encode::write_str(&mut buf, "message").unwrap();
+            rmp::encode::write_str(&mut buf, m).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn the_end_of_job_record_stops_the_host_only_when_asked_and_after_delivery() {
+        let end = r#"{"job_wrapper":"end","exit_code":3}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let off = Arc::new(CountShutdown::default());
+        let (inst, _sink, _lease) = instance_with(&dir, &[], off.clone());
+        assert_eq!(inst.flush(&chunk(&["a", end]), b"t"), FlushStatus::Ok);
+        inst.shutdown();
+        assert_eq!(
+            off.0.load(Ordering::SeqCst),
+            0,
+            "exit_on_job_end is off by default"
+        );
+
+        let on = Arc::new(CountShutdown::default());
+        let (inst, sink, _lease) = instance_with(&dir, &[("exit_on_job_end", "on")], on.clone());
+        let _host = HostThread::enter();
+        assert_eq!(inst.flush(&chunk(&["a", "b"]), b"t"), FlushStatus::Ok);
+        assert_eq!(on.0.load(Ordering::SeqCst), 0);
+        assert_eq!(inst.flush(&chunk(&["c", end]), b"t"), FlushStatus::Ok);
+        inst.shutdown();
+        assert_eq!(on.0.load(Ordering::SeqCst), 1);
+        assert!(sink.text().contains("asking Fluent Bit to shut down"));
+        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert!(
+            written.lines().last().unwrap().contains("job_wrapper"),
+            "delivered before the request"
+        );
     }
 
     #[test]
@@ -424,6 +509,7 @@ mod tests {
             Instance::start(
                 &props,
                 sink.clone(),
+                Arc::new(CountShutdown::default()),
                 "fanout.7".into(),
                 lease.handle().clone()
             )

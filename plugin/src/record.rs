@@ -72,6 +72,21 @@ impl LogEvent {
     }
 }
 
+/// How job-wrapper's end-of-job record starts (written as one CRI line of JSON).
+pub const JOB_END_PREFIX: &str = "{\"job_wrapper\":\"end\"";
+
+impl LogEvent {
+    /// Whether this is job-wrapper's end-of-job record: its message is the wrapper's JSON, or
+    /// (after a `merge_log`) the record has `"job_wrapper": "end"`.
+    pub fn is_job_end<K: AsRef<str>>(&self, message_keys: &[K]) -> bool {
+        self.body.get("job_wrapper").and_then(Value::as_str) == Some("end")
+            || self
+                .message(message_keys)
+                .and_then(|(_, v)| v.as_str())
+                .is_some_and(|m| m.starts_with(JOB_END_PREFIX))
+    }
+}
+
 /// The decoded records of one flush, shared read-only by every destination.
 #[derive(Debug)]
 pub struct Batch {
@@ -107,6 +122,17 @@ mod tests {
         assert_eq!(e.message(&DEFAULT_MESSAGE_KEYS).unwrap().0, "log");
         assert_eq!(e.message(&["message"]).unwrap().1, &json!("structured"));
         assert!(e.message(&["msg"]).is_none());
+    }
+
+    #[test]
+    fn job_end_records_are_recognised() {
+        let keys = ["log", "message"];
+        assert!(
+            event(json!({"message": "{\"job_wrapper\":\"end\",\"exit_code\":3}"}))
+                .is_job_end(&keys)
+        );
+        assert!(event(json!({"log": "x", "job_wrapper": "end"})).is_job_end(&keys));
+        assert!(!event(json!({"log": "job_wrapper end"})).is_job_end(&keys));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use bindings::{
 };
 
 use crate::config::Properties;
-use crate::instance::{FlushStatus, Instance};
+use crate::instance::{FlushStatus, HostShutdown, Instance};
 use crate::log::{HostThread, Level, LogSink, StderrSink};
 use crate::runtime::RuntimeLease;
 
@@ -186,6 +186,17 @@ impl LogSink for HostOutput {
     }
 }
 
+impl HostShutdown for HostOutput {
+    fn request_shutdown(&self) {
+        // SAFETY: kill(2) on our own pid with SIGTERM only queues the signal; Fluent Bit's
+        // handler starts its graceful shutdown (inputs paused, pending chunks flushed for
+        // `Grace` seconds), exactly as if the container runtime had sent it.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+    }
+}
+
 /// Fills the registration struct. Starts nothing: daemon mode forks after this and
 /// `--dry-run` never calls Init.
 #[unsafe(no_mangle)]
@@ -258,9 +269,13 @@ pub extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
                 return 0;
             }
         };
-        let Some(instance) =
-            Instance::start(host.as_ref(), host.clone(), label, runtime.handle().clone())
-        else {
+        let Some(instance) = Instance::start(
+            host.as_ref(),
+            host.clone(),
+            host.clone(),
+            label,
+            runtime.handle().clone(),
+        ) else {
             return 0;
         };
         let context_ptr = Box::into_raw(Box::new(Context {

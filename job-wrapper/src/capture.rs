@@ -1,0 +1,211 @@
+//! The command's output as CRI-format lines in a file, rotated by size.
+//!
+//! Each line is `<RFC3339Nano> <stdout|stderr> <P|F> <text>`: what containerd writes and
+//! Fluent Bit's `cri` parser (and `multiline.parser cri`) reads. A line longer than the split
+//! size is written as `P` parts followed by an `F` part. Rotation renames the file to
+//! `<file>.1` (shifting older generations up, dropping the oldest) and at once creates a new
+//! file, so Fluent Bit's tail, which keeps the renamed file open and notices the new inode at
+//! the same path, loses nothing. Rotated names end in `.N` and do not match a `*.log` glob.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Turns a byte stream into lines, keeping an unfinished line until it ends or grows past
+/// `max_line` bytes. `emit(text, partial)` receives each piece.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn feed(&mut self, mut data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8], bool)) {
+        let max_line = max_line.max(1);
+        while let Some(newline) = data.iter().position(|b| *b == b'\n') {
+            self.pending.extend_from_slice(&data[..newline]);
+            data = &data[newline + 1..];
+            let line = std::mem::take(&mut self.pending);
+            let mut chunks = line.chunks(max_line).peekable();
+            if chunks.peek().is_none() {
+                emit(b"", false);
+            }
+            while let Some(chunk) = chunks.next() {
+                emit(chunk, chunks.peek().is_some());
+            }
+        }
+        self.pending.extend_from_slice(data);
+        while self.pending.len() > max_line {
+            let rest = self.pending.split_off(max_line);
+            let part = std::mem::replace(&mut self.pending, rest);
+            emit(&part, true);
+        }
+    }
+
+    /// Ends an unfinished last line (the command exited without a final newline).
+    pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            emit(&line, false);
+        }
+    }
+}
+
+/// The CRI log file and its rotation.
+pub struct CriFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotate_bytes: u64,
+    keep: u32,
+    pub rotations: u64,
+    pub lines_written: u64,
+}
+
+impl CriFile {
+    pub fn open(path: &Path, rotate_bytes: u64, keep: u32) -> std::io::Result<CriFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(CriFile {
+            path: path.to_owned(),
+            file,
+            size,
+            rotate_bytes,
+            keep,
+            rotations: 0,
+            lines_written: 0,
+        })
+    }
+
+    /// Writes one CRI line, then rotates if the file reached its size.
+    pub fn write_line(
+        &mut self,
+        stream: Stream,
+        text: &[u8],
+        partial: bool,
+    ) -> std::io::Result<()> {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+        let head = format!(
+            "{now} {} {} ",
+            stream.name(),
+            if partial { 'P' } else { 'F' }
+        );
+        let mut line = Vec::with_capacity(head.len() + text.len() + 1);
+        line.extend_from_slice(head.as_bytes());
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        self.lines_written += 1;
+        if self.rotate_bytes > 0 && self.size >= self.rotate_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn generation(&self, n: u32) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            let _ = std::fs::remove_file(self.generation(self.keep));
+            for n in (1..self.keep).rev() {
+                let from = self.generation(n);
+                if from.exists() {
+                    std::fs::rename(&from, self.generation(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, self.generation(1))?;
+        }
+        // Create the new file right away, so a tail that stats the path after the rename
+        // already finds the new inode.
+        self.file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        self.rotations += 1;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) {
+        let _ = self.file.sync_data();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::default();
+        let mut emit = |t: &[u8], p: bool| out.push((String::from_utf8_lossy(t).into_owned(), p));
+        for c in chunks {
+            s.feed(c, max, &mut emit);
+        }
+        s.finish(&mut emit);
+        out
+    }
+
+    #[test]
+    fn lines_across_reads_and_long_lines_split_with_p() {
+        assert_eq!(
+            split(&[b"ab", b"c\nde\n\nf"], 100),
+            vec![
+                ("abc".into(), false),
+                ("de".into(), false),
+                ("".into(), false),
+                ("f".into(), false)
+            ]
+        );
+        assert_eq!(
+            split(&[b"0123456789", b"01\n"], 4),
+            vec![
+                ("0123".into(), true),
+                ("4567".into(), true),
+                ("8901".into(), false)
+            ]
+        );
+        assert_eq!(
+            split(&[b"abcdefgh\n"], 4),
+            vec![("abcd".into(), true), ("efgh".into(), false)]
+        );
+    }
+
+    #[test]
+    fn rotation_renames_and_keeps_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut f = CriFile::open(&path, 200, 2).unwrap();
+        for i in 0..40 {
+            f.write_line(Stream::Stdout, format!("line {i:03}").as_bytes(), false)
+                .unwrap();
+        }
+        assert!(f.rotations >= 4);
+        assert!(dir.path().join("app.log.1").exists() && dir.path().join("app.log.2").exists());
+        assert!(!dir.path().join("app.log.3").exists());
+        let last = std::fs::read_to_string(dir.path().join("app.log")).unwrap()
+            + &std::fs::read_to_string(dir.path().join("app.log.1")).unwrap();
+        assert!(last.lines().all(|l| l.contains(" stdout F line ")));
+    }
+}

@@ -1,0 +1,539 @@
+//! The built `job-wrapper` binary with real child processes, signals, files and HTTP(S)
+//! servers on 127.0.0.1 standing in for each sidecar's API.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_job-wrapper");
+
+fn wrapper(args: &[&str]) -> Command {
+    let mut c = Command::new(WRAPPER);
+    c.args(args);
+    // The tests' own options come from flags only.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("JOB_WRAPPER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    wrapper(args).output().expect("job-wrapper runs")
+}
+
+/// (stream, P|F, text) of every CRI line in a file.
+fn cri(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap();
+            assert!(
+                time.ends_with('Z') && time.len() == 30,
+                "RFC3339 with nanoseconds: {time}"
+            );
+            let (stream, tag, text) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap_or(""),
+            );
+            (stream.to_owned(), tag.to_owned(), text.to_owned())
+        })
+        .collect()
+}
+
+fn end_record(lines: &[(String, String, String)]) -> Value {
+    serde_json::from_str(&lines.last().expect("an end-of-job record").2).unwrap()
+}
+
+fn wait_for(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never appeared in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn exit_codes_are_the_commands() {
+    for (script, code) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 3", 3),
+        ("kill -9 $$", 137),
+    ] {
+        let out = run(&["--shell", "--", script]);
+        assert_eq!(out.status.code(), Some(code), "{script}");
+    }
+    assert_eq!(
+        run(&["--", "/nonexistent/command"]).status.code(),
+        Some(127)
+    );
+    // Without --shell the command runs directly, arguments intact.
+    let out = run(&["--", "printf", "%s|%s", "a b", "c"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|c");
+}
+
+#[test]
+fn sigterm_is_forwarded_and_gives_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut child = wrapper(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--shell",
+        "--",
+        "echo started; exec sleep 30",
+    ])
+    .spawn()
+    .unwrap();
+    wait_for(&log, "started");
+    signal(&child, 15);
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(end_record(&cri(&log))["signal"], 15);
+}
+
+#[test]
+fn a_command_ignoring_sigterm_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut child = wrapper(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--term-grace",
+        "300ms",
+        "--shell",
+        "--",
+        "trap '' TERM; echo started; sleep 30",
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for(&log, "started");
+    signal(&child, 15);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("did not stop within 300ms"), "{stderr}");
+}
+
+#[test]
+fn stdout_and_stderr_keep_identity_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo out $i; sleep 0.02; echo err $i >&2; sleep 0.02; done";
+    let out = run(&["--log-file", log.to_str().unwrap(), "--shell", "--", script]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = cri(&log);
+    let expected: Vec<(String, String, String)> = (1..=10)
+        .flat_map(|i| {
+            [
+                ("stdout".to_string(), "F".to_string(), format!("out {i}")),
+                ("stderr".to_string(), "F".to_string(), format!("err {i}")),
+            ]
+        })
+        .collect();
+    assert_eq!(&lines[..20], &expected[..]);
+    // Passed through on the matching streams, for `kubectl logs`.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("out 10") && !stdout.contains("err"));
+    assert!(stderr.contains("err 10") && !stderr.contains("out"));
+    assert_eq!(end_record(&lines)["stdout_lines"], 10);
+}
+
+#[test]
+fn long_lines_are_split_with_p_and_unterminated_ones_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let script = "head -c 40000 /dev/zero | tr '\\0' a; echo; printf tail";
+    let out = run(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--max-line-bytes",
+        "16384",
+        "--shell",
+        "--",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = cri(&log);
+    let shape: Vec<(&str, usize)> = lines[..4]
+        .iter()
+        .map(|(_, tag, text)| (tag.as_str(), text.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![("P", 16384), ("P", 16384), ("F", 7232), ("F", 4)]
+    );
+    assert_eq!(lines[3].2, "tail");
+}
+
+#[test]
+fn rotation_under_load_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let script = "i=0; while [ $i -lt 20000 ]; do echo \"line $i padding-padding-padding-padding-padding-padding\"; i=$((i+1)); done";
+    let out = run(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--rotate-bytes",
+        "100000",
+        "--rotate-keep",
+        "100",
+        "--shell",
+        "--",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut generations: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let n = path.extension()?.to_str()?.parse::<u32>().ok()?;
+            Some((n, path))
+        })
+        .collect();
+    assert!(generations.len() >= 10, "{} rotations", generations.len());
+    generations.sort_by_key(|g| std::cmp::Reverse(g.0));
+    let mut all = Vec::new();
+    for (_, path) in &generations {
+        all.extend(cri(path));
+    }
+    all.extend(cri(&log));
+    let numbers: Vec<usize> = all
+        .iter()
+        .filter(|(_, _, text)| text.starts_with("line "))
+        .map(|(_, _, text)| text.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..20000).collect::<Vec<_>>(),
+        "every line once, in order, across the files"
+    );
+}
+
+/// A plain HTTP server recording (method, path) of every request, answering `status`.
+struct Recorder {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+fn recorder(status: u16) -> Recorder {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let thread = std::thread::spawn(move || {
+        while let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(60)) {
+            record
+                .lock()
+                .unwrap()
+                .push((request.method().to_string(), request.url().to_string()));
+            let _ = request.respond(
+                tiny_http::Response::from_string("{\"ok\":true}").with_status_code(status),
+            );
+        }
+    });
+    Recorder {
+        url,
+        seen,
+        _thread: thread,
+    }
+}
+
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+#[test]
+fn sidecars_are_stopped_and_failures_never_change_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let tombstone = dir.path().join("tombstone.json");
+    let (envoy, istio, linkerd, fluentd, extra) = (
+        recorder(200),
+        recorder(200),
+        recorder(200),
+        recorder(200),
+        recorder(200),
+    );
+    let broken = closed_port_url();
+    let stop_urls = format!("{}/custom/stop,{broken}/gone", extra.url);
+    let out = run(&[
+        "--envoy-admin",
+        &envoy.url,
+        "--istio-agent",
+        &istio.url,
+        "--linkerd-admin",
+        &linkerd.url,
+        "--fluentd-rpc",
+        &fluentd.url,
+        "--stop-url",
+        &stop_urls,
+        "--stop-timeout",
+        "2s",
+        "--tombstone",
+        tombstone.to_str().unwrap(),
+        "--shell",
+        "--",
+        "exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let post = |path: &str| vec![("POST".to_string(), path.to_string())];
+    assert_eq!(*envoy.seen.lock().unwrap(), post("/quitquitquit"));
+    assert_eq!(*istio.seen.lock().unwrap(), post("/quitquitquit"));
+    assert_eq!(*linkerd.seen.lock().unwrap(), post("/shutdown"));
+    assert_eq!(
+        *fluentd.seen.lock().unwrap(),
+        post("/api/processes.flushBuffersAndKillWorkers")
+    );
+    assert_eq!(*extra.seen.lock().unwrap(), post("/custom/stop"));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
+    assert_eq!(summary["exit_code"], 3);
+    let steps: Vec<(String, bool)> = summary["stop"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["sidecar"].as_str().unwrap().to_owned(),
+                s["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Log shippers first, proxies last; the broken URL is reported, not fatal.
+    let order: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        order,
+        vec!["fluentd", "url", "url", "envoy", "istio", "linkerd"]
+    );
+    assert_eq!(steps.iter().filter(|(_, ok)| !ok).count(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/gone) failed"));
+}
+
+#[test]
+fn a_sidecar_that_never_becomes_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let ran = dir.path().join("ran");
+    let never = closed_port_url();
+    let touch = format!("touch {}", ran.display());
+    let out = run(&[
+        "--wait-http",
+        &never,
+        "--wait-timeout",
+        "700ms",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--shell",
+        "--",
+        &touch,
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(!ran.exists(), "the command did not run");
+    let end = end_record(&cri(&log));
+    assert!(end["error"].as_str().unwrap().contains("not ready"));
+
+    let out = run(&[
+        "--wait-http",
+        &never,
+        "--wait-timeout",
+        "300ms",
+        "--on-wait-timeout",
+        "continue",
+        "--shell",
+        "--",
+        &touch,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(ran.exists());
+
+    let ready = recorder(200);
+    let out = run(&[
+        "--wait-http",
+        &format!("{}/api/v1/health", ready.url),
+        "--shell",
+        "--",
+        "exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(ready.seen.lock().unwrap()[0].1, "/api/v1/health");
+}
+
+#[test]
+fn fluent_bit_is_waited_for_until_it_exits() {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    // Fluent Bit stand-in: answers for a while, then exits (its port closes).
+    let fake = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            if let Ok(Some(r)) = server.recv_timeout(Duration::from_millis(50)) {
+                let _ = r.respond(tiny_http::Response::from_string("ok"));
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tombstone = dir.path().join("t.json");
+    let out = run(&[
+        "--fluent-bit",
+        &url,
+        "--tombstone",
+        tombstone.to_str().unwrap(),
+        "--shell",
+        "--",
+        "exit 0",
+    ]);
+    fake.join().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
+    assert_eq!(summary["stop"][0]["sidecar"], "fluent-bit");
+    assert_eq!(summary["stop"][0]["detail"], "exited");
+    assert!(summary["stop"][0]["millis"].as_u64().unwrap() >= 1000);
+}
+
+/// The Datadog Agent's IPC API: HTTPS with a self-signed certificate (Python's ssl module)
+/// that accepts `POST /agent/stop` only with the right Bearer token.
+#[test]
+fn the_datadog_agent_is_stopped_with_its_token_over_self_signed_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let token = "a".repeat(64);
+    let token_file = dir.path().join("auth_token");
+    std::fs::write(&token_file, &token).unwrap();
+    let calls = dir.path().join("calls");
+    let agent = r#"
+import http.server, ssl, sys
+token, calls = sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        ok = self.path == "/agent/stop" and self.headers.get("Authorization") == "Bearer " + token
+        with open(calls, "a") as f: f.write(("authorized" if ok else "refused") + "\n")
+        self.send_response(200 if ok else 401); self.send_header("Content-Type", "application/json"); self.end_headers()
+        self.wfile.write(b'""')
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.timeout = 0.2
+import time; end = time.time() + 30
+while time.time() < end: s.handle_request()
+"#;
+    let mut server = Command::new("python3")
+        .args(["-c", agent])
+        .arg(&cert)
+        .arg(&key)
+        .arg(&token)
+        .arg(&calls)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}", port.trim());
+    let tombstone = dir.path().join("t.json");
+    let args = |token_path: &Path| {
+        run(&[
+            "--datadog-agent",
+            &url,
+            "--datadog-auth-token",
+            token_path.to_str().unwrap(),
+            "--datadog-catch-up",
+            "0s",
+            "--tombstone",
+            tombstone.to_str().unwrap(),
+            "--shell",
+            "--",
+            "exit 2",
+        ])
+    };
+    let out = args(&token_file);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = dir.path().join("wrong_token");
+    std::fs::write(&wrong, "b".repeat(64)).unwrap();
+    let refused = args(&wrong);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a refused stop does not change the exit code"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "authorized\nrefused\n"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
+    assert_eq!(summary["stop"][0]["detail"], "HTTP 401");
+}
