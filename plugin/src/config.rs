@@ -194,7 +194,14 @@ pub struct CoreConfig {
     pub exit_timeout: Duration,
     /// Stop Fluent Bit once job-wrapper's end-of-job record has been delivered.
     pub exit_on_job_end: bool,
+    /// How often the counters are logged (zero: only at exit).
+    pub stats_interval: Duration,
+    /// Chunk bytes being processed at once, beyond which flushes answer RETRY.
+    pub max_in_flight_bytes: u64,
 }
+
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -249,6 +256,8 @@ impl CoreConfig {
         }
         let exit_timeout = r.duration("exit_timeout", DEFAULT_EXIT_TIMEOUT)?;
         let exit_on_job_end = r.boolean("exit_on_job_end", false)?;
+        let stats_interval = r.duration("stats_interval", DEFAULT_STATS_INTERVAL)?;
+        let max_in_flight_bytes = r.size("max_in_flight_bytes", DEFAULT_MAX_IN_FLIGHT_BYTES)?;
         Ok(CoreConfig {
             label,
             destinations,
@@ -256,6 +265,8 @@ impl CoreConfig {
             flush_timeout,
             exit_timeout,
             exit_on_job_end,
+            stats_interval,
+            max_in_flight_bytes,
         })
     }
 }

@@ -21,11 +21,13 @@ use serde_json::{Number, Value};
 
 use crate::record::{EventTime, LogEvent, Map};
 
-/// Deepest nesting kept (serde_json's own parse limit, so every peer can read what we send).
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting kept. Half of serde_json's parse limit (128), which common JSON peers share:
+/// destinations wrap records in envelopes (Datadog: an array of objects), and a body that
+/// passes the peer's limit only without its envelope would make the whole request fail.
+pub const MAX_DEPTH: usize = 64;
 
 /// Put in place of a value nested deeper than [`MAX_DEPTH`].
-pub const DEPTH_PLACEHOLDER: &str = "[fanout: nested deeper than 128 levels]";
+pub const DEPTH_PLACEHOLDER: &str = "[fanout: nested deeper than 64 levels]";
 
 /// What was wrong with a chunk that was nevertheless decoded. Every field counts records or
 /// values; [`Anomalies::skipped_records`] is what did not become an event.

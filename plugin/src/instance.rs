@@ -5,6 +5,12 @@
 //! page. The flush side therefore does as little as possible: copy the chunk and tag, post a
 //! small job on a channel, wait for the answer with a deadline. Decoding and delivery run on
 //! the runtime's own threads, where stacks are large.
+//!
+//! Delivery guarantee: at least once per destination. A chunk is decoded once and delivered to
+//! every destination concurrently; when some accept it and others fail, the flush answers RETRY
+//! and the [`Ledger`] remembers who accepted, so Fluent Bit's resend goes only to the others.
+//! Duplicates happen only when the process dies between a destination accepting and Fluent Bit
+//! being told, or when a destination itself resends a request whose answer was lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
@@ -17,8 +23,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::config::{ConfigError, CoreConfig, Properties};
 use crate::decode::decode_chunk;
 use crate::destinations::{Delivery, Destination, Shared};
+use crate::ledger::{self, ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
 use crate::record::Batch;
+use crate::stats::{self, DestinationStats, InstanceStats};
 
 /// What a flush tells Fluent Bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,44 +49,17 @@ pub trait HostShutdown: Send + Sync {
     fn request_shutdown(&self);
 }
 
-/// Counters of one instance, reported at exit.
-#[derive(Default)]
-pub struct Stats {
-    pub chunks: AtomicU64,
-    pub records: AtomicU64,
-    pub skipped_records: AtomicU64,
-    pub rejected_chunks: AtomicU64,
-    pub flush_ok: AtomicU64,
-    pub flush_retry: AtomicU64,
-    pub flush_error: AtomicU64,
-}
-
-impl Stats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn summary(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "chunks={} records={} skipped_records={} rejected_chunks={} flush_ok={} flush_retry={} flush_error={}",
-            get(&self.chunks),
-            get(&self.records),
-            get(&self.skipped_records),
-            get(&self.rejected_chunks),
-            get(&self.flush_ok),
-            get(&self.flush_retry),
-            get(&self.flush_error),
-        )
-    }
-}
-
 /// What the runtime side needs: shared by every job of the instance.
 struct Pipeline {
     config: CoreConfig,
     log: Arc<Logger>,
     destinations: Vec<Arc<Destination>>,
-    stats: Stats,
+    stats: InstanceStats,
+    /// One per destination, same order.
+    destination_stats: Vec<DestinationStats>,
+    ledger: Ledger,
+    /// Bytes of the chunks being processed.
+    in_flight: AtomicU64,
     shutdown: Arc<dyn HostShutdown>,
 }
 
@@ -94,6 +75,8 @@ pub struct Instance {
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     handle: Handle,
+    /// When the counters were last logged.
+    stats_logged: Mutex<Instant>,
 }
 
 impl Instance {
@@ -128,11 +111,18 @@ impl Instance {
                 return None;
             }
         };
+        let destination_stats = destinations
+            .iter()
+            .map(|d| DestinationStats::new(d.kind().name()))
+            .collect();
         let pipeline = Arc::new(Pipeline {
             config,
             log,
             destinations,
-            stats: Stats::default(),
+            stats: InstanceStats::default(),
+            destination_stats,
+            ledger: Ledger::default(),
+            in_flight: AtomicU64::new(0),
             shutdown,
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -152,6 +142,7 @@ impl Instance {
             jobs: Mutex::new(Some(tx)),
             dispatcher: Mutex::new(Some(dispatcher)),
             handle,
+            stats_logged: Mutex::new(Instant::now()),
         })
     }
 
@@ -159,16 +150,44 @@ impl Instance {
         &self.pipeline.config
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.pipeline.stats
-    }
-
     pub fn log(&self) -> &Logger {
         &self.pipeline.log
     }
 
+    /// The counters, as the stats line shows them.
+    pub fn stats_summary(&self) -> String {
+        stats::summary(&self.pipeline.stats, &self.pipeline.destination_stats)
+    }
+
     /// Handles one flush. Runs on Fluent Bit's coroutine: keep this frame small.
     pub fn flush(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
+        let status = self.hand_over(data, tag);
+        let counter = match status {
+            FlushStatus::Ok => &self.pipeline.stats.flush_ok,
+            FlushStatus::Retry => &self.pipeline.stats.flush_retry,
+            FlushStatus::Error => &self.pipeline.stats.flush_error,
+        };
+        stats::add(counter, 1);
+        self.log_stats_when_due();
+        self.pipeline.log.drain();
+        status
+    }
+
+    fn hand_over(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
+        let pipeline = &self.pipeline;
+        let size = data.len() as u64;
+        let before = pipeline.in_flight.fetch_add(size, Ordering::SeqCst);
+        // Bounded memory under backpressure: refuse new work while full, but always take one
+        // chunk when idle, however big it is.
+        if before > 0 && before + size > pipeline.config.max_in_flight_bytes {
+            pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
+            stats::add(&pipeline.stats.busy, 1);
+            pipeline.log.debug(format_args!(
+                "{before} bytes in flight (max_in_flight_bytes {}): asking Fluent Bit to retry",
+                pipeline.config.max_in_flight_bytes
+            ));
+            return FlushStatus::Retry;
+        }
         let (reply, answer) = std_mpsc::sync_channel(1);
         let job = Job {
             chunk: data.to_vec(),
@@ -177,16 +196,18 @@ impl Instance {
             reply,
         };
         let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let status = match sender.map(|tx| tx.send(job)) {
+        match sender.map(|tx| tx.send(job)) {
             Some(Ok(())) => {
-                match answer.recv_timeout(self.pipeline.config.flush_timeout + DEADLINE_SLACK) {
+                match answer.recv_timeout(pipeline.config.flush_timeout + DEADLINE_SLACK) {
                     Ok(status) => status,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        self.pipeline.log.error("the delivery runtime did not answer in time; asking Fluent Bit to retry");
+                        pipeline
+                        .log
+                        .error("the delivery runtime did not answer in time; asking Fluent Bit to retry");
                         FlushStatus::Retry
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                        self.pipeline
+                        pipeline
                         .log
                         .error("internal error while processing a chunk (see stderr); the chunk is dropped");
                         FlushStatus::Error
@@ -194,20 +215,28 @@ impl Instance {
                 }
             }
             _ => {
-                self.pipeline
+                pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
+                pipeline
                     .log
                     .error("flush after exit; asking Fluent Bit to retry");
                 FlushStatus::Retry
             }
-        };
-        let counter = match status {
-            FlushStatus::Ok => &self.pipeline.stats.flush_ok,
-            FlushStatus::Retry => &self.pipeline.stats.flush_retry,
-            FlushStatus::Error => &self.pipeline.stats.flush_error,
-        };
-        Stats::add(counter, 1);
-        self.pipeline.log.drain();
-        status
+        }
+    }
+
+    fn log_stats_when_due(&self) {
+        let interval = self.pipeline.config.stats_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let mut last = self.stats_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= interval {
+            *last = Instant::now();
+            drop(last);
+            self.pipeline
+                .log
+                .info(format_args!("stats: {}", self.stats_summary()));
+        }
     }
 
     /// Stops accepting flushes and waits, up to `exit_timeout`, for work in flight.
@@ -233,7 +262,7 @@ impl Instance {
         }
         self.pipeline
             .log
-            .info(format_args!("exiting: {}", self.pipeline.stats.summary()));
+            .info(format_args!("exiting: {}", self.stats_summary()));
         self.pipeline.log.drain();
     }
 }
@@ -268,6 +297,7 @@ async fn dispatch(pipeline: Arc<Pipeline>, mut jobs: mpsc::UnboundedReceiver<Job
 }
 
 async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
+    let size = job.chunk.len() as u64;
     let timeout = pipeline.config.flush_timeout;
     let deadline = tokio::time::Instant::from(job.received + timeout);
     // Destinations stop retrying a little before the hard deadline, so they can say what
@@ -284,6 +314,7 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
             (FlushStatus::Retry, false)
         }
     };
+    pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
     // The flush side may have given up already; nothing to do then.
     let _ = job.reply.send(status);
     if job_end && status == FlushStatus::Ok {
@@ -305,29 +336,39 @@ impl Pipeline {
         tag: String,
         deadline: tokio::time::Instant,
     ) -> (FlushStatus, bool) {
-        let status_only = |status| (status, false);
-        Stats::add(&self.stats.chunks, 1);
+        stats::add(&self.stats.chunks, 1);
         let decoded = match decode_chunk(&chunk) {
             Ok(decoded) => decoded,
             Err(e) => {
-                Stats::add(&self.stats.rejected_chunks, 1);
+                stats::add(&self.stats.rejected_chunks, 1);
                 self.log.error(format_args!(
-                    "dropping a chunk of {} bytes with tag '{tag}': {e}",
-                    chunk.len()
+                    "dropping a chunk of {} bytes with tag '{}': {e}",
+                    chunk.len(),
+                    shorten(&tag)
                 ));
-                return status_only(FlushStatus::Error);
+                return (FlushStatus::Error, false);
             }
         };
+        let id = ChunkId::of(&tag, &chunk);
         drop(chunk);
-        let skipped = decoded.anomalies.skipped_records();
-        Stats::add(&self.stats.skipped_records, skipped);
+        stats::add(
+            &self.stats.skipped_records,
+            decoded.anomalies.skipped_records(),
+        );
+        stats::add(
+            &self.stats.altered_values,
+            decoded.anomalies.altered_values(),
+        );
         if let Some(description) = decoded.anomalies.describe() {
-            self.log
-                .warn(format_args!("chunk with tag '{tag}': {description}"));
+            self.log.warn(format_args!(
+                "chunk with tag '{}': {description}",
+                shorten(&tag)
+            ));
         }
-        Stats::add(&self.stats.records, decoded.events.len() as u64);
+        let records = decoded.events.len() as u64;
+        stats::add(&self.stats.records, records);
         if decoded.events.is_empty() {
-            return status_only(FlushStatus::Ok);
+            return (FlushStatus::Ok, false);
         }
         let job_end = self.config.exit_on_job_end
             && decoded
@@ -338,18 +379,21 @@ impl Pipeline {
             tag,
             events: decoded.events,
         });
+        // Destinations that took this chunk on an earlier attempt are not sent it again.
+        let mut settled = self.ledger.accepted(id);
         let mut deliveries = JoinSet::new();
-        for destination in &self.destinations {
+        for (index, destination) in self.destinations.iter().enumerate() {
+            if settled & ledger::bit(index) != 0 {
+                stats::add(&self.destination_stats[index].resend_skipped, records);
+                continue;
+            }
             let destination = Arc::clone(destination);
             let batch = Arc::clone(&batch);
-            deliveries.spawn(async move {
-                let delivery = destination.deliver(&batch, deadline).await;
-                (destination.kind(), delivery)
-            });
+            deliveries.spawn(async move { (index, destination.deliver(&batch, deadline).await) });
         }
         let mut status = FlushStatus::Ok;
         while let Some(joined) = deliveries.join_next().await {
-            let (kind, delivery) = match joined {
+            let (index, delivery) = match joined {
                 Ok(result) => result,
                 Err(e) => {
                     self.log.error(format_args!("a delivery task failed: {e}"));
@@ -357,27 +401,55 @@ impl Pipeline {
                     continue;
                 }
             };
+            let counters = &self.destination_stats[index];
+            stats::add(&counters.batches, 1);
             match delivery {
-                Delivery::Delivered => {}
+                Delivery::Delivered => {
+                    stats::add(&counters.delivered, records);
+                    // Remembered at once: if the deadline cancels the others, a resend still
+                    // skips this destination.
+                    settled |= ledger::bit(index);
+                    self.ledger.remember(id, settled);
+                }
                 Delivery::Retry(reason) => {
+                    stats::add(&counters.retried, records);
                     self.log.warn(format_args!(
                         "{}: {reason}; Fluent Bit will retry the chunk",
-                        kind.name()
+                        counters.name
                     ));
                     status = FlushStatus::Retry;
                 }
                 Delivery::Rejected(reason) => {
+                    stats::add(&counters.failed, records);
                     self.log.error(format_args!(
                         "{}: {reason}; the records are dropped",
-                        kind.name()
+                        counters.name
                     ));
+                    // Resending cannot help this destination: do not send it again.
+                    settled |= ledger::bit(index);
+                    self.ledger.remember(id, settled);
                     if status == FlushStatus::Ok {
                         status = FlushStatus::Error;
                     }
                 }
             }
         }
-        (status, job_end)
+        if status == FlushStatus::Retry {
+            self.ledger.remember(id, settled);
+        } else {
+            self.ledger.forget(id);
+        }
+        (status, job_end && status == FlushStatus::Ok)
+    }
+}
+
+/// A tag as shown in log lines: at most 256 characters.
+fn shorten(tag: &str) -> std::borrow::Cow<'_, str> {
+    if tag.chars().count() <= 256 {
+        std::borrow::Cow::Borrowed(tag)
+    } else {
+        let cut: String = tag.chars().take(256).collect();
+        std::borrow::Cow::Owned(format!("{cut}…"))
     }
 }
 

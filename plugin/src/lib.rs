@@ -13,6 +13,8 @@ pub mod delivery;
 pub mod destinations;
 mod ffi;
 pub mod instance;
+pub mod ledger;
 pub mod log;
 pub mod record;
 pub mod runtime;
+pub mod stats;

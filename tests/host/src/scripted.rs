@@ -58,6 +58,11 @@ impl<Reply: Send + 'static, Seen: Clone + Send + 'static> ScriptedServer<Reply, 
         self.script.lock().unwrap().replies.extend(replies);
     }
 
+    /// Drops the replies not given yet.
+    pub fn script_clear(&self) {
+        self.script.lock().unwrap().replies.clear();
+    }
+
     /// Every request so far.
     pub fn received(&self) -> Vec<Seen> {
         self.script.lock().unwrap().seen.clone()

@@ -1,0 +1,90 @@
+//! The plugin's own counters, per instance and per destination.
+//!
+//! Reported as one `info` line every `stats_interval` (written from the next flush, on
+//! Fluent Bit's thread, so it lands in Fluent Bit's log) and at exit. Fluent Bit's metrics
+//! endpoint is not used: the proxy API hands plugins an opaque cmetrics context whose C API
+//! differs between versions, and a wrong guess would corrupt the host's memory.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counters of one instance.
+#[derive(Default)]
+pub struct InstanceStats {
+    pub chunks: AtomicU64,
+    pub records: AtomicU64,
+    /// Records the decoder skipped (not a map, bad timestamp, not an event).
+    pub skipped_records: AtomicU64,
+    /// Values changed on the way to JSON (NaN, invalid UTF-8, ext, too deep).
+    pub altered_values: AtomicU64,
+    /// Chunks dropped because their msgpack is broken.
+    pub rejected_chunks: AtomicU64,
+    /// Flushes answered RETRY at once because `max_in_flight_bytes` was reached.
+    pub busy: AtomicU64,
+    pub flush_ok: AtomicU64,
+    pub flush_retry: AtomicU64,
+    pub flush_error: AtomicU64,
+}
+
+/// Counters of one destination of an instance.
+pub struct DestinationStats {
+    pub name: &'static str,
+    pub delivered: AtomicU64,
+    /// Records in deliveries that failed in a way Fluent Bit will retry.
+    pub retried: AtomicU64,
+    /// Records refused for good (bad key, missing stream, …).
+    pub failed: AtomicU64,
+    /// Records of a resent chunk not sent again because this destination had them already.
+    pub resend_skipped: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+impl DestinationStats {
+    pub fn new(name: &'static str) -> DestinationStats {
+        DestinationStats {
+            name,
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            resend_skipped: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `chunks=… records=… … datadog[delivered=… retried=… …] firehose[…]`
+pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> String {
+    let mut line = format!(
+        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} flush_ok={} flush_retry={} flush_error={}",
+        get(&instance.chunks),
+        get(&instance.records),
+        get(&instance.skipped_records),
+        get(&instance.altered_values),
+        get(&instance.rejected_chunks),
+        get(&instance.busy),
+        get(&instance.flush_ok),
+        get(&instance.flush_retry),
+        get(&instance.flush_error),
+    );
+    for d in destinations {
+        let _ = write!(
+            line,
+            " {}[delivered={} retried={} failed={} resend_skipped={} batches={}]",
+            d.name,
+            get(&d.delivered),
+            get(&d.retried),
+            get(&d.failed),
+            get(&d.resend_skipped),
+            get(&d.batches)
+        );
+    }
+    line
+}

@@ -1,0 +1,256 @@
+//! Bad inputs through the built plugin: each gives its verdict, a clear log line and a
+//! counter, and never a crash or an abort of the host process.
+
+mod common;
+
+use fanout_testhost::fake_datadog::FakeDatadog;
+use fanout_testhost::host::{FLB_ERROR, FLB_OK, FLB_RETRY, logs_of};
+use fanout_testhost::{Chunk, HostVersion, Plugin, plugin_path};
+use serde_json::json;
+
+/// `[[EventTime, {}], body]` with a body written by `body`.
+fn chunk_with(body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut buf = vec![0x92, 0x92, 0xd7, 0x00];
+    buf.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    buf.extend_from_slice(&0u32.to_be_bytes());
+    buf.push(0x80);
+    body(&mut buf);
+    buf
+}
+
+fn map_with(key: &str, value: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    chunk_with(|buf| {
+        rmp::encode::write_map_len(buf, 2).unwrap();
+        rmp::encode::write_str(buf, "log").unwrap();
+        rmp::encode::write_str(buf, "x").unwrap();
+        rmp::encode::write_str(buf, key).unwrap();
+        value(buf);
+    })
+}
+
+#[test]
+fn every_bad_input_gets_a_verdict_a_line_and_a_counter() {
+    let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
+    let intake = FakeDatadog::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let out_s = out.display().to_string();
+    let instance = plugin
+        .init(&[
+            ("destinations", "datadog,file"),
+            ("apikey", "k"),
+            ("dd_url", &intake.url),
+            ("path", &out_s),
+            ("stats_interval", "0"),
+            ("label", "bad"),
+        ])
+        .unwrap();
+    let deep = map_with("deep", |buf| {
+        buf.extend(std::iter::repeat_n(0x91u8, 10_000));
+        buf.push(0xc0);
+    });
+    let huge_tag = "t".repeat(100_000);
+    type Case = (&'static str, Vec<u8>, String, i32, Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed chunk",
+            vec![0x92, 0xc1, 0x00],
+            "t".into(),
+            FLB_ERROR,
+            Some("not valid msgpack: byte 0xc1"),
+        ),
+        (
+            "truncated chunk",
+            Chunk::new().event(1, &json!({"log": "cut"})).into_bytes()[..12].to_vec(),
+            "t".into(),
+            FLB_ERROR,
+            Some("chunk is truncated"),
+        ),
+        (
+            "non-map record",
+            chunk_with(|b| rmp::encode::write_str(b, "a string").unwrap()),
+            "t".into(),
+            FLB_OK,
+            Some("1 records whose body is not a map"),
+        ),
+        (
+            "record over 1 MB",
+            Chunk::new()
+                .event(1, &json!({"log": "m".repeat(1_500_000)}))
+                .into_bytes(),
+            "t".into(),
+            FLB_OK,
+            Some("1 logs over 1 MB had their message truncated"),
+        ),
+        (
+            "invalid UTF-8",
+            map_with("bytes", |b| {
+                rmp::encode::write_str_len(b, 3).unwrap();
+                b.extend_from_slice(b"\xff\xfe!");
+            }),
+            "t".into(),
+            FLB_OK,
+            Some("1 strings with invalid UTF-8 (repaired)"),
+        ),
+        (
+            "NaN and Inf",
+            chunk_with(|b| {
+                rmp::encode::write_map_len(b, 2).unwrap();
+                rmp::encode::write_str(b, "nan").unwrap();
+                rmp::encode::write_f64(b, f64::NAN).unwrap();
+                rmp::encode::write_str(b, "inf").unwrap();
+                rmp::encode::write_f64(b, f64::INFINITY).unwrap();
+            }),
+            "t".into(),
+            FLB_OK,
+            Some("2 NaN/Inf floats (sent as null)"),
+        ),
+        (
+            "bin and ext",
+            map_with("ext", |b| {
+                rmp::encode::write_ext_meta(b, 4, 7).unwrap();
+                b.extend_from_slice(b"abcd");
+            }),
+            "t".into(),
+            FLB_OK,
+            Some("1 msgpack ext values (sent as null)"),
+        ),
+        (
+            "10 000-deep nesting",
+            deep,
+            "t".into(),
+            FLB_OK,
+            Some("1 values nested too deeply (replaced)"),
+        ),
+        ("empty chunk", Vec::new(), "t".into(), FLB_OK, None),
+        (
+            "huge tag",
+            Chunk::new()
+                .event(1, &json!({"log": "big tag"}))
+                .into_bytes(),
+            huge_tag.clone(),
+            FLB_OK,
+            None,
+        ),
+    ];
+    let mut seen_lines = 0;
+    for (name, chunk, tag, expected, line) in cases {
+        let rc = instance.flush(&chunk, &tag);
+        let lines = logs_of("bad");
+        assert_eq!(rc, expected, "{name}: {:?}", &lines[seen_lines..]);
+        let new: Vec<_> = lines[seen_lines..].to_vec();
+        seen_lines = lines.len();
+        if let Some(text) = line {
+            assert!(
+                new.iter().any(|l| l.text.contains(text)),
+                "{name}: no line with {text:?} in {new:?}"
+            );
+        }
+        assert!(
+            new.iter().all(|l| l.text.len() < 4096),
+            "{name}: log lines stay short"
+        );
+    }
+    // A chunk after all of that still goes through.
+    assert_eq!(
+        instance.flush(
+            Chunk::new().event(2, &json!({"log": "still fine"})).bytes(),
+            "t"
+        ),
+        FLB_OK
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    let exit = logs_of("bad")
+        .into_iter()
+        .find(|l| l.text.contains("exiting:"))
+        .unwrap()
+        .text;
+    for counter in [
+        "rejected_chunks=2",
+        "skipped_records=1",
+        "altered_values=5",
+        "flush_error=2",
+    ] {
+        assert!(exit.contains(counter), "{counter} in {exit}");
+    }
+    // The huge tag is logged nowhere in full, but delivered as it is.
+    assert!(std::fs::read_to_string(&out).unwrap().contains(&huge_tag));
+    assert!(
+        intake
+            .accepted()
+            .iter()
+            .any(|e| e["message"] == "still fine")
+    );
+}
+
+#[test]
+fn memory_stays_bounded_when_deliveries_back_up() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("slow.fifo");
+    let fifo_c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(fanout_testhost::ffi::mkfifo(&fifo_c), 0);
+    // A reader that does not read yet: the file destination's writes block on a full pipe.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let fifo_s = fifo.display().to_string();
+    let instance = plugin
+        .init(&[
+            ("destinations", "file"),
+            ("path", &fifo_s),
+            ("max_in_flight_bytes", "64K"),
+            ("flush_timeout", "3s"),
+            ("stats_interval", "0"),
+            ("label", "backpressure"),
+        ])
+        .unwrap();
+    let big = (0..40).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": "z".repeat(4096)}))
+    });
+    std::thread::scope(|scope| {
+        let stuck = scope.spawn(|| instance.flush(big.bytes(), "t"));
+        // While the first chunk (over 64 KiB) is in flight, a second one is refused at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut refused = false;
+        while !refused && std::time::Instant::now() < deadline && !stuck.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            refused = instance.flush(Chunk::new().event(1, &json!({"log": "small"})).bytes(), "t")
+                == FLB_RETRY;
+        }
+        assert!(
+            refused,
+            "a flush beyond max_in_flight_bytes is answered RETRY"
+        );
+        let mut sink = vec![0u8; 1 << 20];
+        let drain_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !stuck.is_finished() && std::time::Instant::now() < drain_deadline {
+            let _ = reader.read(&mut sink);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = stuck.join().unwrap();
+    });
+    let drain = std::thread::spawn(move || {
+        let mut sink = vec![0u8; 1 << 20];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            match reader.read(&mut sink) {
+                Ok(0) => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    });
+    assert_eq!(instance.exit(), FLB_OK);
+    drain.join().unwrap();
+    let exit = logs_of("backpressure")
+        .into_iter()
+        .find(|l| l.text.contains("exiting:"))
+        .unwrap()
+        .text;
+    assert!(!exit.contains("busy=0"), "{exit}");
+}
