@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::config::{ConfigError, CoreConfig, Properties};
 use crate::decode::decode_chunk;
 use crate::destinations::{Delivery, Destination, Shared};
-use crate::ledger::{self, ChunkId, Ledger};
+use crate::ledger::{ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
 use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
@@ -379,21 +379,42 @@ impl Pipeline {
             tag,
             events: decoded.events,
         });
-        // Destinations that took this chunk on an earlier attempt are not sent it again.
-        let mut settled = self.ledger.accepted(id);
+        // What each destination accepted on earlier attempts of this chunk is not sent again.
+        let mut progress = self.ledger.progress(id, self.destinations.len());
         let mut deliveries = JoinSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {
-            if settled & ledger::bit(index) != 0 {
-                stats::add(&self.destination_stats[index].resend_skipped, records);
+            let previous = &progress[index];
+            let skipped = if previous.done {
+                records as usize
+            } else {
+                previous.accepted_count()
+            };
+            stats::add(
+                &self.destination_stats[index].resend_skipped,
+                skipped as u64,
+            );
+            if previous.done {
                 continue;
             }
+            // Positions in the chunk of the records this destination still needs.
+            let wanted: Vec<usize> = (0..batch.events.len())
+                .filter(|i| !previous.accepted.get(*i).copied().unwrap_or(false))
+                .collect();
+            let part = if wanted.len() == batch.events.len() {
+                Arc::clone(&batch)
+            } else {
+                Arc::new(Batch {
+                    tag: batch.tag.clone(),
+                    events: wanted.iter().map(|&i| batch.events[i].clone()).collect(),
+                })
+            };
             let destination = Arc::clone(destination);
-            let batch = Arc::clone(&batch);
-            deliveries.spawn(async move { (index, destination.deliver(&batch, deadline).await) });
+            deliveries
+                .spawn(async move { (index, wanted, destination.deliver(&part, deadline).await) });
         }
         let mut status = FlushStatus::Ok;
         while let Some(joined) = deliveries.join_next().await {
-            let (index, delivery) = match joined {
+            let (index, wanted, delivery) = match joined {
                 Ok(result) => result,
                 Err(e) => {
                     self.log.error(format_args!("a delivery task failed: {e}"));
@@ -403,16 +424,25 @@ impl Pipeline {
             };
             let counters = &self.destination_stats[index];
             stats::add(&counters.batches, 1);
+            let sent = wanted.len() as u64;
             match delivery {
                 Delivery::Delivered => {
-                    stats::add(&counters.delivered, records);
-                    // Remembered at once: if the deadline cancels the others, a resend still
-                    // skips this destination.
-                    settled |= ledger::bit(index);
-                    self.ledger.remember(id, settled);
+                    stats::add(&counters.delivered, sent);
+                    progress[index].done = true;
                 }
-                Delivery::Retry(reason) => {
-                    stats::add(&counters.retried, records);
+                Delivery::Retry { reason, accepted } => {
+                    stats::add(&counters.delivered, accepted.len() as u64);
+                    stats::add(
+                        &counters.retried,
+                        sent - accepted.len().min(wanted.len()) as u64,
+                    );
+                    let marks = &mut progress[index].accepted;
+                    marks.resize(batch.events.len(), false);
+                    for position in accepted {
+                        if let Some(&original) = wanted.get(position) {
+                            marks[original] = true;
+                        }
+                    }
                     self.log.warn(format_args!(
                         "{}: {reason}; Fluent Bit will retry the chunk",
                         counters.name
@@ -420,22 +450,24 @@ impl Pipeline {
                     status = FlushStatus::Retry;
                 }
                 Delivery::Rejected(reason) => {
-                    stats::add(&counters.failed, records);
+                    stats::add(&counters.failed, sent);
                     self.log.error(format_args!(
                         "{}: {reason}; the records are dropped",
                         counters.name
                     ));
                     // Resending cannot help this destination: do not send it again.
-                    settled |= ledger::bit(index);
-                    self.ledger.remember(id, settled);
+                    progress[index].done = true;
                     if status == FlushStatus::Ok {
                         status = FlushStatus::Error;
                     }
                 }
             }
+            // Remembered at once: if the deadline cancels the other deliveries, a resend still
+            // skips what this one got through.
+            self.ledger.remember(id, &progress);
         }
         if status == FlushStatus::Retry {
-            self.ledger.remember(id, settled);
+            self.ledger.remember(id, &progress);
         } else {
             self.ledger.forget(id);
         }

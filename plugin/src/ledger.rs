@@ -1,9 +1,10 @@
-//! Which destinations already accepted a chunk that Fluent Bit may send again.
+//! What each destination already accepted of a chunk that Fluent Bit may send again.
 //!
-//! When one destination fails and another succeeds, the flush must return RETRY, and Fluent
-//! Bit will resend the same chunk later. The ledger remembers, per chunk (identified by a hash
-//! of its tag and bytes, which do not change between retries), the destinations that accepted
-//! it, so the retry goes only where it failed. Entries are dropped when the chunk is done, and
+//! When a destination fails (or runs out of time) after others, or part of its own requests,
+//! succeeded, the flush must return RETRY and Fluent Bit will resend the same chunk. The ledger
+//! remembers, per chunk (identified by a hash of its tag and bytes, which do not change between
+//! retries) and per destination, whether it is done and which records it accepted, so the
+//! resend carries to each destination only what it does not have yet. Entries are dropped when the chunk is done, and
 //! the oldest are evicted beyond a fixed capacity, so memory stays bounded; an evicted entry
 //! only means a destination may see that chunk twice (at-least-once, never lost).
 
@@ -12,8 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-/// Chunks remembered at most (each entry is a few bytes).
-pub const CAPACITY: usize = 4096;
+/// Chunks remembered at most (an entry is a few bytes, plus one byte per record for a
+/// destination that accepted part of a chunk).
+pub const CAPACITY: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkId {
@@ -33,11 +35,19 @@ impl ChunkId {
     }
 }
 
-/// A set of destination indices (an instance has at most a handful).
-pub type Accepted = u64;
+/// How far one destination got with a chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Nothing more to send to it: it accepted everything, or refused for good.
+    pub done: bool,
+    /// Records (by position in the chunk) it accepted on earlier attempts; empty when none.
+    pub accepted: Vec<bool>,
+}
 
-pub fn bit(index: usize) -> Accepted {
-    1u64 << (index % 64)
+impl Progress {
+    pub fn accepted_count(&self) -> usize {
+        self.accepted.iter().filter(|a| **a).count()
+    }
 }
 
 #[derive(Default)]
@@ -47,26 +57,28 @@ pub struct Ledger {
 
 #[derive(Default)]
 struct Inner {
-    accepted: HashMap<ChunkId, Accepted>,
+    progress: HashMap<ChunkId, Vec<Progress>>,
     order: VecDeque<ChunkId>,
 }
 
 impl Ledger {
-    /// Destinations that already accepted this chunk.
-    pub fn accepted(&self, id: ChunkId) -> Accepted {
+    /// What each of `destinations` destinations already did with this chunk.
+    pub fn progress(&self, id: ChunkId, destinations: usize) -> Vec<Progress> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.accepted.get(&id).copied().unwrap_or(0)
+        let mut progress = inner.progress.get(&id).cloned().unwrap_or_default();
+        progress.resize(destinations, Progress::default());
+        progress
     }
 
-    /// Remembers the destinations that have accepted a chunk Fluent Bit will resend.
-    pub fn remember(&self, id: ChunkId, accepted: Accepted) {
+    /// Remembers progress on a chunk Fluent Bit will (or may) resend.
+    pub fn remember(&self, id: ChunkId, progress: &[Progress]) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.accepted.insert(id, accepted).is_none() {
+        if inner.progress.insert(id, progress.to_vec()).is_none() {
             inner.order.push_back(id);
         }
         while inner.order.len() > CAPACITY {
             if let Some(oldest) = inner.order.pop_front() {
-                inner.accepted.remove(&oldest);
+                inner.progress.remove(&oldest);
             }
         }
     }
@@ -74,7 +86,7 @@ impl Ledger {
     /// The chunk is done (delivered everywhere, or dropped): forget it.
     pub fn forget(&self, id: ChunkId) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.accepted.remove(&id).is_some() {
+        if inner.progress.remove(&id).is_some() {
             inner.order.retain(|other| *other != id);
         }
     }
@@ -83,7 +95,7 @@ impl Ledger {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .accepted
+            .progress
             .len()
     }
 
@@ -100,10 +112,18 @@ mod tests {
     fn remembers_until_done_and_stays_bounded() {
         let ledger = Ledger::default();
         let a = ChunkId::of("t", b"chunk a");
-        assert_eq!(ledger.accepted(a), 0);
-        ledger.remember(a, bit(0));
-        ledger.remember(a, bit(0) | bit(2));
-        assert_eq!(ledger.accepted(a), 0b101);
+        assert_eq!(ledger.progress(a, 2), vec![Progress::default(); 2]);
+        let partial = Progress {
+            done: false,
+            accepted: vec![true, false, true],
+        };
+        let done = Progress {
+            done: true,
+            accepted: Vec::new(),
+        };
+        ledger.remember(a, &[done.clone(), partial.clone()]);
+        assert_eq!(ledger.progress(a, 2), vec![done, partial.clone()]);
+        assert_eq!(partial.accepted_count(), 2);
         assert_ne!(ChunkId::of("t", b"chunk b"), a);
         assert_ne!(
             ChunkId::of("u", b"chunk a"),
@@ -113,13 +133,8 @@ mod tests {
         ledger.forget(a);
         assert!(ledger.is_empty());
         for i in 0..CAPACITY + 10 {
-            ledger.remember(ChunkId::of("t", &i.to_be_bytes()), bit(1));
+            ledger.remember(ChunkId::of("t", &i.to_be_bytes()), &[Progress::default()]);
         }
-        assert_eq!(ledger.len(), CAPACITY);
-        assert_eq!(
-            ledger.accepted(ChunkId::of("t", &0usize.to_be_bytes())),
-            0,
-            "oldest evicted"
-        );
+        assert_eq!(ledger.len(), CAPACITY, "the oldest entries are evicted");
     }
 }

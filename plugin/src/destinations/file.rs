@@ -78,13 +78,14 @@ impl FileDestination {
         .await;
         match written {
             Ok(Ok(())) => Delivery::Delivered,
-            Ok(Err(e)) => {
-                Delivery::Retry(format!("cannot append to '{}': {e}", self.path.display()))
-            }
-            Err(e) => Delivery::Retry(format!(
-                "write to '{}' did not finish: {e}",
-                self.path.display()
-            )),
+            Ok(Err(e)) => Delivery::Retry {
+                reason: format!("cannot append to '{}': {e}", self.path.display()),
+                accepted: Vec::new(),
+            },
+            Err(e) => Delivery::Retry {
+                reason: format!("write to '{}' did not finish: {e}", self.path.display()),
+                accepted: Vec::new(),
+            },
         }
     }
 }

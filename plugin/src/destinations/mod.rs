@@ -52,8 +52,12 @@ impl DestinationKind {
 pub enum Delivery {
     /// Every record was accepted.
     Delivered,
-    /// Something failed that may work later: Fluent Bit should resend.
-    Retry(String),
+    /// Something failed that may work later: Fluent Bit should resend. `accepted` lists the
+    /// records (positions in the batch) that did get through, so a resend skips them.
+    Retry {
+        reason: String,
+        accepted: Vec<usize>,
+    },
     /// Something failed that resending will not fix (bad credentials, missing stream).
     Rejected(String),
 }

@@ -439,3 +439,43 @@ while time.time() < end: s.handle_request()
         "the log says why: {lines:?}"
     );
 }
+
+#[test]
+fn a_resend_after_the_deadline_carries_only_what_was_not_accepted() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    // The first request (1000 logs) is accepted; the next fails until the flush deadline.
+    intake.script(
+        std::iter::once(Reply::Status(202)).chain(std::iter::repeat_n(Reply::Status(500), 300)),
+    );
+    let instance = plugin
+        .init(&props(
+            "dd-resend",
+            &intake,
+            &[("flush_timeout", "1s"), ("stats_interval", "0")],
+        ))
+        .unwrap();
+    let chunk = (0..2500u32).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": format!("r{i:04}")}))
+    });
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_RETRY);
+    let first_attempt = intake.received().len();
+    intake.script_clear();
+    assert_eq!(
+        instance.flush(chunk.bytes(), "t"),
+        FLB_OK,
+        "Fluent Bit's resend"
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    let resent: usize = intake.received()[first_attempt..]
+        .iter()
+        .map(|r| r.entries.len())
+        .sum();
+    assert_eq!(resent, 1500, "the 1000 accepted logs are not sent again");
+    let expected: Vec<String> = (0..2500).map(|i| format!("r{i:04}")).collect();
+    assert_eq!(
+        messages(&intake.accepted()),
+        expected,
+        "every log exactly once"
+    );
+}

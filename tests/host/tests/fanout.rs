@@ -201,3 +201,51 @@ fn child_fault_schedule() {
     assert_eq!(per_stream.len(), 3);
     eprintln!("fault schedule: {retries} flushes answered RETRY");
 }
+
+#[test]
+fn a_partial_firehose_delivery_cut_by_the_deadline_is_resumed_not_repeated() {
+    run_in_child("child_firehose_resumes_after_the_deadline", &STATIC_KEYS);
+}
+
+#[test]
+#[ignore = "runs in a child process started by its outer test"]
+fn child_firehose_resumes_after_the_deadline() {
+    if !in_child() {
+        return;
+    }
+    let firehose = FakeFirehose::start();
+    // Records 1 and 3 fail, then the stream is throttled past the flush deadline.
+    firehose.script(
+        std::iter::once(fake_firehose::Reply::FailRecords(vec![1, 3]))
+            .chain(std::iter::repeat_n(fake_firehose::Reply::Throttle, 300)),
+    );
+    let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
+    let instance = plugin
+        .init(&[
+            ("destinations", "firehose"),
+            ("region", "us-east-1"),
+            ("endpoint", &firehose.url),
+            ("delivery_stream", "logs-$container_name"),
+            ("flush_timeout", "1s"),
+            ("label", "fh-resume"),
+        ])
+        .unwrap();
+    let chunk = (0..5).fold(Chunk::new(), |c, n| c.event(n as u32, &record("web", n)));
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_RETRY);
+    let first_attempt = firehose.received().len();
+    firehose.script_clear();
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let resent: Vec<u64> = firehose.received()[first_attempt..]
+        .iter()
+        .flat_map(|r| {
+            r.records.iter().map(|d| {
+                serde_json::from_slice::<Value>(d).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(resent, vec![1, 3], "only the records that had failed");
+    assert_eq!(firehose_numbers(&firehose), vec![0, 1, 2, 3, 4]);
+}

@@ -54,6 +54,8 @@ const LEVEL_KEYS: [&str; 2] = ["level", "severity"];
 pub struct Entries {
     buf: Vec<u8>,
     ends: Vec<usize>,
+    /// For each entry, the position of its record in the batch.
+    events: Vec<usize>,
     /// Logs whose message was shortened to fit 1 MB.
     pub truncated: u64,
     /// Logs that could not fit a request at all.
@@ -67,6 +69,11 @@ impl Entries {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// Position in the batch of the record entry `i` was made from.
+    pub fn event_of(&self, i: usize) -> usize {
+        self.events[i]
     }
 
     pub fn entry(&self, i: usize) -> &[u8] {
@@ -128,7 +135,7 @@ impl Encoder<'_> {
             buf: Vec::with_capacity(batch.events.len() * 384),
             ..Entries::default()
         };
-        for event in &batch.events {
+        for (position, event) in batch.events.iter().enumerate() {
             let start = entries.buf.len();
             self.write_entry(event, &batch.tag, None, &mut entries.buf);
             let len = entries.buf.len() - start;
@@ -144,6 +151,7 @@ impl Encoder<'_> {
                 }
             }
             entries.ends.push(entries.buf.len());
+            entries.events.push(position);
         }
         entries
     }

@@ -96,11 +96,24 @@ impl DatadogDestination {
                     ));
                 }
                 Err(GaveUp::Deadline { attempts, last }) => {
-                    return Delivery::Retry(format!(
-                        "{} of {} entries not accepted after {attempts} attempts (last: {last})",
-                        pending.iter().map(|r| r.len()).sum::<usize>() + range.len(),
-                        entries.len()
-                    ));
+                    // Everything but this request and those after it got through (or was
+                    // dropped with a log line): a resend carries only the rest.
+                    let mut unsent = vec![false; batch.events.len()];
+                    for i in pending
+                        .iter()
+                        .chain(std::iter::once(&range))
+                        .flat_map(|r| r.clone())
+                    {
+                        unsent[entries.event_of(i)] = true;
+                    }
+                    let unsent_count = unsent.iter().filter(|u| **u).count();
+                    return Delivery::Retry {
+                        reason: format!(
+                            "{unsent_count} of {} logs not accepted after {attempts} attempts (last: {last})",
+                            batch.events.len()
+                        ),
+                        accepted: (0..batch.events.len()).filter(|i| !unsent[*i]).collect(),
+                    };
                 }
                 Err(GaveUp::Permanent(reason)) => return Delivery::Rejected(reason),
             }

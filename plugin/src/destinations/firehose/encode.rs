@@ -51,6 +51,8 @@ pub fn base64_len(n: usize) -> usize {
 pub struct StreamRecords {
     pub stream: String,
     pub records: Vec<Vec<u8>>,
+    /// For each Firehose record, the positions in the batch of the logs it carries.
+    pub sources: Vec<Vec<usize>>,
     /// Log records packed into them.
     pub events: usize,
 }
@@ -83,9 +85,9 @@ pub struct Encoder<'a> {
 impl Encoder<'_> {
     pub fn encode(&self, batch: &Batch) -> Routed {
         let mut routed = Routed::default();
-        let mut lines: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        let mut lines: Vec<(String, Vec<(usize, Vec<u8>)>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for event in &batch.events {
+        for (position, event) in batch.events.iter().enumerate() {
             let stream = match self.config.delivery_stream.resolve(&batch.tag, &event.body) {
                 Ok(stream) if valid_stream_name(&stream) => stream,
                 Ok(stream) => {
@@ -110,7 +112,7 @@ impl Encoder<'_> {
                 lines.push((stream, Vec::new()));
                 lines.len() - 1
             });
-            lines[slot].1.push(line);
+            lines[slot].1.push((position, line));
         }
         routed.streams = lines
             .into_iter()
@@ -203,22 +205,30 @@ impl Encoder<'_> {
     }
 
     /// Packs (optionally) and compresses (optionally) one stream's lines into records.
-    fn records(&self, stream: String, lines: Vec<Vec<u8>>) -> StreamRecords {
+    fn records(&self, stream: String, lines: Vec<(usize, Vec<u8>)>) -> StreamRecords {
         let events = lines.len();
-        let raw: Vec<Vec<u8>> = if self.config.simple_aggregation {
+        let (raw, sources): (Vec<Vec<u8>>, Vec<Vec<usize>>) = if self.config.simple_aggregation {
             let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
             let mut packed: Vec<Vec<u8>> = Vec::new();
-            for line in lines {
-                match packed.last_mut() {
-                    Some(current) if current.len() + line.len() <= limit => {
-                        current.extend_from_slice(&line)
+            let mut sources: Vec<Vec<usize>> = Vec::new();
+            for (position, line) in lines {
+                match (packed.last_mut(), sources.last_mut()) {
+                    (Some(current), Some(carried)) if current.len() + line.len() <= limit => {
+                        current.extend_from_slice(&line);
+                        carried.push(position);
                     }
-                    _ => packed.push(line),
+                    _ => {
+                        packed.push(line);
+                        sources.push(vec![position]);
+                    }
                 }
             }
-            packed
+            (packed, sources)
         } else {
             lines
+                .into_iter()
+                .map(|(position, line)| (line, vec![position]))
+                .unzip()
         };
         let records = if self.config.gzip {
             raw.iter().map(|r| gzip(r)).collect()
@@ -228,6 +238,7 @@ impl Encoder<'_> {
         StreamRecords {
             stream,
             records,
+            sources,
             events,
         }
     }
@@ -408,6 +419,17 @@ mod tests {
             "aggregates hold every line, in order, newline-delimited"
         );
         assert_eq!(packed.streams[0].events, 3000);
+        let carried: Vec<usize> = packed.streams[0]
+            .sources
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(
+            carried,
+            (0..3000).collect::<Vec<_>>(),
+            "every log is in exactly one aggregate"
+        );
     }
 
     #[test]
@@ -415,6 +437,7 @@ mod tests {
         let small = StreamRecords {
             stream: "s".into(),
             records: vec![vec![b'x'; 100]; 1200],
+            sources: (0..1200).map(|i| vec![i]).collect(),
             events: 1200,
         };
         assert_eq!(
@@ -424,6 +447,7 @@ mod tests {
         let big = StreamRecords {
             stream: "s".into(),
             records: vec![vec![b'x'; 1_000_000]; 7],
+            sources: (0..7).map(|i| vec![i]).collect(),
             events: 7,
         };
         for call in big.calls() {

@@ -18,7 +18,6 @@ pub mod credentials;
 pub mod encode;
 pub mod transport;
 
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -92,43 +91,65 @@ impl FirehoseDestination {
                 self.config.log_key.as_deref().unwrap_or_default()
             ));
         }
-        let client = self
-            .client
-            .get_or_init(|| transport::client(&self.config))
-            .await;
-        let mut retry_reason = None;
-        let mut rejected = Vec::new();
-        'streams: for stream in &routed.streams {
-            for call in stream.calls() {
-                match self.send(client, stream, call, deadline).await {
-                    Ok(()) => {}
-                    Err(GaveUp::Deadline { attempts, last }) => {
-                        retry_reason = Some(format!(
-                            "stream '{}': not all records accepted after {attempts} attempts (last: {last})",
-                            stream.stream
-                        ));
-                        break 'streams;
-                    }
-                    Err(GaveUp::Permanent(reason)) => {
-                        rejected.push(format!("stream '{}': {reason}", stream.stream));
-                        continue 'streams;
-                    }
-                }
-            }
-        }
-        if let Some(reason) = retry_reason {
-            return Delivery::Retry(reason);
-        }
-        if routed.unroutable > 0 {
-            rejected.push(format!(
+        let unroutable = (routed.unroutable > 0).then(|| {
+            format!(
                 "{} records have no delivery stream ({}) and delivery_stream has no '||' fallback",
                 routed.unroutable,
                 routed
                     .unroutable_reason
                     .as_deref()
                     .unwrap_or("unknown reason")
-            ));
+            )
+        });
+        if let Some(unroutable) = &unroutable {
+            // Reported now: a resend of this chunk counts them as settled.
+            self.log
+                .error(format_args!("firehose: {unroutable}; they are dropped"));
         }
+        let client = self
+            .client
+            .get_or_init(|| transport::client(&self.config))
+            .await;
+        let mut rejected = Vec::new();
+        for (s, stream) in routed.streams.iter().enumerate() {
+            for call in stream.calls() {
+                let pending = Mutex::new(call.clone().collect::<Vec<usize>>());
+                match self.send(client, stream, &pending, deadline).await {
+                    Ok(()) => {}
+                    Err(GaveUp::Deadline { attempts, last }) => {
+                        // Not accepted: what is pending of this call, the calls after it and
+                        // the streams after this one. Everything else got through.
+                        let mut unsent = vec![false; batch.events.len()];
+                        let pending = pending.into_inner().unwrap_or_else(|e| e.into_inner());
+                        let later_calls = (call.end..stream.records.len()).collect::<Vec<_>>();
+                        for r in pending.iter().chain(later_calls.iter()) {
+                            stream.sources[*r].iter().for_each(|&p| unsent[p] = true);
+                        }
+                        for later in &routed.streams[s + 1..] {
+                            later
+                                .sources
+                                .iter()
+                                .flatten()
+                                .for_each(|&p| unsent[p] = true);
+                        }
+                        return Delivery::Retry {
+                            reason: format!(
+                                "stream '{}': {} of {} records not accepted after {attempts} attempts (last: {last})",
+                                stream.stream,
+                                unsent.iter().filter(|u| **u).count(),
+                                batch.events.len()
+                            ),
+                            accepted: (0..batch.events.len()).filter(|p| !unsent[*p]).collect(),
+                        };
+                    }
+                    Err(GaveUp::Permanent(reason)) => {
+                        rejected.push(format!("stream '{}': {reason}", stream.stream));
+                        break;
+                    }
+                }
+            }
+        }
+        rejected.extend(unroutable);
         if rejected.is_empty() {
             Delivery::Delivered
         } else {
@@ -137,14 +158,14 @@ impl FirehoseDestination {
     }
 
     /// One call's records, resending only the ones that failed until accepted or out of time.
+    /// `pending` holds the record indices not accepted yet; on failure it says what is left.
     async fn send(
         &self,
         client: &aws_sdk_firehose::Client,
         stream: &StreamRecords,
-        call: Range<usize>,
+        pending: &Mutex<Vec<usize>>,
         deadline: Instant,
     ) -> Result<(), GaveUp> {
-        let pending = Mutex::new(call.clone().collect::<Vec<usize>>());
         retry::run(
             self.backoff,
             deadline,
