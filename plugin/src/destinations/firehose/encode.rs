@@ -77,6 +77,9 @@ pub struct Routed {
     pub missing_log_key: u64,
 }
 
+/// A record's position in the batch and its encoded line.
+type Line = (usize, Vec<u8>);
+
 pub struct Encoder<'a> {
     pub config: &'a FirehoseConfig,
     pub message_keys: &'a [String],
@@ -85,7 +88,8 @@ pub struct Encoder<'a> {
 impl Encoder<'_> {
     pub fn encode(&self, batch: &Batch) -> Routed {
         let mut routed = Routed::default();
-        let mut lines: Vec<(String, Vec<(usize, Vec<u8>)>)> = Vec::new();
+        // Per stream, in order of first appearance: (position in the batch, line) pairs.
+        let mut lines: Vec<(String, Vec<Line>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (position, event) in batch.events.iter().enumerate() {
             let stream = match self.config.delivery_stream.resolve(&batch.tag, &event.body) {
@@ -205,7 +209,7 @@ impl Encoder<'_> {
     }
 
     /// Packs (optionally) and compresses (optionally) one stream's lines into records.
-    fn records(&self, stream: String, lines: Vec<(usize, Vec<u8>)>) -> StreamRecords {
+    fn records(&self, stream: String, lines: Vec<Line>) -> StreamRecords {
         let events = lines.len();
         let (raw, sources): (Vec<Vec<u8>>, Vec<Vec<usize>>) = if self.config.simple_aggregation {
             let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };

@@ -101,11 +101,6 @@ impl FirehoseDestination {
                     .unwrap_or("unknown reason")
             )
         });
-        if let Some(unroutable) = &unroutable {
-            // Reported now: a resend of this chunk counts them as settled.
-            self.log
-                .error(format_args!("firehose: {unroutable}; they are dropped"));
-        }
         let client = self
             .client
             .get_or_init(|| transport::client(&self.config))
@@ -132,9 +127,15 @@ impl FirehoseDestination {
                                 .flatten()
                                 .for_each(|&p| unsent[p] = true);
                         }
+                        // Unroutable records are reported here, once: a resend counts them as
+                        // settled.
+                        let dropped = unroutable
+                            .as_deref()
+                            .map(|u| format!("; {u}: dropped"))
+                            .unwrap_or_default();
                         return Delivery::Retry {
                             reason: format!(
-                                "stream '{}': {} of {} records not accepted after {attempts} attempts (last: {last})",
+                                "stream '{}': {} of {} records not accepted after {attempts} attempts (last: {last}){dropped}",
                                 stream.stream,
                                 unsent.iter().filter(|u| **u).count(),
                                 batch.events.len()
