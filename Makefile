@@ -9,7 +9,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup build dist test demo bench lint fmt bindings clean
+.PHONY: all setup build dist test demo bench lint fmt bindings fuzz clean
 
 all: dist
 
@@ -54,6 +54,15 @@ demo: dist
 bench:
 	$(CARGO) bench -p fanout --bench decode
 	$(CARGO) bench -p fanout --bench firehose_billing
+
+## fuzz: run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain: RUSTC_BOOTSTRAP, no sanitizer)
+FUZZ_SECONDS ?= 20
+fuzz: setup
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	for target in decode_chunk template; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none --fuzz-dir fuzz $$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 ## lint: formatting and clippy, warnings are errors
 lint: setup

@@ -26,6 +26,11 @@ use crate::record::{EventTime, LogEvent, Map};
 /// passes the peer's limit only without its envelope would make the whole request fail.
 pub const MAX_DEPTH: usize = 64;
 
+/// Longest text kept for a map key that is not a string (its JSON, cut). Bounding it at every
+/// level matters: a chain of maps used as keys would otherwise double in length per level as
+/// each level escapes the quotes of the one inside.
+pub const MAX_KEY_TEXT: usize = 256;
+
 /// Put in place of a value nested deeper than [`MAX_DEPTH`].
 pub const DEPTH_PLACEHOLDER: &str = "[fanout: nested deeper than 64 levels]";
 
@@ -354,7 +359,7 @@ impl<'a> Reader<'a> {
             let key_marker = self.marker()?;
             let key = match self.value_after_marker(key_marker, depth + 1)? {
                 Value::String(s) => s,
-                other => other.to_string(),
+                other => key_text(&other),
             };
             let value_marker = self.marker()?;
             let value = self.value_after_marker(value_marker, depth + 1)?;
@@ -511,6 +516,19 @@ impl<'a> Reader<'a> {
         };
         self.take(fixed).map(|_| ())
     }
+}
+
+/// The text of a non-string map key: its JSON, at most [`MAX_KEY_TEXT`] bytes.
+fn key_text(key: &Value) -> String {
+    let mut text = key.to_string();
+    if text.len() > MAX_KEY_TEXT {
+        let mut cut = MAX_KEY_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 fn float_timestamp(seconds: f64) -> Timestamp {
@@ -716,6 +734,19 @@ mod tests {
         assert_eq!(d.anomalies.non_finite_floats, 1);
         assert_eq!(d.anomalies.invalid_utf8, 1);
         assert_eq!(d.anomalies.ext_values, 1);
+    }
+
+    #[test]
+    fn maps_used_as_keys_do_not_grow_exponentially() {
+        // Found by the fuzzer (fuzz/targets/decode_chunk): 52 nested one-entry maps, each the
+        // key of the one around it. Unbounded, the key text doubles per level.
+        let mut buf = vec![0x92, 0x2a, 0x81];
+        buf.extend(std::iter::repeat_n(0x81u8, 52));
+        buf.extend(std::iter::repeat_n(0xa0u8, 53));
+        buf.extend(std::iter::repeat_n(0xa0u8, 53));
+        let d = decode_chunk(&buf).unwrap();
+        let key = d.events[0].body.keys().next().unwrap();
+        assert!(key.len() <= MAX_KEY_TEXT, "{}", key.len());
     }
 
     #[test]

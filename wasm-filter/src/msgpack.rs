@@ -114,7 +114,9 @@ impl<'a> Reader<'a> {
                 for _ in 0..n {
                     let key = match self.value(depth + 1)? {
                         Value::String(s) => s,
-                        other => other.to_string(),
+                        // Bounded at every level: maps used as keys would otherwise double in
+                        // length per level of nesting (each escapes the one inside).
+                        other => other.to_string().chars().take(256).collect(),
                     };
                     let value = self.value(depth + 1)?;
                     map.insert(key, value);
@@ -277,6 +279,15 @@ mod tests {
         marker_record("why", &"z".repeat(100_000), &mut out);
         assert!(!out.contains(&0));
         assert_eq!(decode(&out).unwrap()["k8s_metadata_error"], "why");
+    }
+
+    #[test]
+    fn maps_used_as_keys_stay_small() {
+        let mut buf = vec![0x81];
+        buf.extend(std::iter::repeat_n(0x81u8, 50));
+        buf.extend(std::iter::repeat_n(0xa0u8, 102));
+        let value = decode(&buf).unwrap();
+        assert!(value.as_object().unwrap().keys().next().unwrap().len() <= 256 * 4);
     }
 
     #[test]
