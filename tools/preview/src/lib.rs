@@ -109,7 +109,7 @@ pub fn preview(
             section.get("match").unwrap_or("-"),
             names.join(", ")
         );
-        if core.destinations.contains(&DestinationKind::Datadog) && props.get("apikey").is_none() {
+        if core.destinations.contains(&DestinationKind::Datadog) && !props.contains_key("apikey") {
             props.insert("apikey".into(), "preview-placeholder".into());
             let _ = writeln!(
                 out,
