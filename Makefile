@@ -9,13 +9,17 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup build dist test demo bench lint fmt bindings fuzz clean
+.PHONY: all setup setup-build build dist test demo bench lint fmt bindings fuzz clean
 
 all: dist
 
 ## setup: install the build and test tools this Makefile uses (idempotent)
 setup:
 	@bash .ci/setup
+
+## setup-build: only what `make dist` needs
+setup-build:
+	@bash .ci/setup build
 
 ## build: debug build of the whole workspace (native glibc; for development)
 build:
@@ -24,18 +28,18 @@ build:
 ## dist: release artifacts in dist/ — fanout.so linked against glibc <= $(GLIBC), k8s-metadata.wasm, static job-wrapper
 dist: $(DIST)/fanout.so $(DIST)/k8s-metadata.wasm $(DIST)/job-wrapper
 
-$(DIST)/fanout.so: setup FORCE
+$(DIST)/fanout.so: setup-build FORCE
 	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
 	@mkdir -p $(DIST)
 	cp $(PLUGIN_SO) $@
 
-$(DIST)/k8s-metadata.wasm: setup FORCE
+$(DIST)/k8s-metadata.wasm: setup-build FORCE
 	$(CARGO) build --release -p k8s-metadata --target wasm32-wasip1
 	@mkdir -p $(DIST)
 	cp target/wasm32-wasip1/release/k8s_metadata.wasm $@
 
 # Static (musl) so it runs in any Job image, distroless and scratch included.
-$(DIST)/job-wrapper: setup FORCE
+$(DIST)/job-wrapper: setup-build FORCE
 	$(CARGO) zigbuild --release -p job-wrapper --target $(ARCH)-unknown-linux-musl
 	@mkdir -p $(DIST)
 	cp target/$(ARCH)-unknown-linux-musl/release/job-wrapper $@
@@ -43,11 +47,11 @@ $(DIST)/job-wrapper: setup FORCE
 FORCE:
 
 ## test: every test, against the dist build (what users load)
-test: dist
+test: setup dist
 	$(CARGO) test --workspace --no-fail-fast
 
 ## demo: sample FireLens and Kubernetes records through the real plugin, no cloud, no Fluent Bit
-demo: dist
+demo: setup dist
 	$(CARGO) run -q -p fanout-testhost --bin fanout-demo
 
 ## bench: benchmarks that print ratios against a baseline measured in the same run
