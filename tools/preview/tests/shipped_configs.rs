@@ -130,3 +130,38 @@ fn the_yaml_form_matches_the_classic_form() {
     }
     assert_eq!(yaml["plugins"][0], "/fluent-bit/plugins/fanout.so");
 }
+
+/// The small shipped files: both plugins.conf load the plugin from where the Dockerfile puts
+/// it, and the optional CloudWatch include is a well-formed core output section.
+#[test]
+fn plugins_files_and_the_cloudwatch_include_are_consistent() {
+    let dockerfile = std::fs::read_to_string(conf("../docker/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("/src/dist/fanout.so /src/dist/k8s-metadata.wasm /fluent-bit/plugins/")
+    );
+    for path in ["firelens/plugins.conf", "eks/plugins.conf"] {
+        let sections = flb_fanout_tools::classic::load(&conf(path), &|_| None).unwrap();
+        assert_eq!(sections.len(), 1, "{path}");
+        assert_eq!(sections[0].name, "PLUGINS");
+        assert_eq!(
+            sections[0].get("path"),
+            Some("/fluent-bit/plugins/fanout.so"),
+            "{path}"
+        );
+    }
+    let extra = flb_fanout_tools::classic::load(&conf("firelens/extra.conf"), &|_| None).unwrap();
+    assert_eq!(
+        extra[0].get("plugins_file"),
+        Some("/fluent-bit/etc/plugins.conf")
+    );
+    let cloudwatch = flb_fanout_tools::classic::load(&conf("eks/cloudwatch.conf"), &env).unwrap();
+    assert_eq!(cloudwatch.len(), 1);
+    assert_eq!(cloudwatch[0].get("name"), Some("cloudwatch_logs"));
+    assert_eq!(cloudwatch[0].get("region"), Some("eu-west-1"));
+    assert!(cloudwatch[0].get("log_group_name").is_some());
+    let eks = std::fs::read_to_string(conf("eks/fluent-bit.conf")).unwrap();
+    assert!(
+        eks.contains("# @INCLUDE cloudwatch.conf"),
+        "offered as an opt-in include"
+    );
+}
