@@ -55,9 +55,14 @@ demo: setup dist
 	$(CARGO) run -q -p fanout-testhost --bin fanout-demo
 
 ## bench: benchmarks that print ratios against a baseline measured in the same run
-bench:
+##        (FLUENT_BIT=/path/to/fluent-bit adds the runs through a real Fluent Bit)
+bench: setup-build dist
+	$(CARGO) bench -p fanout --bench pipeline
+	python3 bench/report.py
 	$(CARGO) bench -p fanout --bench decode
 	$(CARGO) bench -p fanout --bench firehose_billing
+	python3 bench/job_wrapper.py
+	python3 bench/wasm_filter.py
 
 ## fuzz: run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain: RUSTC_BOOTSTRAP, no sanitizer)
 FUZZ_SECONDS ?= 20

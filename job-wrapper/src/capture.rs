@@ -8,7 +8,7 @@
 //! the same path, loses nothing. Rotated names end in `.N` and do not match a `*.log` glob.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +68,9 @@ impl LineSplitter {
 /// The CRI log file and its rotation.
 pub struct CriFile {
     path: PathBuf,
-    file: File,
+    /// Buffered: the caller flushes after each read from the command, so lines reach the file
+    /// as soon as they were read, with one write for many lines.
+    file: BufWriter<File>,
     size: u64,
     rotate_bytes: u64,
     keep: u32,
@@ -82,7 +84,7 @@ impl CriFile {
         let size = file.metadata()?.len();
         Ok(CriFile {
             path: path.to_owned(),
-            file,
+            file: BufWriter::with_capacity(256 * 1024, file),
             size,
             rotate_bytes,
             keep,
@@ -91,30 +93,51 @@ impl CriFile {
         })
     }
 
-    /// Writes one CRI line, then rotates if the file reached its size.
+    /// The CRI timestamp for now: RFC 3339, UTC, nanoseconds.
+    pub fn timestamp() -> String {
+        chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+            .to_string()
+    }
+
+    /// Writes one CRI line stamped now, then flushes (for the end-of-job record).
     pub fn write_line(
         &mut self,
         stream: Stream,
         text: &[u8],
         partial: bool,
     ) -> std::io::Result<()> {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
-        let head = format!(
-            "{now} {} {} ",
-            stream.name(),
-            if partial { 'P' } else { 'F' }
-        );
-        let mut line = Vec::with_capacity(head.len() + text.len() + 1);
-        line.extend_from_slice(head.as_bytes());
-        line.extend_from_slice(text);
-        line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.size += line.len() as u64;
+        self.write_line_at(&Self::timestamp(), stream, text, partial)?;
+        self.flush()
+    }
+
+    /// Writes one CRI line with the given timestamp (lines read together share it), then
+    /// rotates if the file reached its size. Call [`CriFile::flush`] after a batch of lines.
+    pub fn write_line_at(
+        &mut self,
+        time: &str,
+        stream: Stream,
+        text: &[u8],
+        partial: bool,
+    ) -> std::io::Result<()> {
+        let tag: &[u8] = if partial { b" P " } else { b" F " };
+        self.file.write_all(time.as_bytes())?;
+        self.file.write_all(b" ")?;
+        self.file.write_all(stream.name().as_bytes())?;
+        self.file.write_all(tag)?;
+        self.file.write_all(text)?;
+        self.file.write_all(b"\n")?;
+        self.size += (time.len() + 1 + stream.name().len() + tag.len() + text.len() + 1) as u64;
         self.lines_written += 1;
         if self.rotate_bytes > 0 && self.size >= self.rotate_bytes {
             self.rotate()?;
         }
         Ok(())
+    }
+
+    /// Hands buffered lines to the file.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 
     fn generation(&self, n: u32) -> PathBuf {
@@ -124,6 +147,8 @@ impl CriFile {
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
+        // Every line written so far belongs to the file being renamed.
+        self.file.flush()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -138,17 +163,19 @@ impl CriFile {
         }
         // Create the new file right away, so a tail that stats the path after the rename
         // already finds the new inode.
-        self.file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&self.path)?;
+        self.file = BufWriter::with_capacity(256 * 1024, file);
         self.size = 0;
         self.rotations += 1;
         Ok(())
     }
 
     pub fn sync(&mut self) {
-        let _ = self.file.sync_data();
+        let _ = self.file.flush();
+        let _ = self.file.get_ref().sync_data();
     }
 }
 

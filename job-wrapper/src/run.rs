@@ -46,6 +46,8 @@ impl Sink {
             Stream::Stdout => std::io::stdout().lock().write_all(data),
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
+        // Lines read together arrived together: one timestamp for all of them.
+        let time = CriFile::timestamp();
         let i = stream as usize;
         let (splitter, lines, file, failed) = (
             &mut self.splitters[i],
@@ -57,12 +59,14 @@ impl Sink {
             if !partial {
                 *lines += 1;
             }
-            write(file, failed, stream, text, partial);
+            write(file, failed, &time, stream, text, partial);
         });
+        flush(file, failed);
     }
 
     fn finish(&mut self) {
         let _ = std::io::stdout().flush();
+        let time = CriFile::timestamp();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let i = stream as usize;
             let (splitter, lines, file, failed) = (
@@ -73,21 +77,36 @@ impl Sink {
             );
             splitter.finish(&mut |text, partial| {
                 *lines += 1;
-                write(file, failed, stream, text, partial);
+                write(file, failed, &time, stream, text, partial);
             });
         }
+        flush(&mut self.file, &mut self.failed);
     }
 }
 
 fn write(
     file: &mut Option<CriFile>,
     failed: &mut bool,
+    time: &str,
     stream: Stream,
     text: &[u8],
     partial: bool,
 ) {
-    if let Some(f) = file
-        && let Err(e) = f.write_line(stream, text, partial)
+    if let Some(f) = file {
+        let result = f.write_line_at(time, stream, text, partial);
+        report(result, failed);
+    }
+}
+
+fn flush(file: &mut Option<CriFile>, failed: &mut bool) {
+    if let Some(f) = file {
+        report(f.flush(), failed);
+    }
+}
+
+/// Says once that the file cannot be written; the output still goes to stdout/stderr.
+fn report(result: std::io::Result<()>, failed: &mut bool) {
+    if let Err(e) = result
         && !*failed
     {
         eprintln!(

@@ -110,13 +110,24 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
-/// The reference a record did not have, for the log line that explains a fallback.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MissingField(pub String);
+/// The reference a record or tag did not have, for the log line that explains a fallback.
+/// Cheap to make: templates miss fields on every record that uses a fallback, and the text is
+/// only formatted when someone shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingField<'t> {
+    Field(&'t FieldPath),
+    TagPart(usize),
+    /// A choice with no alternatives (cannot be parsed; kept for completeness).
+    Nothing,
+}
 
-impl fmt::Display for MissingField {
+impl fmt::Display for MissingField<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "record has no {}", self.0)
+        match self {
+            MissingField::Field(path) => write!(f, "record has no {path}"),
+            MissingField::TagPart(n) => write!(f, "tag has no part $TAG[{n}]"),
+            MissingField::Nothing => f.write_str("no value"),
+        }
     }
 }
 
@@ -150,19 +161,20 @@ impl Template {
     }
 
     /// Renders the template, or names the first reference the record or tag lacks.
-    pub fn render(&self, tag: &str, record: &Map) -> Result<String, MissingField> {
-        let mut out = String::with_capacity(self.source.len() + 16);
+    pub fn render(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
+        // Grows on the first push: a template whose first reference is missing allocates nothing.
+        let mut out = String::new();
         for part in &self.parts {
             match part {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Field(path) => match path.lookup(record) {
                     Some(value) => out.push_str(&value_to_text(value)),
-                    None => return Err(MissingField(path.to_string())),
+                    None => return Err(MissingField::Field(path)),
                 },
                 Segment::Tag => out.push_str(tag),
                 Segment::TagPart(n) => match tag.split('.').nth(*n) {
                     Some(piece) => out.push_str(piece),
-                    None => return Err(MissingField(format!("$TAG[{n}] (tag '{tag}')"))),
+                    None => return Err(MissingField::TagPart(*n)),
                 },
             }
         }
@@ -206,8 +218,8 @@ impl Choice {
     }
 
     /// Like [`Choice::render`], naming what the last alternative missed when none renders.
-    pub fn resolve(&self, tag: &str, record: &Map) -> Result<String, MissingField> {
-        let mut missing = MissingField(String::new());
+    pub fn resolve(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
+        let mut missing = MissingField::Nothing;
         for option in &self.options {
             match option.render(tag, record) {
                 Ok(value) => return Ok(value),

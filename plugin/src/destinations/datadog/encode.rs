@@ -152,6 +152,14 @@ impl Encoder<'_> {
             }
             entries.ends.push(entries.buf.len());
             entries.events.push(position);
+            if position == 0 {
+                // Entries of one chunk are alike: size the buffer from the first one (with a
+                // margin) instead of growing it by copying.
+                let estimate = (entries.buf.len() + entries.buf.len() / 4) * batch.events.len();
+                entries
+                    .buf
+                    .reserve(estimate.saturating_sub(entries.buf.capacity()));
+            }
         }
         entries
     }

@@ -215,14 +215,19 @@ impl Encoder<'_> {
             let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
             let mut packed: Vec<Vec<u8>> = Vec::new();
             let mut sources: Vec<Vec<usize>> = Vec::new();
+            let mut left: usize = lines.iter().map(|(_, line)| line.len()).sum();
             for (position, line) in lines {
+                left -= line.len();
                 match (packed.last_mut(), sources.last_mut()) {
                     (Some(current), Some(carried)) if current.len() + line.len() <= limit => {
                         current.extend_from_slice(&line);
                         carried.push(position);
                     }
                     _ => {
-                        packed.push(line);
+                        // Sized for what can still come, so the aggregate never grows by copying.
+                        let mut aggregate = Vec::with_capacity((line.len() + left).min(limit));
+                        aggregate.extend_from_slice(&line);
+                        packed.push(aggregate);
                         sources.push(vec![position]);
                     }
                 }
