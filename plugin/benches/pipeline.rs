@@ -9,6 +9,9 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+mod common;
+
+use common::log_line;
 use fanout::decode::decode_chunk;
 use fanout::destinations::datadog::config::DatadogConfig;
 use fanout::destinations::datadog::encode::Encoder as DatadogEncoder;
@@ -18,31 +21,6 @@ use fanout::record::Batch;
 use rmp::encode;
 
 const CHUNK_BYTES: usize = 1 << 20;
-
-/// An access-log-like line of about `len` bytes with pseudo-random fields.
-fn log_line(n: usize, len: usize) -> String {
-    let mut state = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut line = format!(
-        "10.0.{}.{} \"GET /api/v1/orders/{} HTTP/1.1\" {} {} trace={:016x}",
-        next() % 256,
-        next() % 256,
-        next() % 1_000_000,
-        [200, 200, 201, 404, 500][(next() % 5) as usize],
-        next() % 50_000,
-        next()
-    );
-    while line.len() < len {
-        line.push_str(&format!(" k{}={:x}", next() % 50, next() % 0xFFFF_FFFF));
-    }
-    line.truncate(len);
-    line
-}
 
 fn write_pairs(buf: &mut Vec<u8>, pairs: &[(&str, &str)]) {
     encode::write_map_len(buf, pairs.len() as u32).unwrap();
