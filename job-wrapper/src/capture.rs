@@ -75,7 +75,6 @@ pub struct CriFile {
     rotate_bytes: u64,
     keep: u32,
     pub rotations: u64,
-    pub lines_written: u64,
 }
 
 impl CriFile {
@@ -89,7 +88,6 @@ impl CriFile {
             rotate_bytes,
             keep,
             rotations: 0,
-            lines_written: 0,
         })
     }
 
@@ -128,7 +126,6 @@ impl CriFile {
         self.file.write_all(text)?;
         self.file.write_all(b"\n")?;
         self.size += (time.len() + 1 + stream.name().len() + tag.len() + text.len() + 1) as u64;
-        self.lines_written += 1;
         if self.rotate_bytes > 0 && self.size >= self.rotate_bytes {
             self.rotate()?;
         }

@@ -150,16 +150,6 @@ impl Template {
         &self.source
     }
 
-    /// True when the template never looks at a record or tag.
-    pub fn is_static(&self) -> bool {
-        self.parts.iter().all(|p| matches!(p, Segment::Literal(_)))
-    }
-
-    /// True when the template reads at least one record field (not just the tag).
-    pub fn reads_record(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Segment::Field(_)))
-    }
-
     /// Renders the template, or names the first reference the record or tag lacks.
     pub fn render(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
         // Grows on the first push: a template whose first reference is missing allocates nothing.
@@ -227,14 +217,6 @@ impl Choice {
             }
         }
         Err(missing)
-    }
-
-    /// The value when no alternative looks at the record or tag.
-    pub fn as_static(&self) -> Option<&str> {
-        match self.options.as_slice() {
-            [only] if only.is_static() => Some(only.source()),
-            _ => None,
-        }
     }
 }
 
@@ -465,14 +447,6 @@ mod tests {
     }
 
     #[test]
-    fn static_and_record_reading_are_known() {
-        assert!(Template::parse("fixed-name").unwrap().is_static());
-        assert!(!Template::parse("$TAG").unwrap().is_static());
-        assert!(!Template::parse("$TAG").unwrap().reads_record());
-        assert!(Template::parse("a$b").unwrap().reads_record());
-    }
-
-    #[test]
     fn bad_templates_say_why() {
         for bad in ["$a['x'", "$a['x", "$TAG[]", "$[0]", "$a[x]"] {
             let err = Template::parse(bad).unwrap_err();
@@ -493,10 +467,6 @@ mod tests {
         assert_eq!(c.render("t", &record(json!({}))).unwrap(), "unknown");
         let no_default = Choice::parse("$a || $b").unwrap();
         assert_eq!(no_default.render("t", &record(json!({"c": 1}))), None);
-        assert_eq!(
-            Choice::parse("  plain ").unwrap().as_static(),
-            Some("plain")
-        );
         assert!(Choice::parse(" || ").is_err());
     }
 

@@ -146,14 +146,6 @@ impl Instance {
         })
     }
 
-    pub fn config(&self) -> &CoreConfig {
-        &self.pipeline.config
-    }
-
-    pub fn log(&self) -> &Logger {
-        &self.pipeline.log
-    }
-
     /// The counters, as the stats line shows them.
     pub fn stats_summary(&self) -> String {
         stats::summary(&self.pipeline.stats, &self.pipeline.destination_stats)

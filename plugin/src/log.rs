@@ -105,10 +105,6 @@ impl Logger {
         }
     }
 
-    pub fn enabled(&self, level: Level) -> bool {
-        self.sink.enabled(level)
-    }
-
     pub fn log(&self, level: Level, message: impl Display) {
         if !self.sink.enabled(level) {
             return;

@@ -307,8 +307,17 @@ pub fn thread_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `mkfifo(path, 0600)`; returns the C result.
-pub fn mkfifo(path: &CStr) -> c_int {
+/// A FIFO at `path` with a non-blocking reader that does not read yet: a writer blocks once
+/// the pipe buffer (64 KiB) is full, until the test reads from the returned end.
+pub fn stalled_fifo(path: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let c_path = CString::new(path.display().to_string()).expect("no NUL in temp paths");
     // SAFETY: a NUL-terminated path.
-    unsafe { libc::mkfifo(path.as_ptr(), 0o600) }
+    let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo {}", path.display());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .expect("the FIFO opens for reading")
 }

@@ -413,19 +413,12 @@ fn every_line_the_plugin_logged_used_the_constant_format() {
 #[test]
 fn a_delivery_that_hangs_returns_retry_at_the_flush_deadline() {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
 
     let plugin = load(HostVersion::V5_1);
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("stuck.fifo");
-    let fifo_c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    assert_eq!(fanout_testhost::ffi::mkfifo(&fifo_c), 0);
-    // A reader that does not read: writes block once the pipe buffer (64 KiB) is full.
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
+    // Writes block once the pipe buffer is full, until the test reads.
+    let mut reader = fanout_testhost::ffi::stalled_fifo(&fifo);
     let fifo_s = fifo.display().to_string();
     let mut props = file_props("stuck", &fifo_s);
     props.push(("flush_timeout", "300ms"));

@@ -186,19 +186,12 @@ fn every_bad_input_gets_a_verdict_a_line_and_a_counter() {
 #[test]
 fn memory_stays_bounded_when_deliveries_back_up() {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
 
     let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("slow.fifo");
-    let fifo_c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    assert_eq!(fanout_testhost::ffi::mkfifo(&fifo_c), 0);
-    // A reader that does not read yet: the file destination's writes block on a full pipe.
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
+    // Writes block once the pipe buffer is full, until the test reads.
+    let mut reader = fanout_testhost::ffi::stalled_fifo(&fifo);
     let fifo_s = fifo.display().to_string();
     let instance = plugin
         .init(&[

@@ -53,11 +53,14 @@ pub struct StreamRecords {
     pub records: Vec<Vec<u8>>,
     /// For each Firehose record, the positions in the batch of the logs it carries.
     pub sources: Vec<Vec<usize>>,
-    /// Log records packed into them.
-    pub events: usize,
 }
 
 impl StreamRecords {
+    /// Log records packed into these Firehose records.
+    pub fn events(&self) -> usize {
+        self.sources.iter().map(Vec::len).sum()
+    }
+
     /// Index ranges of the `PutRecordBatch` calls that carry these records.
     pub fn calls(&self) -> Vec<Range<usize>> {
         let sizes: Vec<usize> = self.records.iter().map(|r| base64_len(r.len())).collect();
@@ -210,7 +213,6 @@ impl Encoder<'_> {
 
     /// Packs (optionally) and compresses (optionally) one stream's lines into records.
     fn records(&self, stream: String, lines: Vec<Line>) -> StreamRecords {
-        let events = lines.len();
         let (raw, sources): (Vec<Vec<u8>>, Vec<Vec<usize>>) = if self.config.simple_aggregation {
             let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
             let mut packed: Vec<Vec<u8>> = Vec::new();
@@ -248,7 +250,6 @@ impl Encoder<'_> {
             stream,
             records,
             sources,
-            events,
         }
     }
 }
@@ -427,7 +428,7 @@ mod tests {
             all, expected,
             "aggregates hold every line, in order, newline-delimited"
         );
-        assert_eq!(packed.streams[0].events, 3000);
+        assert_eq!(packed.streams[0].events(), 3000);
         let carried: Vec<usize> = packed.streams[0]
             .sources
             .iter()
@@ -447,7 +448,6 @@ mod tests {
             stream: "s".into(),
             records: vec![vec![b'x'; 100]; 1200],
             sources: (0..1200).map(|i| vec![i]).collect(),
-            events: 1200,
         };
         assert_eq!(
             small.calls().iter().map(|r| r.len()).collect::<Vec<_>>(),
@@ -457,7 +457,6 @@ mod tests {
             stream: "s".into(),
             records: vec![vec![b'x'; 1_000_000]; 7],
             sources: (0..7).map(|i| vec![i]).collect(),
-            events: 7,
         };
         for call in big.calls() {
             let bytes: usize = call
