@@ -12,7 +12,7 @@
 //! Duplicates happen only when the process dies between a destination accepting and Fluent Bit
 //! being told, or when a destination itself resends a request whose answer was lost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,10 @@ pub struct Instance {
     handle: Handle,
     /// When the counters were last logged.
     stats_logged: Mutex<Instant>,
+    /// The thread Init ran on: Fluent Bit's engine thread. Flushes arrive there only when the
+    /// output has no `workers`, and then each one holds up the whole engine.
+    engine_thread: std::thread::ThreadId,
+    engine_thread_warned: AtomicBool,
 }
 
 impl Instance {
@@ -143,6 +147,8 @@ impl Instance {
             dispatcher: Mutex::new(Some(dispatcher)),
             handle,
             stats_logged: Mutex::new(Instant::now()),
+            engine_thread: std::thread::current().id(),
+            engine_thread_warned: AtomicBool::new(false),
         })
     }
 
@@ -153,6 +159,7 @@ impl Instance {
 
     /// Handles one flush. Runs on Fluent Bit's coroutine: keep this frame small.
     pub fn flush(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
+        self.warn_once_if_on_engine_thread();
         let status = self.hand_over(data, tag);
         let counter = match status {
             FlushStatus::Ok => &self.pipeline.stats.flush_ok,
@@ -213,6 +220,21 @@ impl Instance {
                     .error("flush after exit; asking Fluent Bit to retry");
                 FlushStatus::Retry
             }
+        }
+    }
+
+    /// A flush waits for its deliveries; on the engine thread that stalls inputs, filters and
+    /// every other output meanwhile, which nobody wants and the plugin cannot change (the
+    /// proxy ABI has no way to ask for workers).
+    fn warn_once_if_on_engine_thread(&self) {
+        if std::thread::current().id() == self.engine_thread
+            && !self.engine_thread_warned.swap(true, Ordering::Relaxed)
+        {
+            self.pipeline.log.warn(
+                "flushes run on Fluent Bit's engine thread because this [OUTPUT] has no 'workers': \
+                 while a flush waits for its destinations, inputs and other outputs wait too; \
+                 set 'workers 1' (or more)",
+            );
         }
     }
 
@@ -582,6 +604,29 @@ mod tests {
             written.lines().last().unwrap().contains("job_wrapper"),
             "delivered before the request"
         );
+    }
+
+    #[test]
+    fn flushing_on_the_init_thread_warns_once_about_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inst, sink, _lease) = instance(&dir, &[]);
+        let _host = HostThread::enter();
+        for _ in 0..3 {
+            assert_eq!(inst.flush(&chunk(&["a"]), b"t"), FlushStatus::Ok);
+        }
+        inst.shutdown();
+        assert_eq!(sink.text().matches("set 'workers 1'").count(), 1);
+
+        // With workers, flushes come from Fluent Bit's worker threads: nothing to say.
+        let (inst, sink, _lease) = instance(&dir, &[]);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _host = HostThread::enter();
+                assert_eq!(inst.flush(&chunk(&["b"]), b"t"), FlushStatus::Ok);
+            });
+        });
+        inst.shutdown();
+        assert!(!sink.text().contains("workers"), "{}", sink.text());
     }
 
     #[test]

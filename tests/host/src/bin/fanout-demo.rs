@@ -255,6 +255,8 @@ fn run_real_fluent_bit(
             "-m",
             "*",
             "-p",
+            "workers=1",
+            "-p",
             "destinations=datadog,firehose,file",
             "-p",
             "apikey=demo-api-key",
