@@ -11,9 +11,13 @@ use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// Threads for delivery work. Sidecars usually get a fraction of a vCPU; two threads let
-/// compression for one destination overlap network waits of another.
-const WORKER_THREADS: usize = 2;
+/// Threads for delivery work: network waits overlap on any number of threads, so this only
+/// bounds the CPU-bound part (decode, JSON, gzip; ~100k small records per second per thread,
+/// see BENCHMARKS.md), far beyond a sidecar's fraction of a vCPU. One thread, not one per
+/// core: Fluent Bit's jemalloc keeps freed pages per arena for a while, and every extra
+/// thread churning megabytes per chunk raised peak RSS (1M records end to end: 93 MiB with
+/// one thread, 117 MiB with two, same CPU seconds).
+const WORKER_THREADS: usize = 1;
 
 /// How long the last exit waits for runtime threads to finish.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);

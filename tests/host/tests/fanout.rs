@@ -249,3 +249,52 @@ fn child_firehose_resumes_after_the_deadline() {
     assert_eq!(resent, vec![1, 3], "only the records that had failed");
     assert_eq!(firehose_numbers(&firehose), vec![0, 1, 2, 3, 4]);
 }
+
+/// A private CA (a TLS-inspecting proxy, an internal endpoint) is trusted through
+/// SSL_CERT_FILE, by both destinations' TLS stacks — the way the README tells users to do it.
+#[test]
+fn a_private_ca_named_by_ssl_cert_file_is_trusted_by_both_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = common::TlsPeer::start(dir.path());
+    let ca = peer.ca.display().to_string();
+    run_in_child(
+        "private_ca_child",
+        &[
+            STATIC_KEYS[0],
+            STATIC_KEYS[1],
+            ("SSL_CERT_FILE", &ca),
+            ("FANOUT_TEST_PEER", &peer.url),
+        ],
+    );
+    let answered = peer.answered();
+    assert!(answered.contains(&"datadog".to_owned()), "{answered:?}");
+    assert!(answered.contains(&"firehose 2".to_owned()), "{answered:?}");
+}
+
+#[test]
+#[ignore = "runs in a child process: see a_private_ca_named_by_ssl_cert_file_is_trusted_by_both_destinations"]
+fn private_ca_child() {
+    if !in_child() {
+        return;
+    }
+    let url = std::env::var("FANOUT_TEST_PEER").unwrap();
+    let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).expect("the plugin loads");
+    let instance = plugin
+        .init(&[
+            ("destinations", "datadog,firehose"),
+            ("apikey", "dd-key-for-tests"),
+            ("dd_url", &url),
+            ("region", "us-east-1"),
+            ("endpoint", &url),
+            ("delivery_stream", "logs"),
+            ("flush_timeout", "10s"),
+            ("label", "private-ca"),
+        ])
+        .unwrap();
+    let chunk = Chunk::new()
+        .event(1, &json!({"log": "one"}))
+        .event(2, &json!({"log": "two"}));
+    let rc = instance.flush(chunk.bytes(), "t");
+    assert_eq!(instance.exit(), FLB_OK);
+    assert_eq!(rc, FLB_OK, "{:?}", logs_of("private-ca"));
+}

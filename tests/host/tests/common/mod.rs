@@ -119,3 +119,145 @@ pub fn assert_init_fails(
         }
     }
 }
+
+/// An HTTPS peer on 127.0.0.1 (Python's ssl module) whose certificate is signed by a CA made
+/// for the test, answering like both intakes: `X-Amz-Target` requests as Firehose
+/// `PutRecordBatch` (every record accepted), others as Datadog (202). It prints one line per
+/// request it answered (`firehose <records>` / `datadog`).
+pub struct TlsPeer {
+    pub url: String,
+    /// The CA's certificate (PEM): trust it to reach the peer.
+    pub ca: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl TlsPeer {
+    pub fn start(dir: &Path) -> TlsPeer {
+        use std::process::{Command, Stdio};
+        let file = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl runs")
+                .success();
+            assert!(ok, "openssl {args:?}");
+        };
+        std::fs::write(
+            file("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let path = |name: &str| file(name).display().to_string();
+        let (ca_key, ca, key, csr, cert, ext) = (
+            path("ca.key"),
+            path("ca.pem"),
+            path("server.key"),
+            path("server.csr"),
+            path("server.pem"),
+            path("server.ext"),
+        );
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509", "-days", "1", "-subj", "/CN=fanout test CA"],
+                &p256[..],
+                &["-keyout", &ca_key, "-out", &ca],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req", "-subj", "/CN=127.0.0.1"],
+                &p256[..],
+                &["-keyout", &key, "-out", &csr],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+        let server = r#"
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("X-Amz-Target"):
+            n = len(json.loads(body)["Records"])
+            reply = json.dumps({"FailedPutCount": 0, "Encrypted": False,
+                                "RequestResponses": [{"RecordId": str(i)} for i in range(n)]}).encode()
+            status, kind = 200, f"firehose {n}"
+        else:
+            reply, status, kind = b"{}", 202, "datadog"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+        print(kind, flush=True)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", server])
+            .arg(file("server.pem"))
+            .arg(file("server.key"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut port = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut port).unwrap();
+        child.stdout = Some(stdout.into_inner());
+        TlsPeer {
+            url: format!("https://127.0.0.1:{}", port.trim()),
+            ca: file("ca.pem"),
+            child,
+        }
+    }
+
+    /// Stops the peer and returns the lines it printed, one per request answered.
+    pub fn answered(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        }
+        let _ = self.child.wait();
+        text.lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for TlsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
