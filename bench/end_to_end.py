@@ -53,7 +53,7 @@ ONLY = [r for r in os.environ.get("BENCH_E2E_ONLY", "").split(",") if r]
 
 # --- input -----------------------------------------------------------------------------------
 
-def log_line(rng, n):
+def log_line(rng):
     line = (f'10.0.{rng.randrange(256)}.{rng.randrange(256)} - - [22/Nov/2026:09:{rng.randrange(60):02}:'
             f'{rng.randrange(60):02} +0000] "GET /api/v1/orders/{rng.randrange(1000000)} HTTP/1.1" '
             f'{rng.choice([200, 200, 200, 201, 404, 500])} {rng.randrange(50000)} trace={rng.getrandbits(64):016x}')
@@ -73,7 +73,7 @@ def write_records(path):
                 "container_id": "0f1e2d3c4b5a-" + service,
                 "container_name": service,
                 "source": "stdout",
-                "log": log_line(rng, n),
+                "log": log_line(rng),
                 "ecs_cluster": "prod",
                 "ecs_task_arn": task,
                 "ecs_task_definition": f"{service}:42",
@@ -278,7 +278,7 @@ def run(config, env, done, label):
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
     try:
-        while not done(output):
+        while not done():
             if process.poll() is not None:
                 sys.exit(f"{label}: Fluent Bit exited early:\n" + "".join(output[-30:]))
             if time.perf_counter() - start > TIMEOUT:
@@ -323,10 +323,10 @@ def main():
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
             env.pop(name, None)
 
-        def delivered(_output):
+        def delivered():
             return datadog.count >= RECORDS and firehose.count >= RECORDS
 
-        def counted(_output):
+        def counted():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/v1/metrics", timeout=2) as r:
                     metrics = json.load(r)
@@ -334,24 +334,22 @@ def main():
                 return False
             return metrics["output"]["null.0"]["proc_records"] >= RECORDS
 
+        plugins_conf = os.path.join(tmp, "plugins.conf")
+        with open(plugins_conf, "w") as f:
+            f.write(f"[PLUGINS]\n    Path {PLUGIN}\n")
         runs = [
-            ("input only", NULL, "", counted),
-            ("core", CORE, "", delivered),
-            ("fanout", FANOUT.replace("{firehose}", FANOUT_SAME), PLUGIN, delivered),
-            ("fanout+agg", FANOUT.replace("{firehose}", FANOUT_DEPLOYED), PLUGIN, delivered),
+            ("input only", NULL, False, counted),
+            ("core", CORE, False, delivered),
+            ("fanout", FANOUT.replace("{firehose}", FANOUT_SAME), True, delivered),
+            ("fanout+agg", FANOUT.replace("{firehose}", FANOUT_DEPLOYED), True, delivered),
         ]
         results = {}
         try:
-            for label, outputs, plugin, done in runs:
+            for label, outputs, uses_plugin, done in runs:
                 if ONLY and label not in ONLY:
                     continue
                 config = os.path.join(tmp, label.replace(" ", "_").replace("+", "_") + ".conf")
-                plugins_line = ""
-                if plugin:
-                    plugins_conf = os.path.join(tmp, "plugins.conf")
-                    with open(plugins_conf, "w") as f:
-                        f.write(f"[PLUGINS]\n    Path {plugin}\n")
-                    plugins_line = f"plugins_file {plugins_conf}"
+                plugins_line = f"plugins_file {plugins_conf}" if uses_plugin else ""
                 with open(config, "w") as f:
                     f.write(SERVICE.format(parsers=parsers, plugins=plugins_line, records=records, http_port=http_port))
                     f.write(outputs.format(dd_port=datadog.port, fh_port=firehose.port, ca=ca))
