@@ -58,7 +58,7 @@ pub fn filter(
     STATE.with(|state| {
         let mut state = state.borrow_mut();
         let state = state.get_or_insert_with(|| {
-            let config = Config::load();
+            let config = Config::load(&abi::preopened_dirs());
             let pod = PodInfo::read(&config.podinfo_dir);
             State {
                 config,
@@ -122,8 +122,9 @@ fn msgpack_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
     }
 }
 
-/// The only `unsafe` code: turning the host's pointers into slices.
-mod abi {
+/// The only `unsafe` code: turning the host's pointers into slices, and asking WASI which
+/// directories the host preopened.
+pub(crate) mod abi {
     use super::{OUTPUT, filter};
 
     /// The function `filter_wasm` calls (`function_name k8s_metadata`).
@@ -154,5 +155,37 @@ mod abi {
             // The buffer lives in a thread-local reused by the next call: valid until then.
             output.as_ptr()
         })
+    }
+
+    /// The directories the host preopened for the module (`accessible_paths`), in order.
+    #[cfg(target_os = "wasi")]
+    pub fn preopened_dirs() -> Vec<std::path::PathBuf> {
+        // WASI numbers preopens from fd 3 up, without gaps; the first fd that is not one ends
+        // the list (EBADF).
+        let mut dirs = Vec::new();
+        for fd in 3..64 {
+            // SAFETY: fd_prestat_get only writes the returned struct; an unknown fd is EBADF.
+            let Ok(prestat) = (unsafe { wasi::fd_prestat_get(fd) }) else {
+                break;
+            };
+            if prestat.tag != wasi::PREOPENTYPE_DIR.raw() {
+                continue;
+            }
+            // SAFETY: the tag says the union holds a directory.
+            let len = unsafe { prestat.u.dir.pr_name_len };
+            let mut name = vec![0u8; len];
+            // SAFETY: `name` has exactly the `len` bytes the host said the name takes.
+            if unsafe { wasi::fd_prestat_dir_name(fd, name.as_mut_ptr(), len) }.is_ok() {
+                let name = String::from_utf8_lossy(&name);
+                dirs.push(std::path::PathBuf::from(name.trim_end_matches('\0')));
+            }
+        }
+        dirs
+    }
+
+    /// Outside WASI (the native unit tests) nothing is preopened.
+    #[cfg(not(target_os = "wasi"))]
+    pub fn preopened_dirs() -> Vec<std::path::PathBuf> {
+        Vec::new()
     }
 }

@@ -13,8 +13,10 @@
 //!                             an init container if you want `host`)
 //! ```
 //!
-//! `podinfo_dir` is `/etc/podinfo` unless `k8s-metadata.conf` (looked for in `/fluent-bit/etc/`,
-//! then `/etc/podinfo/`) says otherwise. Files are read once and re-read when a record's time is
+//! `podinfo_dir` is what `k8s-metadata.conf` says (looked for in `/fluent-bit/etc/`, then in
+//! `/etc/podinfo/` and each directory of `accessible_paths`); without it, `/etc/podinfo` when
+//! it holds `pod_name`, else the first directory of `accessible_paths` that does — so mounting
+//! the Downward API elsewhere only takes naming it in `accessible_paths`. Files are read once and re-read when a record's time is
 //! at least [`REFRESH_SECONDS`] past the last read (labels and annotations can change).
 
 use std::collections::BTreeMap;
@@ -78,12 +80,24 @@ impl Config {
         config
     }
 
-    pub fn load() -> Config {
-        CONFIG_PATHS
+    /// The config file and pod info directory, found as the module doc says; `preopened` are
+    /// the directories the host gave the module.
+    pub fn load(preopened: &[PathBuf]) -> Config {
+        let mut config = CONFIG_PATHS
             .iter()
+            .map(PathBuf::from)
+            .chain(preopened.iter().map(|dir| dir.join("k8s-metadata.conf")))
             .find_map(|p| std::fs::read_to_string(p).ok())
             .map(|text| Config::parse(&text))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let has_pod = |dir: &Path| dir.join("pod_name").is_file();
+        if config.podinfo_dir == Path::new(DEFAULT_DIR)
+            && !has_pod(&config.podinfo_dir)
+            && let Some(dir) = preopened.iter().find(|dir| has_pod(dir))
+        {
+            config.podinfo_dir = dir.clone();
+        }
+        config
     }
 }
 

@@ -362,3 +362,26 @@ fn the_podinfo_directory_comes_from_the_config_file() {
     assert_eq!(out["kubernetes"]["pod_name"], "report-28190012-x7k2p");
     assert!(out.get("a").is_none(), "merge_log off");
 }
+
+#[test]
+fn without_a_config_file_the_podinfo_directory_is_the_accessible_path_that_holds_it() {
+    let dir = podinfo();
+    let other = tempfile::tempdir().unwrap();
+    let mut filter = FilterWasm::new(&[(other.path(), "/data"), (dir.path(), "/mnt/downward")]);
+    let out = filter.json("t", 1, r#"{"log":"x"}"#);
+    assert_eq!(out["kubernetes"]["pod_name"], "report-28190012-x7k2p");
+    assert_eq!(out["kubernetes"]["namespace_name"], "batch");
+}
+
+#[test]
+fn a_config_file_in_an_accessible_path_is_read() {
+    let dir = podinfo();
+    std::fs::write(dir.path().join("k8s-metadata.conf"), "merge_log = off\n").unwrap();
+    let mut filter = FilterWasm::new(&[(dir.path(), "/pod")]);
+    let out = filter.json("t", 1, r#"{"log":"{\"a\":1}"}"#);
+    assert_eq!(out["kubernetes"]["pod_name"], "report-28190012-x7k2p");
+    assert!(
+        out.get("a").is_none(),
+        "merge_log off, from /pod/k8s-metadata.conf"
+    );
+}

@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod fake_datadog;
 pub mod fake_firehose;
 pub mod ffi;
+pub mod fluent_bit;
 pub mod host;
 pub mod moto;
 pub mod scripted;

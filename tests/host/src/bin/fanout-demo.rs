@@ -3,13 +3,14 @@
 //! would, sends FireLens- and Kubernetes-shaped records in both chunk layouts to a local
 //! Datadog intake stand-in, to moto's Firehose + S3 (one stream and prefix per service) and to
 //! the `file` destination, and prints what each received. With `FLUENT_BIT=/path/to/fluent-bit` it also runs the same
-//! plugin inside that real Fluent Bit.
+//! plugin inside that real Fluent Bit, fed the sample records of `fluent-bit-conf/samples/`.
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use fanout_testhost::fake_datadog::FakeDatadog;
+use fanout_testhost::fluent_bit::forward_unix;
 use fanout_testhost::host::{FLB_OK, logs_of};
 use fanout_testhost::moto::Moto;
 use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, plugin_path, workspace_root};
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
         "demo-logs",
         &[
             ("logs-checkout", "prod/checkout/"),
+            ("logs-cart", "prod/cart/"),
             ("logs-nightly-report", "prod/nightly-report/"),
             ("logs-unrouted", "prod/unrouted/"),
         ],
@@ -224,7 +226,9 @@ fn print_file(path: &Path) {
     }
 }
 
-/// `fluent-bit -e fanout.so -i dummy -o fanout`: waits for the dummy records, then SIGTERM.
+/// The sample records a user previews (`fluent-bit-conf/samples/*.jsonl`), sent to a real
+/// Fluent Bit over the forward protocol as FireLens's log driver sends them:
+/// `fluent-bit -e fanout.so -i forward -o fanout`, to the same stand-ins; then SIGTERM.
 fn run_real_fluent_bit(
     fluent_bit: &Path,
     so: &Path,
@@ -235,20 +239,35 @@ fn run_real_fluent_bit(
     let before = intake.accepted().len();
     let objects_before = moto.objects("demo-logs").len();
     let out = out_dir.join("fluent-bit.jsonl");
+    let socket = out_dir.join("fluent.sock");
     let _ = std::fs::remove_file(&out);
-    println!("== running {} with the plugin", fluent_bit.display());
-    let dummy = r#"{"log":"hello from dummy","container_name":"checkout"}"#;
+    let _ = std::fs::remove_file(&socket);
+    let samples: Vec<(&str, Vec<Value>)> = [
+        ("checkout-firelens-0123456789abcdef", "firelens.jsonl"),
+        ("kube.var.log.containers.nightly-report", "kubernetes.jsonl"),
+    ]
+    .iter()
+    .map(|(tag, file)| {
+        let path = workspace_root().join("fluent-bit-conf/samples").join(file);
+        let records = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (*tag, records)
+    })
+    .collect();
+    let expected: usize = samples.iter().map(|(_, r)| r.len()).sum();
+    println!(
+        "== running {} with the plugin; sending the {expected} records of fluent-bit-conf/samples/ over forward",
+        fluent_bit.display()
+    );
+    let delivery_stream = "logs-$kubernetes['labels']['tags.datadoghq.com/service'] || logs-$container_name || logs-unrouted";
     let mut child = match Command::new(fluent_bit)
         .arg("-e")
         .arg(so)
-        .args([
-            "-i",
-            "dummy",
-            "-p",
-            &format!("dummy={dummy}"),
-            "-p",
-            "samples=3",
-        ])
+        .args(["-i", "forward", "-p"])
+        .arg(format!("unix_path={}", socket.display()))
         .args([
             "-o",
             "fanout",
@@ -260,15 +279,13 @@ fn run_real_fluent_bit(
             "destinations=datadog,firehose,file",
             "-p",
             "apikey=demo-api-key",
+            "-p",
+            "provider=ecs",
         ])
         .arg("-p")
         .arg(format!("dd_url={}", intake.url))
-        .args([
-            "-p",
-            "region=us-east-1",
-            "-p",
-            "delivery_stream=logs-$container_name",
-        ])
+        .args(["-p", "region=us-east-1", "-p"])
+        .arg(format!("delivery_stream={delivery_stream}"))
         .arg("-p")
         .arg(format!("endpoint={}", moto.url))
         .arg("-p")
@@ -286,8 +303,23 @@ fn run_real_fluent_bit(
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lines = 0;
-    while Instant::now() < deadline && lines < 3 {
+    let mut sent = false;
+    while Instant::now() < deadline && lines < expected {
         std::thread::sleep(Duration::from_millis(200));
+        if !sent && socket.exists() {
+            for (tag, records) in &samples {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as u32;
+                let timed: Vec<(u32, Value)> = records.iter().map(|r| (now, r.clone())).collect();
+                if let Err(e) = forward_unix(&socket, tag, &timed) {
+                    eprintln!("cannot send to {}: {e}", socket.display());
+                    break;
+                }
+            }
+            sent = true;
+        }
         lines = std::fs::read_to_string(&out)
             .map(|t| t.lines().count())
             .unwrap_or(0);
@@ -312,5 +344,8 @@ fn run_real_fluent_bit(
     let objects = moto.objects("demo-logs");
     let new_objects = objects.len() - objects_before.min(objects.len());
     println!("== Firehose (moto) received {new_objects} new S3 objects from Fluent Bit");
-    lines >= 3 && to_datadog.len() >= 3 && new_objects >= 1
+    status.is_ok_and(|s| s.success())
+        && lines == expected
+        && to_datadog.len() == expected
+        && new_objects >= 2
 }

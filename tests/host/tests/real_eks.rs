@@ -1,0 +1,501 @@
+//! The EKS CronJob recipes inside a real Fluent Bit, as the kubelet would run them.
+//!
+//! Everything comes from the shipped files: the containers' commands, arguments, environment,
+//! labels and Downward API items are read out of `deploy/eks/*.yaml` (so these tests break when
+//! a manifest drifts), the Fluent Bit arguments from the manifest or else the `eks` image's
+//! `CMD` in `docker/Dockerfile`, and `/fluent-bit/etc` is `fluent-bit-conf/eks/` as the image
+//! copies it. Only container paths (moved under a scratch root), the HTTP port, the two
+//! endpoints and the secret are substituted; the app's own command becomes a script that
+//! prints lines and exits 3.
+//!
+//! Needs `FLUENT_BIT` (≥ 4.0.3, for filter_wasm); skipped, and said so, without it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fanout_testhost::fake_datadog::FakeDatadog;
+use fanout_testhost::fluent_bit::{
+    FluentBit, Release, Scratch, binary, free_port, http_get, install_artifacts, rooted,
+    wait_until, with_fanout_properties, yaml_documents,
+};
+use fanout_testhost::moto::Moto;
+use fanout_testhost::workspace_root;
+use serde_json::Value;
+
+const API_KEY: &str = "dd-api-key-from-a-secret";
+const POD_NAME: &str = "nightly-report-29412345-x7k2p";
+const POD_UID: &str = "8d3f0c1e-7b7a-4c55-9f0e-2a6d3f1b9c40";
+const LINES: usize = 300;
+const APP_EXIT: i32 = 3;
+
+fn manifest(path: &str) -> Vec<Value> {
+    yaml_documents(&std::fs::read_to_string(workspace_root().join(path)).unwrap())
+}
+
+/// The CronJob's namespace and pod template.
+fn pod_template(documents: &[Value]) -> (String, Value) {
+    let cronjob = documents
+        .iter()
+        .find(|d| d["kind"] == "CronJob")
+        .expect("a CronJob");
+    (
+        cronjob["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned(),
+        cronjob["spec"]["jobTemplate"]["spec"]["template"].clone(),
+    )
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The Fluent Bit container: in `containers`, or a native sidecar in `initContainers`.
+fn fluent_bit_container(spec: &Value) -> &Value {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| spec[list].as_array())
+        .flatten()
+        .find(|c| c["name"] == "fluent-bit")
+        .expect("a fluent-bit container")
+}
+
+fn app_container(spec: &Value) -> &Value {
+    spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| strings(&c["command"]).first().map(String::as_str) == Some("/job-wrapper"))
+        .expect("an app container run by /job-wrapper")
+}
+
+/// The `eks` image's `CMD` in docker/Dockerfile.
+fn eks_image_cmd() -> Vec<String> {
+    let dockerfile = std::fs::read_to_string(workspace_root().join("docker/Dockerfile")).unwrap();
+    let stage = dockerfile
+        .split("\nFROM ")
+        .find(|s| s.lines().next().is_some_and(|l| l.ends_with(" AS eks")))
+        .expect("an eks stage");
+    let cmd = stage
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD in the eks stage");
+    serde_json::from_str(cmd).expect("CMD in exec form")
+}
+
+/// Writes the Downward API volume the pod spec describes into `dir`, for a pod of `labels`
+/// and `annotations` in `namespace`.
+fn downward_api(spec: &Value, dir: &Path, namespace: &str, template: &Value) {
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v.get("downwardAPI").is_some())
+        .expect("a Downward API volume");
+    let key_values = |map: &Value| {
+        let mut lines: Vec<String> = map
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", Value::String(v.as_str().unwrap().into())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lines.sort();
+        lines.join("\n")
+    };
+    for item in volume["downwardAPI"]["items"].as_array().unwrap() {
+        let content = match item["fieldRef"]["fieldPath"].as_str().unwrap() {
+            "metadata.name" => POD_NAME.to_owned(),
+            "metadata.namespace" => namespace.to_owned(),
+            "metadata.uid" => POD_UID.to_owned(),
+            "metadata.labels" => key_values(&template["metadata"]["labels"]),
+            "metadata.annotations" => key_values(&template["metadata"]["annotations"]),
+            other => panic!("a Downward API field the test does not know: {other}"),
+        };
+        std::fs::write(dir.join(item["path"].as_str().unwrap()), content).unwrap();
+    }
+}
+
+/// The container's environment: `value`s as they are, secrets replaced by the test's.
+fn container_env(container: &Value) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| {
+                    let name = e["name"].as_str().unwrap().to_owned();
+                    let value = match e["value"].as_str() {
+                        Some(v) => v.to_owned(),
+                        None => {
+                            assert_eq!(name, "DD_API_KEY", "a secret the test does not know");
+                            API_KEY.to_owned()
+                        }
+                    };
+                    (name, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `text` with the HTTP port 2020 of the shipped files replaced by `port`.
+fn with_port(text: &str, port: u16) -> String {
+    text.replace(":2020", &format!(":{port}"))
+        .lines()
+        .map(|line| {
+            if line.to_ascii_lowercase().contains("http_port") {
+                line.replace("2020", &port.to_string())
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn job_wrapper_path() -> PathBuf {
+    let path = workspace_root().join("dist/job-wrapper");
+    assert!(path.exists(), "run `make dist` first");
+    path
+}
+
+/// What the app prints: numbered lines on stdout and stderr, then it exits 3.
+fn app_script() -> String {
+    format!(
+        "i=1; while [ $i -le {LINES} ]; do if [ $((i % 10)) -eq 0 ]; then echo \"report line $i\" >&2; else echo \"report line $i\"; fi; i=$((i+1)); done; exit {APP_EXIT}"
+    )
+}
+
+/// The pod, set up as the kubelet would from `manifest_path`: Fluent Bit started with the
+/// image's config (or `config_override`), the Downward API files, the stand-ins.
+struct Pod {
+    scratch: Scratch,
+    intake: FakeDatadog,
+    moto: Moto,
+    fluent_bit: FluentBit,
+    port: u16,
+    spec: Value,
+}
+
+fn start_pod(fluent_bit: &Path, manifest_path: &str, config_override: Option<&str>) -> Pod {
+    let documents = manifest(manifest_path);
+    let (namespace, template) = pod_template(&documents);
+    let spec = template["spec"].clone();
+    let scratch = Scratch::new("eks");
+    install_artifacts(&scratch);
+    let intake = FakeDatadog::start();
+    let moto = Moto::start();
+    let service = template["metadata"]["labels"]["tags.datadoghq.com/service"]
+        .as_str()
+        .expect("the unified service tag label");
+    moto.create_streams(
+        "eks-logs",
+        &[
+            (&format!("logs-{service}"), &format!("prod/{service}/")),
+            ("logs-unrouted", "prod/unrouted/"),
+        ],
+    );
+    let port = free_port();
+
+    // /fluent-bit/etc as the eks image has it.
+    for entry in std::fs::read_dir(workspace_root().join("fluent-bit-conf/eks")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = rooted(&std::fs::read_to_string(&path).unwrap(), &scratch);
+        let text = with_port(&text, port);
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = if text.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            matches!(w.as_slice(), [n, "fanout"] if n.eq_ignore_ascii_case("name"))
+                || matches!(w.as_slice(), ["-", "name:", "fanout"])
+        }) {
+            with_fanout_properties(
+                &text,
+                &[
+                    ("dd_url", intake.url.as_str()),
+                    ("endpoint", moto.url.as_str()),
+                ],
+            )
+        } else {
+            text
+        };
+        std::fs::write(scratch.path(&format!("/fluent-bit/etc/{name}")), text).unwrap();
+    }
+
+    let container = fluent_bit_container(&spec);
+    let podinfo_mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "podinfo")
+        .expect("the podinfo volume mounted in the fluent-bit container")["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let podinfo = scratch.dir(&podinfo_mount);
+    downward_api(&spec, &podinfo, &namespace, &template);
+    scratch.dir("/var/log/app");
+
+    let mut args = strings(&container["args"]);
+    if args.is_empty() {
+        args = eks_image_cmd();
+    }
+    if let Some(config) = config_override {
+        let c = args.iter().position(|a| a == "-c").expect("-c in the args");
+        args[c + 1] = config.to_owned();
+    }
+    let args: Vec<String> = args.iter().map(|a| rooted(a, &scratch)).collect();
+    let mut env = container_env(container);
+    env.extend(
+        [
+            ("AWS_ACCESS_KEY_ID", "AKIDEKSTEST000000000"),
+            ("AWS_SECRET_ACCESS_KEY", "eks-test-secret"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let fluent_bit = FluentBit::start(fluent_bit, &args, &env, &scratch.root);
+    Pod {
+        scratch,
+        intake,
+        moto,
+        fluent_bit,
+        port,
+        spec,
+    }
+}
+
+impl Pod {
+    /// Starts the app container's command: `/job-wrapper` with the manifest's flags (paths and
+    /// port substituted), the app itself replaced by [`app_script`].
+    fn start_app(&self) -> std::process::Child {
+        let command = strings(&app_container(&self.spec)["command"]);
+        let separator = command
+            .iter()
+            .position(|a| a == "--")
+            .expect("`--` before the app's command");
+        let flags: Vec<String> = command[1..separator]
+            .iter()
+            .map(|f| {
+                with_port(&rooted(f, &self.scratch), self.port)
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect();
+        Command::new(job_wrapper_path())
+            .args(&flags)
+            .args(["--", "sh", "-c", &app_script()])
+            .current_dir(&self.scratch.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("job-wrapper starts")
+    }
+
+    /// Every line of the app and the end-of-job record reached both destinations once, with
+    /// the pod's metadata and service.
+    fn assert_delivered(&mut self, namespace: &str) {
+        let service = "nightly-report";
+        let expected = LINES + 1;
+        let (intake, moto) = (&self.intake, &self.moto);
+        wait_until(
+            &mut self.fluent_bit,
+            "Datadog receives every line",
+            Duration::from_secs(30),
+            || intake.accepted().len() >= expected,
+        );
+        let accepted = intake.accepted();
+        assert_eq!(accepted.len(), expected, "exactly once");
+        // stdout and stderr are two pipes: each stream's lines keep their order.
+        for stream in ["stdout", "stderr"] {
+            let numbers: Vec<usize> = accepted[..LINES]
+                .iter()
+                .filter(|e| e["stream"] == stream)
+                .map(|e| {
+                    let message = e["message"].as_str().unwrap();
+                    message
+                        .strip_prefix("report line ")
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            let expected: Vec<usize> = (1..=LINES)
+                .filter(|i| (i % 10 == 0) == (stream == "stderr"))
+                .collect();
+            assert_eq!(numbers, expected, "{stream}: every line, in order");
+        }
+        for entry in &accepted[..LINES] {
+            assert_eq!(entry["service"], service);
+            assert_eq!(entry["kubernetes"]["pod_name"], POD_NAME);
+            assert_eq!(entry["kubernetes"]["namespace_name"], namespace);
+            let tags = entry["ddtags"].as_str().unwrap();
+            assert!(
+                tags.split(',')
+                    .any(|t| t == format!("kube_namespace:{namespace}")),
+                "{tags}"
+            );
+        }
+        let end: Value =
+            serde_json::from_str(accepted[LINES]["message"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (end["job_wrapper"].as_str(), end["exit_code"].as_i64()),
+            (Some("end"), Some(i64::from(APP_EXIT)))
+        );
+        let objects = moto.objects("eks-logs");
+        let s3: Vec<Value> = objects
+            .iter()
+            .filter(|(key, _)| key.starts_with(&format!("prod/{service}/")))
+            .flat_map(|(_, body)| {
+                body.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            s3.len(),
+            expected,
+            "Firehose → S3 under prod/{service}/: {objects:#?}"
+        );
+        assert!(s3.iter().all(|r| r["kubernetes"]["pod_name"] == POD_NAME
+            && r["kubernetes"]["labels"]["tags.datadoghq.com/service"] == service));
+    }
+}
+
+fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job-wrapper did not exit in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// deploy/eks/cronjob.yaml: app under job-wrapper (waits for Fluent Bit's health, stops it at
+/// the end), Fluent Bit with `config` from the eks image.
+fn cronjob_recipe(test: &str, config_override: Option<&str>) {
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let mut pod = start_pod(&fluent_bit, "deploy/eks/cronjob.yaml", config_override);
+    // Both containers start together; job-wrapper's --wait-http holds the app until Fluent
+    // Bit is up.
+    let mut app = pod.start_app();
+    let status = wait_child(&mut app, Duration::from_secs(120));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(app.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(APP_EXIT),
+        "the Job keeps the command's exit code; job-wrapper said:\n{stderr}\nFluent Bit:\n{}",
+        pod.fluent_bit.log()
+    );
+    // Fluent Bit stopped itself (exit_on_job_end) and job-wrapper waited for it.
+    let fb_status = pod.fluent_bit.wait_exit(Duration::from_secs(5));
+    let log = pod.fluent_bit.log();
+    assert!(
+        fb_status.success(),
+        "Fluent Bit exited with {fb_status}:\n{log}"
+    );
+    assert!(
+        !log.contains("[error]"),
+        "errors in Fluent Bit's log:\n{log}"
+    );
+    pod.assert_delivered("batch");
+    let tombstone: Value = serde_json::from_str(
+        &std::fs::read_to_string(pod.scratch.path("/var/log/app/done.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tombstone["exit_code"], APP_EXIT);
+    assert_eq!(tombstone["stop"][0]["sidecar"], "fluent-bit");
+    assert_eq!(tombstone["stop"][0]["detail"], "exited");
+}
+
+#[test]
+fn eks_cronjob_classic_config_completes_the_job_in_fluent_bit() {
+    cronjob_recipe(
+        "eks_cronjob_classic_config_completes_the_job_in_fluent_bit",
+        None,
+    );
+}
+
+#[test]
+fn eks_cronjob_yaml_config_completes_the_job_in_fluent_bit() {
+    cronjob_recipe(
+        "eks_cronjob_yaml_config_completes_the_job_in_fluent_bit",
+        Some("/fluent-bit/etc/fluent-bit.yaml"),
+    );
+}
+
+/// deploy/eks/cronjob-native-sidecar.yaml: the kubelet starts Fluent Bit, probes it on the pod
+/// IP until the startupProbe passes, only then starts the app; when the app has exited it
+/// sends SIGTERM to the sidecar. 127.0.0.2 stands for the pod IP: an address other than
+/// 127.0.0.1, reachable only when Fluent Bit listens beyond loopback.
+#[test]
+fn eks_native_sidecar_passes_its_startup_probe_and_completes_the_job() {
+    let test = "eks_native_sidecar_passes_its_startup_probe_and_completes_the_job";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let mut pod = start_pod(&fluent_bit, "deploy/eks/cronjob-native-sidecar.yaml", None);
+    let container = fluent_bit_container(&pod.spec);
+    assert_eq!(container["restartPolicy"], "Always", "a native sidecar");
+    let probe = &container["startupProbe"];
+    let get = &probe["httpGet"];
+    assert_eq!(
+        get["port"], 2020,
+        "the probe targets Fluent Bit's HTTP port"
+    );
+    let url = format!(
+        "http://127.0.0.2:{}{}",
+        pod.port,
+        get["path"].as_str().unwrap()
+    );
+    let period = Duration::from_secs(probe["periodSeconds"].as_u64().unwrap_or(10));
+    let attempts = probe["failureThreshold"].as_u64().unwrap_or(3);
+    let mut passed = false;
+    for _ in 0..attempts {
+        if http_get(&url).is_some_and(|(code, _)| (200..400).contains(&code)) {
+            passed = true;
+            break;
+        }
+        std::thread::sleep(period);
+    }
+    assert!(
+        passed,
+        "the startupProbe {url} never passed:\n{}",
+        pod.fluent_bit.log()
+    );
+
+    let mut app = pod.start_app();
+    let status = wait_child(&mut app, Duration::from_secs(120));
+    assert_eq!(
+        status.code(),
+        Some(APP_EXIT),
+        "the Job keeps the command's exit code"
+    );
+    // The kubelet: the main container has ended, so the sidecar gets SIGTERM (if
+    // exit_on_job_end has not ended it already).
+    let fb_status = pod.fluent_bit.terminate(Duration::from_secs(40));
+    let log = pod.fluent_bit.log();
+    assert!(
+        fb_status.success(),
+        "Fluent Bit exited with {fb_status}:\n{log}"
+    );
+    assert!(
+        !log.contains("[error]"),
+        "errors in Fluent Bit's log:\n{log}"
+    );
+    pod.assert_delivered("batch");
+}

@@ -1,0 +1,311 @@
+//! The FireLens recipe inside a real Fluent Bit, as ECS runs it: the shipped
+//! `fluent-bit-conf/firelens/extra.conf` (and its `plugins.conf`) installed where
+//! `docker/Dockerfile` puts them, `@INCLUDE`d by a main config shaped like the one FireLens
+//! generates (forward over a unix socket and TCP, the health-check TCP input, the
+//! `record_modifier` with the task's metadata), the environment of the log router in
+//! `deploy/ecs/task-definition.json`, and records arriving over the forward protocol with
+//! FireLens's tags (`<container>-firelens-<task id>`). Only paths, the two endpoints and the
+//! secret are substituted.
+//!
+//! Runs on `FLUENT_BIT` (current) and `FLUENT_BIT_1_9` (AWS for Fluent Bit 2.x); skipped, and
+//! said so, when the variable is not set.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fanout_testhost::fake_datadog::FakeDatadog;
+use fanout_testhost::fluent_bit::{
+    FluentBit, Release, Scratch, binary, forward_unix, free_port, install_artifacts, rooted,
+    wait_until, with_fanout_properties,
+};
+use fanout_testhost::moto::Moto;
+use fanout_testhost::workspace_root;
+use serde_json::{Value, json};
+
+const TASK_ID: &str = "0123456789abcdef0123456789abcdef";
+const CLUSTER: &str = "prod";
+const API_KEY: &str = "dd-api-key-from-secrets-manager";
+
+/// The log router's `environment` in the shipped task definition, plus its secret.
+fn task_definition_environment() -> Vec<(String, String)> {
+    let path = workspace_root().join("deploy/ecs/task-definition.json");
+    let task: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let router = task["containerDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c.get("firelensConfiguration").is_some())
+        .expect("a FireLens log router");
+    let mut env: Vec<(String, String)> = router["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for secret in router["secrets"].as_array().unwrap() {
+        let name = secret["name"].as_str().unwrap();
+        assert_eq!(name, "DD_API_KEY", "a secret the test does not know");
+        env.push((name.to_owned(), API_KEY.to_owned()));
+    }
+    env
+}
+
+/// The main config FireLens generates for a task whose custom config is `extra`.
+fn firelens_main_config(socket: &str, forward_port: u16, health_port: u16, extra: &str) -> String {
+    format!(
+        "[INPUT]
+    Name tcp
+    Tag firelens-healthcheck
+    Listen 127.0.0.1
+    Port {health_port}
+
+[INPUT]
+    Name forward
+    Mem_Buf_Limit 25MB
+    unix_path {socket}
+
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port {forward_port}
+
+[FILTER]
+    Name record_modifier
+    Match *
+    Record ecs_cluster {CLUSTER}
+    Record ecs_task_arn arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/{TASK_ID}
+    Record ecs_task_definition checkout:42
+
+@INCLUDE {extra}
+
+[OUTPUT]
+    Name null
+    Match firelens-healthcheck
+"
+    )
+}
+
+/// What Docker's fluentd log driver sends for one line of a container's stdout/stderr.
+fn container_line(container: &str, stream: &str, line: &str) -> Value {
+    json!({
+        "container_id": format!("{TASK_ID}-{container}"),
+        "container_name": container,
+        "source": stream,
+        "log": line,
+    })
+}
+
+fn firelens_recipe(release: Release, test: &str) {
+    let Some(fluent_bit) = binary(release, test) else {
+        return;
+    };
+    let scratch = Scratch::new("firelens");
+    install_artifacts(&scratch);
+    let intake = FakeDatadog::start();
+    let moto = Moto::start();
+    moto.create_streams(
+        "firelens-logs",
+        &[
+            ("logs-checkout", "prod/checkout/"),
+            ("logs-cart", "prod/cart/"),
+        ],
+    );
+
+    // The image's /fluent-bit/etc, as docker/Dockerfile copies it.
+    let shipped = workspace_root().join("fluent-bit-conf/firelens");
+    let extra = scratch.path("/fluent-bit/etc/extra.conf");
+    let text = rooted(
+        &std::fs::read_to_string(shipped.join("extra.conf")).unwrap(),
+        &scratch,
+    );
+    let text = with_fanout_properties(
+        &text,
+        &[
+            ("dd_url", intake.url.as_str()),
+            ("endpoint", moto.url.as_str()),
+        ],
+    );
+    std::fs::write(&extra, text).unwrap();
+    std::fs::write(
+        scratch.path("/fluent-bit/etc/plugins.conf"),
+        rooted(
+            &std::fs::read_to_string(shipped.join("plugins.conf")).unwrap(),
+            &scratch,
+        ),
+    )
+    .unwrap();
+
+    let socket = scratch.path("/var/run/fluent.sock");
+    let (forward_port, health_port) = (free_port(), free_port());
+    let main = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    std::fs::write(
+        &main,
+        firelens_main_config(
+            &socket.display().to_string(),
+            forward_port,
+            health_port,
+            &extra.display().to_string(),
+        ),
+    )
+    .unwrap();
+
+    let mut env = task_definition_environment();
+    env.extend(
+        [
+            ("AWS_ACCESS_KEY_ID", "AKIDFIRELENSTEST0000"),
+            ("AWS_SECRET_ACCESS_KEY", "firelens-test-secret"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        [std::ffi::OsStr::new("-c"), main.as_os_str()],
+        &env,
+        &scratch.root,
+    );
+    wait_until(
+        &mut fb,
+        "the forward socket appears",
+        Duration::from_secs(30),
+        || socket.exists(),
+    );
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let checkout: Vec<(u32, Value)> = (0..40)
+        .map(|i| {
+            (
+                now,
+                container_line("checkout", "stdout", &format!("GET /orders/{i} 200")),
+            )
+        })
+        .collect();
+    let cart: Vec<(u32, Value)> = (0..25)
+        .map(|i| {
+            (
+                now,
+                container_line("cart", "stderr", &format!("cart {i} expired")),
+            )
+        })
+        .collect();
+    forward_unix(&socket, &format!("checkout-firelens-{TASK_ID}"), &checkout).unwrap();
+    forward_unix(&socket, &format!("cart-firelens-{TASK_ID}"), &cart).unwrap();
+    // The container health check FireLens documents: a line on the tcp input, which must go
+    // to FireLens's null output only.
+    let mut health = std::net::TcpStream::connect(("127.0.0.1", health_port)).unwrap();
+    health.write_all(b"{\"health\":\"check\"}\n").unwrap();
+    drop(health);
+
+    let total = checkout.len() + cart.len();
+    wait_until(
+        &mut fb,
+        "Datadog receives every line",
+        Duration::from_secs(60),
+        || intake.accepted().len() >= total,
+    );
+    wait_until(
+        &mut fb,
+        "S3 holds every line",
+        Duration::from_secs(60),
+        || {
+            moto.objects("firelens-logs")
+                .iter()
+                .map(|(_, body)| body.lines().count())
+                .sum::<usize>()
+                >= total
+        },
+    );
+    // Anything still to come (a duplicate, the health check) would arrive within a flush.
+    std::thread::sleep(Duration::from_secs(2));
+    let status = fb.terminate(Duration::from_secs(40));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    assert!(
+        !log.contains("[error]"),
+        "errors in Fluent Bit's log:\n{log}"
+    );
+
+    // Datadog: every line once, the service from the container, the task's ECS tags, the
+    // source and tags from the task definition.
+    let accepted = intake.accepted();
+    assert_eq!(accepted.len(), total, "exactly once: {accepted:#?}");
+    for (container, records) in [("checkout", &checkout), ("cart", &cart)] {
+        let mine: Vec<&Value> = accepted
+            .iter()
+            .filter(|e| e["service"] == container)
+            .collect();
+        assert_eq!(mine.len(), records.len(), "{container}");
+        let messages: Vec<&str> = mine
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        for (_, record) in records.iter() {
+            assert!(messages.contains(&record["log"].as_str().unwrap()));
+        }
+        let entry = mine[0];
+        assert_eq!(
+            entry["ddsource"], "java",
+            "DD_SOURCE of the task definition"
+        );
+        let tags = entry["ddtags"].as_str().unwrap();
+        for tag in [
+            "env:prod".to_owned(),
+            "team:payments".to_owned(),
+            format!("container_name:{container}"),
+            format!("cluster_name:{CLUSTER}"),
+            "task_family:checkout".to_owned(),
+            "task_version:42".to_owned(),
+            format!("task_arn:arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/{TASK_ID}"),
+        ] {
+            assert!(tags.split(',').any(|t| t == tag), "{tag} not in {tags}");
+        }
+    }
+    assert!(
+        !accepted.iter().any(|e| e.to_string().contains("health")),
+        "the health check reached Datadog"
+    );
+
+    // Firehose: one stream, so one S3 prefix, per container.
+    let objects = moto.objects("firelens-logs");
+    for (container, records) in [("checkout", &checkout), ("cart", &cart)] {
+        let lines: Vec<Value> = objects
+            .iter()
+            .filter(|(key, _)| key.starts_with(&format!("prod/{container}/")))
+            .flat_map(|(_, body)| {
+                body.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(lines.len(), records.len(), "{container}: {objects:#?}");
+        assert!(lines.iter().all(|l| l["container_name"] == container
+            && l["ecs_cluster"] == CLUSTER
+            && l["time"].is_string()));
+    }
+    let s3_total: usize = objects.iter().map(|(_, b)| b.lines().count()).sum();
+    assert_eq!(s3_total, total, "nothing else reached S3: {objects:#?}");
+}
+
+#[test]
+fn firelens_extra_conf_delivers_per_service_in_the_current_fluent_bit() {
+    firelens_recipe(
+        Release::Current,
+        "firelens_extra_conf_delivers_per_service_in_the_current_fluent_bit",
+    );
+}
+
+#[test]
+fn firelens_extra_conf_delivers_per_service_in_fluent_bit_1_9() {
+    firelens_recipe(
+        Release::V1_9,
+        "firelens_extra_conf_delivers_per_service_in_fluent_bit_1_9",
+    );
+}
