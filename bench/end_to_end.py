@@ -13,6 +13,12 @@ backlog. Runs:
                `workers 1` (the core Firehose output's default)
   fanout+agg   `fanout` as deployed: one stream per service, `simple_aggregation on`
 
+Then a remote-latency pair (BENCH_E2E_REMOTE_RECORDS, default 200 000): both stand-ins answer
+every request after 150 ms, as a remote intake does (Tokyo -> US1), and `core` and `fanout`
+(`workers 1` each, the default `max_concurrent_requests 4`) are compared by records per second.
+The core Datadog output sends a whole chunk per request, ignoring the intake's 1000-entry
+limit; `fanout` respects it and overlaps its requests instead.
+
 A run ends when both stand-ins have counted every record (or, for the input-only run, when
 the `null` output has, read from Fluent Bit's metrics endpoint); Fluent Bit is then stopped with SIGTERM and its own rusage (CPU seconds, peak
 RSS) read with wait4. The stand-ins are separate processes: their CPU is not counted. Firehose
@@ -46,6 +52,10 @@ FLUENT_BIT = os.environ.get("FLUENT_BIT")
 RECORDS = int(os.environ.get("BENCH_E2E_RECORDS", "1000000"))
 PLUGIN = os.path.join(ROOT, "dist", "fanout.so")
 SERVICES = ["checkout", "payments", "search"]
+REMOTE_RECORDS = int(os.environ.get("BENCH_E2E_REMOTE_RECORDS", "200000"))
+REMOTE_LATENCY = 0.150
+# max_concurrent_requests for the fanout runs (the plugin's default when unset).
+CONCURRENCY = os.environ.get("BENCH_E2E_CONCURRENCY", "")
 TIMEOUT = float(os.environ.get("BENCH_E2E_TIMEOUT", "900"))
 # A subset of the runs, comma-separated (e.g. "core,fanout"), when iterating on one of them.
 ONLY = [r for r in os.environ.get("BENCH_E2E_ONLY", "").split(",") if r]
@@ -62,12 +72,12 @@ def log_line(rng):
     return line[:200]
 
 
-def write_records(path):
+def write_records(path, count):
     """FireLens-shaped records: what the FireLens log router puts around each container line."""
     rng = random.Random(9)
     task = "arn:aws:ecs:us-east-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
     with open(path, "w") as f:
-        for n in range(RECORDS):
+        for n in range(count):
             service = SERVICES[n % len(SERVICES)]
             f.write(json.dumps({
                 "container_id": "0f1e2d3c4b5a-" + service,
@@ -107,6 +117,7 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 
 class DatadogHandler(QuietHandler):
     def do_POST(self):
+        time.sleep(self.server.latency)
         entries = json.loads(self.body())
         with self.server.counter.get_lock():
             self.server.counter.value += len(entries)
@@ -115,6 +126,7 @@ class DatadogHandler(QuietHandler):
 
 class FirehoseHandler(QuietHandler):
     def do_POST(self):
+        time.sleep(self.server.latency)
         request = json.loads(self.body())
         records = request.get("Records", [])
         lines = 0
@@ -135,9 +147,10 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-def serve(handler, counter, port_out, tls):
+def serve(handler, counter, port_out, tls, latency):
     server = Server(("127.0.0.1", 0), handler)
     server.counter = counter
+    server.latency = latency
     if tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*tls)
@@ -149,10 +162,11 @@ def serve(handler, counter, port_out, tls):
 class StandIn:
     """A stand-in in its own process, counting the records it received."""
 
-    def __init__(self, handler, tls=None):
+    def __init__(self, handler, tls=None, latency=0.0):
         self.counter = multiprocessing.Value("q", 0)
         port = multiprocessing.Value("i", 0)
-        self.process = multiprocessing.Process(target=serve, args=(handler, self.counter, port, tls), daemon=True)
+        self.process = multiprocessing.Process(target=serve, args=(handler, self.counter, port, tls, latency),
+                                               daemon=True)
         self.process.start()
         deadline = time.time() + 10
         while port.value == 0:
@@ -262,9 +276,10 @@ FANOUT = """
     dd_tags         env:bench
     region          us-east-1
     endpoint        https://127.0.0.1:{fh_port}
-{firehose}
+{concurrency}{firehose}
 """
 
+FANOUT = FANOUT.replace("{concurrency}", f"    max_concurrent_requests {CONCURRENCY}\n" if CONCURRENCY else "")
 FANOUT_SAME = "    delivery_stream bench\n"
 FANOUT_DEPLOYED = "    delivery_stream logs-$container_name\n    simple_aggregation on\n"
 
@@ -309,7 +324,7 @@ def main():
         sys.exit(f"{PLUGIN} does not exist: run `make dist` first")
     with tempfile.TemporaryDirectory() as tmp:
         records = os.path.join(tmp, "records.json")
-        write_records(records)
+        write_records(records, RECORDS)
         size_mb = os.path.getsize(records) / 1e6
         ca, cert, key = make_ca_and_certificate(tmp)
         http_port = free_port()
@@ -337,6 +352,8 @@ def main():
         plugins_conf = os.path.join(tmp, "plugins.conf")
         with open(plugins_conf, "w") as f:
             f.write(f"[PLUGINS]\n    Path {PLUGIN}\n")
+        # A subset of the runs: only "remote" skips these.
+        skip_local = bool(ONLY) and all(r == "remote" for r in ONLY)
         runs = [
             ("input only", NULL, False, counted),
             ("core", CORE, False, delivered),
@@ -346,7 +363,7 @@ def main():
         results = {}
         try:
             for label, outputs, uses_plugin, done in runs:
-                if ONLY and label not in ONLY:
+                if skip_local or (ONLY and label not in ONLY):
                     continue
                 config = os.path.join(tmp, label.replace(" ", "_").replace("+", "_") + ".conf")
                 plugins_line = f"plugins_file {plugins_conf}" if uses_plugin else ""
@@ -360,6 +377,17 @@ def main():
             datadog.stop()
             firehose.stop()
 
+        remote = None
+        if not ONLY or "remote" in ONLY:
+            remote = remote_latency(tmp, parsers, plugins_conf, env, ca, cert, key, http_port)
+
+    if results:
+        print_local(results, size_mb)
+    if remote:
+        print_remote(remote)
+
+
+def print_local(results, size_mb):
     print(f"End to end: {RECORDS} FireLens records ({size_mb:.0f} MB of JSON) through {FLUENT_BIT}, "
           "tail -> outputs -> local stand-ins (their CPU excluded):")
     print(f"  {'run':<12} {'CPU s':>7} {'peak RSS MiB':>13} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}")
@@ -382,6 +410,48 @@ def main():
         if dd != RECORDS or fh != RECORDS:
             print(f"  note: {label} delivered {dd} to Datadog and {fh} to Firehose for {RECORDS} records "
                   "(more means resends)")
+
+
+def remote_latency(tmp, parsers, plugins_conf, env, ca, cert, key, http_port):
+    """core vs fanout against stand-ins 150 ms away: records per second, one worker each."""
+    records = os.path.join(tmp, "remote.json")
+    write_records(records, REMOTE_RECORDS)
+    datadog = StandIn(DatadogHandler, latency=REMOTE_LATENCY)
+    firehose = StandIn(FirehoseHandler, tls=(cert, key), latency=REMOTE_LATENCY)
+
+    def delivered():
+        return datadog.count >= REMOTE_RECORDS and firehose.count >= REMOTE_RECORDS
+
+    results = {}
+    try:
+        for label, outputs, uses_plugin in [
+            ("core", CORE, False),
+            ("fanout", FANOUT.replace("{firehose}", FANOUT_SAME), True),
+        ]:
+            config = os.path.join(tmp, f"remote_{label}.conf")
+            plugins_line = f"plugins_file {plugins_conf}" if uses_plugin else ""
+            with open(config, "w") as f:
+                f.write(SERVICE.format(parsers=parsers, plugins=plugins_line, records=records, http_port=http_port))
+                f.write(outputs.format(dd_port=datadog.port, fh_port=firehose.port, ca=ca))
+            datadog.reset()
+            firehose.reset()
+            cpu, rss, wall = run(config, env, delivered, f"remote {label}")
+            results[label] = (REMOTE_RECORDS / wall, wall, datadog.count, firehose.count)
+    finally:
+        datadog.stop()
+        firehose.stop()
+    return results
+
+
+def print_remote(results):
+    print(f"Remote latency: {REMOTE_RECORDS} records, both stand-ins answer after "
+          f"{REMOTE_LATENCY * 1000:.0f} ms, one worker per output:")
+    print(f"  {'run':<8} {'records/s':>10} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}")
+    for label, (rate, wall, dd, fh) in results.items():
+        print(f"  {label:<8} {rate:10.0f} {wall:7.1f} {dd:9} {fh:9}")
+    if "core" in results and "fanout" in results:
+        print(f"  fanout vs core throughput: {results['fanout'][0] / results['core'][0]:.2f}x "
+              "(fanout at most 1000 entries per Datadog request; the core output sends whole chunks)")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ mod common;
 
 use common::log_line;
 use fanout::decode::decode_chunk;
+use fanout::delivery::execute::Planned;
 use fanout::destinations::datadog::config::DatadogConfig;
-use fanout::destinations::datadog::encode::Encoder as DatadogEncoder;
+use fanout::destinations::datadog::encode::{Encoder as DatadogEncoder, body as datadog_body};
 use fanout::destinations::firehose::config::FirehoseConfig;
 use fanout::destinations::firehose::encode::Encoder as FirehoseEncoder;
 use fanout::record::Batch;
@@ -155,14 +156,15 @@ fn bench(c: &mut Criterion) {
                     tag: "app".into(),
                     events: decoded.events,
                 };
-                let entries = DatadogEncoder {
+                let encoder = DatadogEncoder {
                     config: &datadog,
                     message_keys: &keys,
-                }
-                .encode(&batch);
+                };
                 let mut sent = 0;
-                for request in entries.requests() {
-                    sent += entries.body(request, true).len();
+                for planned in encoder.plan(&batch) {
+                    if let Planned::Request(request) = planned {
+                        sent += datadog_body(&request.units, true).len();
+                    }
                 }
                 let routed = FirehoseEncoder {
                     config: &firehose,

@@ -196,12 +196,16 @@ pub struct CoreConfig {
     pub exit_on_job_end: bool,
     /// How often the counters are logged (zero: only at exit).
     pub stats_interval: Duration,
-    /// Chunk bytes being processed at once, beyond which flushes answer RETRY.
+    /// Chunk bytes being processed at once, beyond which flushes wait for room.
     pub max_in_flight_bytes: u64,
+    /// Requests each remote destination keeps in flight at most, across all flushes.
+    pub max_concurrent_requests: usize,
 }
 
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4;
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -258,6 +262,23 @@ impl CoreConfig {
         let exit_on_job_end = r.boolean("exit_on_job_end", false)?;
         let stats_interval = r.duration("stats_interval", DEFAULT_STATS_INTERVAL)?;
         let max_in_flight_bytes = r.size("max_in_flight_bytes", DEFAULT_MAX_IN_FLIGHT_BYTES)?;
+        let max_concurrent_requests = match r.string("max_concurrent_requests") {
+            None => DEFAULT_MAX_CONCURRENT_REQUESTS,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=crate::delivery::execute::MAX_CONCURRENCY).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        "max_concurrent_requests",
+                        &v,
+                        &format!(
+                            "a whole number from 1 to {}",
+                            crate::delivery::execute::MAX_CONCURRENCY
+                        ),
+                    )
+                })?,
+        };
         Ok(CoreConfig {
             label,
             destinations,
@@ -267,6 +288,7 @@ impl CoreConfig {
             exit_on_job_end,
             stats_interval,
             max_in_flight_bytes,
+            max_concurrent_requests,
         })
     }
 }

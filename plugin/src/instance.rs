@@ -7,22 +7,26 @@
 //! the runtime's own threads, where stacks are large.
 //!
 //! Delivery guarantee: at least once per destination. A chunk is decoded once and delivered to
-//! every destination concurrently; when some accept it and others fail, the flush answers RETRY
-//! and the [`Ledger`] remembers who accepted, so Fluent Bit's resend goes only to the others.
+//! every destination concurrently; each destination says what became of every record
+//! (accepted, dropped or rejected with a cause, or pending). The flush answers OK when nothing
+//! is pending and nothing was refused, RETRY when anything is pending, ERROR when nothing is
+//! pending and something was refused for good. On RETRY the [`Ledger`] keeps what each
+//! destination settled, so Fluent Bit's resend goes only where records are missing.
 //! Duplicates happen only when the process dies between a destination accepting and Fluent Bit
 //! being told, or when a destination itself resends a request whose answer was lost.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{ConfigError, CoreConfig, Properties};
 use crate::decode::decode_chunk;
-use crate::destinations::{Delivery, Destination, Shared};
+use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
+use crate::destinations::{Destination, Shared};
 use crate::ledger::{ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
 use crate::record::Batch;
@@ -43,6 +47,9 @@ pub enum FlushStatus {
 /// the deadline itself; this only matters if the runtime is wedged.
 const DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
+/// After cancelling a job, how long the flush side waits for it to record its progress.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
 /// Asks the process hosting the plugin to shut down gracefully (Fluent Bit: SIGTERM, which
 /// stops inputs and flushes what is pending for its `Grace` period).
 pub trait HostShutdown: Send + Sync {
@@ -58,8 +65,9 @@ struct Pipeline {
     /// One per destination, same order.
     destination_stats: Vec<DestinationStats>,
     ledger: Ledger,
-    /// Bytes of the chunks being processed.
-    in_flight: AtomicU64,
+    /// Bytes of the chunks being processed; flushes wait on `room` while it is full.
+    in_flight: Mutex<u64>,
+    room: Condvar,
     shutdown: Arc<dyn HostShutdown>,
 }
 
@@ -68,6 +76,8 @@ struct Job {
     tag: String,
     received: Instant,
     reply: std_mpsc::SyncSender<FlushStatus>,
+    /// Fires when the flush side gives up waiting: stop, record progress, answer.
+    cancel: oneshot::Receiver<()>,
 }
 
 pub struct Instance {
@@ -105,6 +115,7 @@ impl Instance {
         let shared = Shared {
             log: Arc::clone(&log),
             message_keys: config.message_keys.clone(),
+            max_concurrent_requests: config.max_concurrent_requests,
         };
         // HTTP clients register with the runtime they are built in.
         let _runtime = handle.enter();
@@ -126,7 +137,8 @@ impl Instance {
             stats: InstanceStats::default(),
             destination_stats,
             ledger: Ledger::default(),
-            in_flight: AtomicU64::new(0),
+            in_flight: Mutex::new(0),
+            room: Condvar::new(),
             shutdown,
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -175,50 +187,48 @@ impl Instance {
     fn hand_over(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
         let pipeline = &self.pipeline;
         let size = data.len() as u64;
-        let before = pipeline.in_flight.fetch_add(size, Ordering::SeqCst);
-        // Bounded memory under backpressure: refuse new work while full, but always take one
-        // chunk when idle, however big it is.
-        if before > 0 && before + size > pipeline.config.max_in_flight_bytes {
-            pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
-            stats::add(&pipeline.stats.busy, 1);
-            pipeline.log.debug(format_args!(
-                "{before} bytes in flight (max_in_flight_bytes {}): asking Fluent Bit to retry",
-                pipeline.config.max_in_flight_bytes
-            ));
+        if !pipeline.reserve(size) {
             return FlushStatus::Retry;
         }
         let (reply, answer) = std_mpsc::sync_channel(1);
+        let (cancel, cancelled) = oneshot::channel();
         let job = Job {
             chunk: data.to_vec(),
             tag: String::from_utf8_lossy(tag).into_owned(),
             received: Instant::now(),
             reply,
+            cancel: cancelled,
         };
         let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match sender.map(|tx| tx.send(job)) {
-            Some(Ok(())) => {
-                match answer.recv_timeout(pipeline.config.flush_timeout + DEADLINE_SLACK) {
-                    Ok(status) => status,
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        pipeline
-                        .log
-                        .error("the delivery runtime did not answer in time; asking Fluent Bit to retry");
-                        FlushStatus::Retry
+        if sender.is_none_or(|tx| tx.send(job).is_err()) {
+            pipeline.release(size);
+            pipeline
+                .log
+                .error("flush after exit; asking Fluent Bit to retry");
+            return FlushStatus::Retry;
+        }
+        match answer.recv_timeout(pipeline.config.flush_timeout + DEADLINE_SLACK) {
+            Ok(status) => status,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                // The job enforces the deadline itself; it is late only if the runtime is
+                // starved. Cancel it so it records what got through before Fluent Bit resends.
+                let _ = cancel.send(());
+                let recorded = answer.recv_timeout(CANCEL_GRACE).is_ok();
+                pipeline.log.error(format_args!(
+                    "the delivery runtime did not answer in time{}; asking Fluent Bit to retry",
+                    if recorded {
+                        ""
+                    } else {
+                        " (progress not recorded: some records may be sent twice)"
                     }
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                        pipeline
-                        .log
-                        .error("internal error while processing a chunk (see stderr); the chunk is dropped");
-                        FlushStatus::Error
-                    }
-                }
-            }
-            _ => {
-                pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
-                pipeline
-                    .log
-                    .error("flush after exit; asking Fluent Bit to retry");
+                ));
                 FlushStatus::Retry
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                pipeline.log.error(
+                    "internal error while processing a chunk (see stderr); the chunk is dropped",
+                );
+                FlushStatus::Error
             }
         }
     }
@@ -312,25 +322,9 @@ async fn dispatch(pipeline: Arc<Pipeline>, mut jobs: mpsc::UnboundedReceiver<Job
 
 async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     let size = job.chunk.len() as u64;
-    let timeout = pipeline.config.flush_timeout;
-    let deadline = tokio::time::Instant::from(job.received + timeout);
-    // Destinations stop retrying a little before the hard deadline, so they can say what
-    // failed instead of being cancelled mid-request.
-    let soft_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
-    let work = pipeline.process(job.chunk, job.tag, soft_deadline);
-    let (status, job_end) = match tokio::time::timeout_at(deadline, work).await {
-        Ok(result) => result,
-        Err(_) => {
-            pipeline.log.warn(format_args!(
-                "deliveries did not finish within flush_timeout ({:?}); Fluent Bit will retry the chunk",
-                pipeline.config.flush_timeout
-            ));
-            (FlushStatus::Retry, false)
-        }
-    };
-    pipeline.in_flight.fetch_sub(size, Ordering::SeqCst);
-    // The flush side may have given up already; nothing to do then.
-    let _ = job.reply.send(status);
+    let (status, job_end) = pipeline.process(job).await;
+    // The reply was sent inside `process`; the bytes are free once the chunk is settled.
+    pipeline.release(size);
     if job_end && status == FlushStatus::Ok {
         // Everything up to job-wrapper's last record is delivered: stop Fluent Bit, whose own
         // shutdown still flushes whatever else is pending (retries included) for `Grace`.
@@ -341,15 +335,68 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     }
 }
 
+/// One destination's part of a chunk: which records it still needs, and their fates.
+struct Part {
+    index: usize,
+    /// Positions in the chunk of the records sent to it (its outcome's positions index this).
+    wanted: Vec<usize>,
+    outcome: SharedOutcome,
+}
+
 impl Pipeline {
-    /// Decodes and delivers one chunk; also says whether it held job-wrapper's end-of-job
-    /// record (when `exit_on_job_end` is on).
-    async fn process(
-        &self,
-        chunk: Vec<u8>,
-        tag: String,
-        deadline: tokio::time::Instant,
-    ) -> (FlushStatus, bool) {
+    /// Room for `size` more chunk bytes: waits while `max_in_flight_bytes` is reached (one
+    /// chunk is always taken when idle, whatever its size), up to `flush_timeout`. A RETRY
+    /// that is not a delivery failure would spend the chunk's `Retry_Limit`, so waiting is
+    /// better; only a full `flush_timeout` without room answers RETRY.
+    fn reserve(&self, size: u64) -> bool {
+        let max = self.config.max_in_flight_bytes;
+        let deadline = Instant::now() + self.config.flush_timeout;
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waited = false;
+        while *in_flight > 0 && *in_flight + size > max {
+            if !waited {
+                waited = true;
+                stats::add(&self.stats.busy, 1);
+                self.log.debug(format_args!(
+                    "{} bytes in flight (max_in_flight_bytes {max}): waiting for room",
+                    *in_flight
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                stats::add(&self.stats.busy_retry, 1);
+                self.log.warn(format_args!(
+                    "no room within flush_timeout ({:?}) for a chunk of {size} bytes (max_in_flight_bytes {max}); asking Fluent Bit to retry",
+                    self.config.flush_timeout
+                ));
+                return false;
+            }
+            in_flight = self
+                .room
+                .wait_timeout(in_flight, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *in_flight += size;
+        true
+    }
+
+    fn release(&self, size: u64) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *in_flight = in_flight.saturating_sub(size);
+        self.room.notify_all();
+    }
+
+    /// Decodes and delivers one chunk, answers the flush, and says whether the chunk held
+    /// job-wrapper's end-of-job record (when `exit_on_job_end` is on).
+    async fn process(&self, job: Job) -> (FlushStatus, bool) {
+        let Job {
+            chunk,
+            tag,
+            received,
+            reply,
+            cancel,
+        } = job;
         stats::add(&self.stats.chunks, 1);
         let decoded = match decode_chunk(&chunk) {
             Ok(decoded) => decoded,
@@ -360,6 +407,7 @@ impl Pipeline {
                     chunk.len(),
                     shorten(&tag)
                 ));
+                let _ = reply.send(FlushStatus::Error);
                 return (FlushStatus::Error, false);
             }
         };
@@ -379,9 +427,10 @@ impl Pipeline {
                 shorten(&tag)
             ));
         }
-        let records = decoded.events.len() as u64;
-        stats::add(&self.stats.records, records);
-        if decoded.events.is_empty() {
+        let records = decoded.events.len();
+        stats::add(&self.stats.records, records as u64);
+        if records == 0 {
+            let _ = reply.send(FlushStatus::Ok);
             return (FlushStatus::Ok, false);
         }
         let job_end = self.config.exit_on_job_end
@@ -393,28 +442,28 @@ impl Pipeline {
             tag,
             events: decoded.events,
         });
-        // What each destination accepted on earlier attempts of this chunk is not sent again.
-        let mut progress = self.ledger.progress(id, self.destinations.len());
+        // This delivery owns the chunk's progress until it answers: taken from the ledger now,
+        // put back only if Fluent Bit is to resend.
+        let mut progress = self.ledger.take(id, self.destinations.len());
+        let timeout = self.config.flush_timeout;
+        let deadline = tokio::time::Instant::from(received + timeout);
+        // Destinations stop retrying a little before the hard deadline, so they can say what
+        // failed instead of being cancelled mid-request.
+        let soft_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
+        let mut parts = Vec::new();
         let mut deliveries = JoinSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {
             let previous = &progress[index];
-            let skipped = if previous.done {
-                records as usize
-            } else {
-                previous.accepted_count()
-            };
+            let wanted: Vec<usize> = (0..records).filter(|p| !previous.is_settled(*p)).collect();
             stats::add(
                 &self.destination_stats[index].resend_skipped,
-                skipped as u64,
+                (records - wanted.len()) as u64,
             );
-            if previous.done {
+            if wanted.is_empty() {
+                progress[index].done = true;
                 continue;
             }
-            // Positions in the chunk of the records this destination still needs.
-            let wanted: Vec<usize> = (0..batch.events.len())
-                .filter(|i| !previous.accepted.get(*i).copied().unwrap_or(false))
-                .collect();
-            let part = if wanted.len() == batch.events.len() {
+            let part = if wanted.len() == records {
                 Arc::clone(&batch)
             } else {
                 Arc::new(Batch {
@@ -422,70 +471,100 @@ impl Pipeline {
                     events: wanted.iter().map(|&i| batch.events[i].clone()).collect(),
                 })
             };
+            let outcome = Outcome::shared(wanted.len());
             let destination = Arc::clone(destination);
+            let shared = Arc::clone(&outcome);
             deliveries
-                .spawn(async move { (index, wanted, destination.deliver(&part, deadline).await) });
+                .spawn(async move { destination.deliver(&part, soft_deadline, &shared).await });
+            parts.push(Part {
+                index,
+                wanted,
+                outcome,
+            });
         }
-        let mut status = FlushStatus::Ok;
-        while let Some(joined) = deliveries.join_next().await {
-            let (index, wanted, delivery) = match joined {
-                Ok(result) => result,
-                Err(e) => {
-                    self.log.error(format_args!("a delivery task failed: {e}"));
-                    status = FlushStatus::Retry;
-                    continue;
-                }
-            };
-            let counters = &self.destination_stats[index];
-            stats::add(&counters.batches, 1);
-            let sent = wanted.len() as u64;
-            match delivery {
-                Delivery::Delivered => {
-                    stats::add(&counters.delivered, sent);
-                    progress[index].done = true;
-                }
-                Delivery::Retry { reason, accepted } => {
-                    stats::add(&counters.delivered, accepted.len() as u64);
-                    stats::add(
-                        &counters.retried,
-                        sent - accepted.len().min(wanted.len()) as u64,
-                    );
-                    let marks = &mut progress[index].accepted;
-                    marks.resize(batch.events.len(), false);
-                    for position in accepted {
-                        if let Some(&original) = wanted.get(position) {
-                            marks[original] = true;
-                        }
-                    }
-                    self.log.warn(format_args!(
-                        "{}: {reason}; Fluent Bit will retry the chunk",
-                        counters.name
-                    ));
-                    status = FlushStatus::Retry;
-                }
-                Delivery::Rejected(reason) => {
-                    stats::add(&counters.failed, sent);
-                    self.log.error(format_args!(
-                        "{}: {reason}; the records are dropped",
-                        counters.name
-                    ));
-                    // Resending cannot help this destination: do not send it again.
-                    progress[index].done = true;
-                    if status == FlushStatus::Ok {
-                        status = FlushStatus::Error;
-                    }
+        let all_done = async { while deliveries.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = all_done => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                self.log.warn(format_args!(
+                    "deliveries did not finish within flush_timeout ({timeout:?}); Fluent Bit will retry what is pending"
+                ));
+            }
+            _ = cancel => {}
+        }
+        // Whatever is still running is cancelled; what it settled is in its outcome.
+        deliveries.abort_all();
+        let status = self.settle(&parts, &mut progress, records);
+        if status == FlushStatus::Retry {
+            self.ledger.put(id, progress);
+        }
+        // The flush side may have given up already; nothing to do then.
+        let _ = reply.send(status);
+        (status, job_end && status == FlushStatus::Ok)
+    }
+
+    /// Folds each destination's outcome into the chunk's progress, the counters and one log
+    /// line per cause, and decides the flush status.
+    fn settle(
+        &self,
+        parts: &[Part],
+        progress: &mut [crate::ledger::Progress],
+        records: usize,
+    ) -> FlushStatus {
+        let mut pending = false;
+        let mut refused = false;
+        for part in parts {
+            let outcome = Outcome::lock(&part.outcome);
+            let tally = outcome.tally();
+            let counters = &self.destination_stats[part.index];
+            let name = counters.name;
+            stats::add(&counters.requests, outcome.requests);
+            stats::add(&counters.delivered, tally.accepted as u64);
+            stats::add(&counters.retried, tally.pending as u64);
+            stats::add(&counters.dropped, tally.dropped_count() as u64);
+            stats::add(&counters.rejected, tally.rejected_count() as u64);
+            for (cause, n) in &tally.dropped {
+                self.log
+                    .error(format_args!("{name}: {n} records dropped: {cause}"));
+            }
+            for (cause, n) in &tally.rejected {
+                self.log
+                    .error(format_args!("{name}: {n} records rejected: {cause}"));
+            }
+            refused |= !tally.dropped.is_empty() || !tally.rejected.is_empty();
+            let marks = &mut progress[part.index];
+            if tally.pending == 0 {
+                marks.done = true;
+                continue;
+            }
+            pending = true;
+            let (reason, serious) = outcome
+                .transient_reason()
+                .unwrap_or(("not sent before the flush deadline", false));
+            let line = format_args!(
+                "{name}: {} of {} records not accepted yet (last: {reason}); Fluent Bit will retry the chunk",
+                tally.pending,
+                part.wanted.len()
+            );
+            if serious {
+                self.log.error(line);
+            } else {
+                self.log.warn(line);
+            }
+            marks.settled.resize(records, false);
+            for (position, fate) in outcome.fates().iter().enumerate() {
+                if *fate != Fate::Pending {
+                    marks.settled[part.wanted[position]] = true;
                 }
             }
-            // Remembered at once: if the deadline cancels the other deliveries, a resend still
-            // skips what this one got through.
-            self.ledger.remember(id, &progress);
         }
-        if status == FlushStatus::Retry {
-            self.ledger.remember(id, &progress);
+        if pending {
+            FlushStatus::Retry
+        } else if refused {
+            FlushStatus::Error
         } else {
-            self.ledger.forget(id);
+            FlushStatus::Ok
         }
-        (status, job_end && status == FlushStatus::Ok)
     }
 }
 
@@ -506,6 +585,7 @@ mod tests {
     use crate::log::{HostThread, Level};
     use crate::runtime::RuntimeLease;
     use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
 
     #[derive(Default)]
     struct CountShutdown(AtomicU64);
@@ -627,6 +707,57 @@ mod tests {
         });
         inst.shutdown();
         assert!(!sink.text().contains("workers"), "{}", sink.text());
+    }
+
+    /// When the flush side gives up (a starved runtime), it cancels the job, which records
+    /// what got through before answering, so the resend skips it.
+    #[test]
+    fn a_cancelled_delivery_records_its_progress_before_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        // A Datadog intake that accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let (inst, _sink, lease) = instance(
+            &dir,
+            &[
+                ("destinations", "file,datadog"),
+                ("apikey", "k"),
+                ("dd_url", &url),
+            ],
+        );
+        let chunk = chunk(&["a", "b"]);
+        let run = |cancel_after: Option<Duration>| {
+            let (reply, answer) = std_mpsc::sync_channel(1);
+            let (cancel, cancelled) = oneshot::channel();
+            let job = Job {
+                chunk: chunk.clone(),
+                tag: "t".into(),
+                received: Instant::now(),
+                reply,
+                cancel: cancelled,
+            };
+            let pipeline = Arc::clone(&inst.pipeline);
+            let handle = lease.handle().clone();
+            let task = handle.spawn(async move { pipeline.process(job).await });
+            if let Some(after) = cancel_after {
+                std::thread::sleep(after);
+                let _ = cancel.send(());
+            }
+            let status = answer.recv_timeout(Duration::from_secs(60)).unwrap();
+            let _ = handle.block_on(task);
+            status
+        };
+        assert_eq!(run(Some(Duration::from_millis(300))), FlushStatus::Retry);
+        assert_eq!(inst.pipeline.ledger.len(), 1, "progress recorded");
+        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(written.lines().count(), 2);
+        // The resend (cancelled again) does not write the file a second time.
+        assert_eq!(run(Some(Duration::from_millis(300))), FlushStatus::Retry);
+        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(written.lines().count(), 2, "the file had them: skipped");
+        assert_eq!(inst.pipeline.ledger.len(), 1);
+        drop(silent);
+        inst.shutdown();
     }
 
     #[test]

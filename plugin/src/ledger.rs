@@ -1,12 +1,17 @@
-//! What each destination already accepted of a chunk that Fluent Bit may send again.
+//! What each destination already settled of a chunk that Fluent Bit will send again.
 //!
-//! When a destination fails (or runs out of time) after others, or part of its own requests,
-//! succeeded, the flush must return RETRY and Fluent Bit will resend the same chunk. The ledger
-//! remembers, per chunk (identified by a hash of its tag and bytes, which do not change between
-//! retries) and per destination, whether it is done and which records it accepted, so the
-//! resend carries to each destination only what it does not have yet. Entries are dropped when the chunk is done, and
-//! the oldest are evicted beyond a fixed capacity, so memory stays bounded; an evicted entry
-//! only means a destination may see that chunk twice (at-least-once, never lost).
+//! When a flush answers RETRY after some destinations (or some requests) got through, Fluent
+//! Bit resends the same chunk. The ledger keeps, per chunk (a hash of its tag and bytes, which
+//! do not change between retries) and per destination, whether it is done and which records it
+//! settled — accepted, or refused for good — so the resend carries to each destination only
+//! what it still lacks.
+//!
+//! An entry is written only when a flush answers RETRY, and *taken* (removed) by the next
+//! flush of the same chunk: a chunk's progress belongs to one delivery at a time, and two
+//! identical chunks delivered at once never share it (each RETRY leaves one entry, each resend
+//! takes one). The oldest entries are evicted beyond a fixed capacity, so memory stays bounded;
+//! an evicted entry only means a destination may see that chunk twice (at least once, never
+//! lost).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -38,15 +43,19 @@ impl ChunkId {
 /// How far one destination got with a chunk.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    /// Nothing more to send to it: it accepted everything, or refused for good.
+    /// Nothing more to send to it: it settled every record.
     pub done: bool,
-    /// Records (by position in the chunk) it accepted on earlier attempts; empty when none.
-    pub accepted: Vec<bool>,
+    /// Records (by position in the chunk) it settled on earlier attempts; empty when none.
+    pub settled: Vec<bool>,
 }
 
 impl Progress {
-    pub fn accepted_count(&self) -> usize {
-        self.accepted.iter().filter(|a| **a).count()
+    pub fn settled_count(&self) -> usize {
+        self.settled.iter().filter(|a| **a).count()
+    }
+
+    pub fn is_settled(&self, position: usize) -> bool {
+        self.done || self.settled.get(position).copied().unwrap_or(false)
     }
 }
 
@@ -57,45 +66,57 @@ pub struct Ledger {
 
 #[derive(Default)]
 struct Inner {
-    progress: HashMap<ChunkId, Vec<Progress>>,
+    /// Per chunk, the progress left by each flush that answered RETRY, oldest first.
+    progress: HashMap<ChunkId, VecDeque<Vec<Progress>>>,
+    /// Entries in insertion order, for eviction.
     order: VecDeque<ChunkId>,
 }
 
 impl Ledger {
-    /// What each of `destinations` destinations already did with this chunk.
-    pub fn progress(&self, id: ChunkId, destinations: usize) -> Vec<Progress> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut progress = inner.progress.get(&id).cloned().unwrap_or_default();
+    /// Takes what a previous attempt of this chunk settled, for `destinations` destinations
+    /// (nothing settled when there is no entry).
+    pub fn take(&self, id: ChunkId, destinations: usize) -> Vec<Progress> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut progress = match inner.progress.get_mut(&id) {
+            Some(entries) => {
+                let progress = entries.pop_front().unwrap_or_default();
+                if entries.is_empty() {
+                    inner.progress.remove(&id);
+                }
+                if let Some(i) = inner.order.iter().position(|other| *other == id) {
+                    inner.order.remove(i);
+                }
+                progress
+            }
+            None => Vec::new(),
+        };
         progress.resize(destinations, Progress::default());
         progress
     }
 
-    /// Remembers progress on a chunk Fluent Bit will (or may) resend.
-    pub fn remember(&self, id: ChunkId, progress: &[Progress]) {
+    /// Leaves progress for the resend of a chunk answered RETRY.
+    pub fn put(&self, id: ChunkId, progress: Vec<Progress>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.progress.insert(id, progress.to_vec()).is_none() {
-            inner.order.push_back(id);
-        }
+        inner.progress.entry(id).or_default().push_back(progress);
+        inner.order.push_back(id);
         while inner.order.len() > CAPACITY {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.progress.remove(&oldest);
+            if let Some(oldest) = inner.order.pop_front()
+                && let Some(entries) = inner.progress.get_mut(&oldest)
+            {
+                entries.pop_front();
+                if entries.is_empty() {
+                    inner.progress.remove(&oldest);
+                }
             }
         }
     }
 
-    /// The chunk is done (delivered everywhere, or dropped): forget it.
-    pub fn forget(&self, id: ChunkId) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.progress.remove(&id).is_some() {
-            inner.order.retain(|other| *other != id);
-        }
-    }
-
+    /// Entries held (chunks awaiting a resend).
     pub fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .progress
+            .order
             .len()
     }
 
@@ -109,31 +130,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remembers_until_done_and_stays_bounded() {
+    fn each_retry_leaves_one_entry_and_each_resend_takes_one() {
         let ledger = Ledger::default();
         let a = ChunkId::of("t", b"chunk a");
-        assert_eq!(ledger.progress(a, 2), vec![Progress::default(); 2]);
+        assert_eq!(ledger.take(a, 2), vec![Progress::default(); 2]);
         let partial = Progress {
             done: false,
-            accepted: vec![true, false, true],
+            settled: vec![true, false, true],
         };
         let done = Progress {
             done: true,
-            accepted: Vec::new(),
+            settled: Vec::new(),
         };
-        ledger.remember(a, &[done.clone(), partial.clone()]);
-        assert_eq!(ledger.progress(a, 2), vec![done, partial.clone()]);
-        assert_eq!(partial.accepted_count(), 2);
+        ledger.put(a, vec![done.clone(), partial.clone()]);
+        assert_eq!(partial.settled_count(), 2);
+        assert!(partial.is_settled(2) && !partial.is_settled(1) && done.is_settled(9));
+        // Two identical chunks answered RETRY: two entries, one per resend.
+        ledger.put(a, vec![Progress::default(), done.clone()]);
+        assert_eq!(ledger.len(), 2);
+        assert_eq!(ledger.take(a, 2), vec![done.clone(), partial]);
+        assert_eq!(ledger.take(a, 2), vec![Progress::default(), done]);
+        assert_eq!(
+            ledger.take(a, 2),
+            vec![Progress::default(); 2],
+            "a delivery in progress holds no entry another could share"
+        );
+        assert!(ledger.is_empty());
         assert_ne!(ChunkId::of("t", b"chunk b"), a);
         assert_ne!(
             ChunkId::of("u", b"chunk a"),
             a,
             "the tag is part of the identity"
         );
-        ledger.forget(a);
-        assert!(ledger.is_empty());
         for i in 0..CAPACITY + 10 {
-            ledger.remember(ChunkId::of("t", &i.to_be_bytes()), &[Progress::default()]);
+            ledger.put(
+                ChunkId::of("t", &i.to_be_bytes()),
+                vec![Progress::default()],
+            );
         }
         assert_eq!(ledger.len(), CAPACITY, "the oldest entries are evicted");
     }

@@ -27,8 +27,10 @@ pub struct InstanceStats {
     pub altered_values: AtomicU64,
     /// Chunks dropped because their msgpack is broken.
     pub rejected_chunks: AtomicU64,
-    /// Flushes answered RETRY at once because `max_in_flight_bytes` was reached.
+    /// Flushes that had to wait for room because `max_in_flight_bytes` was reached.
     pub busy: AtomicU64,
+    /// Of those, flushes answered RETRY because no room came within `flush_timeout`.
+    pub busy_retry: AtomicU64,
     pub flush_ok: AtomicU64,
     pub flush_retry: AtomicU64,
     pub flush_error: AtomicU64,
@@ -37,14 +39,18 @@ pub struct InstanceStats {
 /// Counters of one destination of an instance.
 pub struct DestinationStats {
     pub name: &'static str,
+    /// Records the destination accepted.
     pub delivered: AtomicU64,
-    /// Records in deliveries that failed in a way Fluent Bit will retry.
+    /// Records left pending at the end of a flush: Fluent Bit resends them.
     pub retried: AtomicU64,
-    /// Records refused for good (bad key, missing stream, …).
-    pub failed: AtomicU64,
-    /// Records of a resent chunk not sent again because this destination had them already.
+    /// Records not sent because they cannot be (too large, no stream, no `log_key`).
+    pub dropped: AtomicU64,
+    /// Records the remote refused for good (the record itself, or a missing stream).
+    pub rejected: AtomicU64,
+    /// Records of a resent chunk not sent again because this destination had settled them.
     pub resend_skipped: AtomicU64,
-    pub batches: AtomicU64,
+    /// Requests sent, retries and split halves included.
+    pub requests: AtomicU64,
 }
 
 impl DestinationStats {
@@ -53,9 +59,10 @@ impl DestinationStats {
             name,
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             resend_skipped: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 }
@@ -63,13 +70,14 @@ impl DestinationStats {
 /// `chunks=… records=… … datadog[delivered=… retried=… …] firehose[…]`
 pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> String {
     let mut line = format!(
-        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} flush_ok={} flush_retry={} flush_error={}",
+        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} flush_ok={} flush_retry={} flush_error={}",
         get(&instance.chunks),
         get(&instance.records),
         get(&instance.skipped_records),
         get(&instance.altered_values),
         get(&instance.rejected_chunks),
         get(&instance.busy),
+        get(&instance.busy_retry),
         get(&instance.flush_ok),
         get(&instance.flush_retry),
         get(&instance.flush_error),
@@ -77,13 +85,14 @@ pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> S
     for d in destinations {
         let _ = write!(
             line,
-            " {}[delivered={} retried={} failed={} resend_skipped={} batches={}]",
+            " {}[delivered={} retried={} dropped={} rejected={} resend_skipped={} requests={}]",
             d.name,
             get(&d.delivered),
             get(&d.retried),
-            get(&d.failed),
+            get(&d.dropped),
+            get(&d.rejected),
             get(&d.resend_skipped),
-            get(&d.batches)
+            get(&d.requests)
         );
     }
     line

@@ -1,8 +1,13 @@
-//! What the remote destinations share: splitting records into requests that respect an API's
-//! limits ([`batch`]), and retrying failed requests with backoff inside the flush deadline
-//! ([`retry`]). Destinations keep only what is specific to their API.
+//! The delivery core every remote destination shares: a destination turns a batch into a plan
+//! (requests built lazily, plus the records it will not send), and one executor sends any plan
+//! ([`execute`]) — bounded concurrency, retry with backoff inside the flush deadline, partial
+//! resends, splits — writing each record's fate into an [`outcome::Outcome`]. Destinations keep
+//! only what is specific to their API: encoding, limits and how an answer reads.
 
 pub mod batch;
+pub mod execute;
 pub mod json;
+pub mod outcome;
 pub mod retry;
 pub mod shrink;
+pub mod units;

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::{Delivery, Shared};
+use super::Shared;
 use crate::config::{ConfigError, Properties, Reader};
+use crate::delivery::outcome::{Outcome, SharedOutcome};
 use crate::record::{Batch, Map};
 
 pub struct FileDestination {
@@ -56,36 +57,47 @@ impl FileDestination {
         })
     }
 
-    pub async fn deliver(&self, batch: &Batch) -> Delivery {
+    pub async fn deliver(&self, batch: &Batch, outcome: &SharedOutcome) {
         let mut buf = Vec::with_capacity(batch.events.len() * 256);
-        for event in &batch.events {
+        let mut written = Vec::with_capacity(batch.events.len());
+        let mut unencodable = Vec::new();
+        for (position, event) in batch.events.iter().enumerate() {
             let line = Line {
                 time: event.time.to_rfc3339(),
                 tag: &batch.tag,
                 metadata: &event.metadata,
                 record: &event.body,
             };
-            if let Err(e) = serde_json::to_writer(&mut buf, &line) {
-                return Delivery::Rejected(format!("cannot encode a record as JSON: {e}"));
+            let start = buf.len();
+            if serde_json::to_writer(&mut buf, &line).is_err() {
+                buf.truncate(start);
+                unencodable.push(position);
+                continue;
             }
             buf.push(b'\n');
+            written.push(position);
+        }
+        if !unencodable.is_empty() {
+            Outcome::lock(outcome).drop_records(&unencodable, "cannot be encoded as JSON");
         }
         let file = Arc::clone(&self.file);
-        let written = tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
             file.write_all(&buf)
         })
         .await;
-        match written {
-            Ok(Ok(())) => Delivery::Delivered,
-            Ok(Err(e)) => Delivery::Retry {
-                reason: format!("cannot append to '{}': {e}", self.path.display()),
-                accepted: Vec::new(),
-            },
-            Err(e) => Delivery::Retry {
-                reason: format!("write to '{}' did not finish: {e}", self.path.display()),
-                accepted: Vec::new(),
-            },
+        let mut outcome = Outcome::lock(outcome);
+        outcome.requests += 1;
+        match appended {
+            Ok(Ok(())) => outcome.accept(&written),
+            Ok(Err(e)) => outcome.transient(
+                &format!("cannot append to '{}': {e}", self.path.display()),
+                true,
+            ),
+            Err(e) => outcome.transient(
+                &format!("write to '{}' did not finish: {e}", self.path.display()),
+                true,
+            ),
         }
     }
 }

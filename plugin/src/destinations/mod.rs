@@ -1,8 +1,8 @@
 //! Destinations: where an instance delivers the records of a flush.
 //!
-//! Every destination receives the same decoded [`Batch`] (decoded once per flush) and answers
-//! with a [`Delivery`]. The instance turns the answers of all its destinations into the flush
-//! result.
+//! Every destination receives the same decoded [`Batch`] (decoded once per flush) and writes
+//! what became of each record into an [`Outcome`](crate::delivery::outcome::Outcome). The
+//! instance turns the outcomes of all its destinations into the flush result.
 
 pub mod datadog;
 pub mod file;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, Properties};
+use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
 use crate::record::Batch;
 
@@ -47,25 +48,12 @@ impl DestinationKind {
     }
 }
 
-/// What a destination did with a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Every record was accepted.
-    Delivered,
-    /// Something failed that may work later: Fluent Bit should resend. `accepted` lists the
-    /// records (positions in the batch) that did get through, so a resend skips them.
-    Retry {
-        reason: String,
-        accepted: Vec<usize>,
-    },
-    /// Something failed that resending will not fix (bad credentials, missing stream).
-    Rejected(String),
-}
-
 /// Settings shared by all destinations of an instance.
 pub struct Shared {
     pub log: Arc<Logger>,
     pub message_keys: Vec<String>,
+    /// `max_concurrent_requests`: each remote destination's request slots.
+    pub max_concurrent_requests: usize,
 }
 
 pub enum Destination {
@@ -101,12 +89,13 @@ impl Destination {
         }
     }
 
-    /// Delivers the batch, giving up (with [`Delivery::Retry`]) by `deadline`.
-    pub async fn deliver(&self, batch: &Batch, deadline: Instant) -> Delivery {
+    /// Delivers the batch by `deadline`, writing each record's fate into `outcome` as it
+    /// settles (records left pending are for Fluent Bit to resend).
+    pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
         match self {
-            Destination::Datadog(d) => d.deliver(batch, deadline).await,
-            Destination::Firehose(d) => d.deliver(batch, deadline).await,
-            Destination::File(d) => d.deliver(batch).await,
+            Destination::Datadog(d) => d.deliver(batch, deadline, outcome).await,
+            Destination::Firehose(d) => d.deliver(batch, deadline, outcome).await,
+            Destination::File(d) => d.deliver(batch, outcome).await,
         }
     }
 }

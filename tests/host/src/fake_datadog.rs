@@ -3,7 +3,8 @@
 //! It checks what the real intake checks — method and path, `DD-API-KEY`, JSON content type,
 //! gzip when announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413
 //! otherwise) — records every request, and answers from a script (202 when the script is
-//! empty), so tests can make it fail on schedule.
+//! empty), so tests can make it fail on schedule. Like the real intake refusing a malformed
+//! log, it answers 400 to any request holding an entry whose message is [`REFUSED_MESSAGE`].
 
 use std::io::Read;
 use std::sync::Mutex;
@@ -15,12 +16,17 @@ use crate::scripted::{Script, ScriptedServer};
 pub const MAX_ENTRIES: usize = 1000;
 pub const MAX_UNCOMPRESSED: usize = 5_000_000;
 
+/// A message the stand-in refuses wherever it appears: HTTP 400 for the whole request.
+pub const REFUSED_MESSAGE: &str = "the fake intake refuses this log";
+
 /// A scripted answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Status(u16),
     /// The status with `Retry-After: <seconds>`.
     RetryAfter(u16, u32),
+    /// A redirect (301, 302, 307, 308) with this `Location`.
+    Redirect(u16, String),
 }
 
 /// One request as the intake saw it.
@@ -57,6 +63,11 @@ impl std::ops::Deref for FakeDatadog {
 impl FakeDatadog {
     pub fn start() -> FakeDatadog {
         FakeDatadog(ScriptedServer::start(handle))
+    }
+
+    /// Answers every request after `delay`, on a thread of its own (a remote intake).
+    pub fn start_with_latency(delay: std::time::Duration) -> FakeDatadog {
+        FakeDatadog(ScriptedServer::start_concurrent(handle, delay))
     }
 
     /// Entries of every request the intake accepted (2xx), in arrival order.
@@ -118,6 +129,9 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
             400
         } else if violation.is_some() {
             400
+        } else if entries.iter().any(|e| e["message"] == REFUSED_MESSAGE) {
+            violation = Some("a refused log".into());
+            400
         } else if entries.len() > MAX_ENTRIES || body.len() > MAX_UNCOMPRESSED {
             violation = Some(format!(
                 "{} entries, {} bytes uncompressed",
@@ -129,14 +143,19 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
             202
         };
     let mut retry_after = None;
+    let mut location = None;
     {
         let mut state = state.lock().unwrap();
         if status == 202 {
-            match state.replies.pop_front() {
+            match state.next_reply() {
                 Some(Reply::Status(s)) => status = s,
                 Some(Reply::RetryAfter(s, secs)) => {
                     status = s;
                     retry_after = Some(secs);
+                }
+                Some(Reply::Redirect(s, to)) => {
+                    status = s;
+                    location = Some(to);
                 }
                 None => {}
             }
@@ -158,6 +177,9 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
     if let Some(secs) = retry_after {
         response
             .add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap());
+    }
+    if let Some(to) = location {
+        response.add_header(tiny_http::Header::from_bytes("Location", to).unwrap());
     }
     let _ = request.respond(response);
 }

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use crate::scripted::{Script, ScriptedServer};
 
+/// A stream that does not exist: every call to it is answered `ResourceNotFoundException`,
+/// whatever the script says (the script is not consumed).
+pub const MISSING_STREAM: &str = "logs-missing";
+
 /// A scripted answer to one `PutRecordBatch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -111,13 +115,10 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
 
     let reply = if target != "Firehose_20150804.PutRecordBatch" {
         Reply::Error("UnknownOperationException")
+    } else if stream == MISSING_STREAM {
+        Reply::Error("ResourceNotFoundException")
     } else {
-        state
-            .lock()
-            .unwrap()
-            .replies
-            .pop_front()
-            .unwrap_or(Reply::Accept)
+        state.lock().unwrap().next_reply().unwrap_or(Reply::Accept)
     };
     let n = records.len();
     let (status, response, accepted) = match &reply {

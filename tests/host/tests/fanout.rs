@@ -111,11 +111,16 @@ fn child_resend_skips_the_destination_that_accepted() {
         .unwrap()
         .text;
     assert!(
-        exit.contains("datadog[delivered=10 retried=0 failed=0 resend_skipped=10 batches=1]"),
+        exit.contains(
+            "datadog[delivered=10 retried=0 dropped=0 rejected=0 resend_skipped=10 requests=1]"
+        ),
         "{exit}"
     );
     assert!(
-        exit.contains("firehose[delivered=10 retried=10 failed=0 resend_skipped=0 batches=2]"),
+        exit.contains(&format!(
+            "firehose[delivered=10 retried=10 dropped=0 rejected=0 resend_skipped=0 requests={}]",
+            firehose.received().len()
+        )),
         "{exit}"
     );
 }

@@ -344,18 +344,84 @@ child_test!(
             .filter(|l| l.level == 1)
             .map(|l| l.text)
             .collect();
-        assert_eq!(errors.len(), 1, "{errors:?}");
+        // One error line per cause, with its count.
+        assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors[0].contains("stream 'logs-checkout': ResourceNotFoundException"),
-            "{}",
-            errors[0]
+            errors.iter().any(|e| e.contains(
+                "firehose: 1 records rejected: stream 'logs-checkout': ResourceNotFoundException"
+            )),
+            "{errors:?}"
         );
         assert!(
-            errors[0].contains("1 records have no delivery stream (record has no $container_name)"),
-            "{}",
-            errors[0]
+            errors.iter().any(|e| e.contains(
+                "firehose: 1 records dropped: no delivery stream (record has no $container_name)"
+            )),
+            "{errors:?}"
         );
-        assert!(!errors[0].contains("fanout-test-secret"));
+        assert!(errors.iter().all(|e| !e.contains("fanout-test-secret")));
+    }
+);
+
+child_test!(
+    a_missing_stream_and_a_deadline_in_one_flush_lose_nothing_and_count_right,
+    fake_missing_stream_and_deadline,
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        // `checkout` is throttled past the deadline; `missing` does not exist.
+        endpoint.script(std::iter::repeat_n(Reply::Throttle, 200));
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-mixed",
+                &[("flush_timeout", "1s")],
+            ))
+            .unwrap();
+        let chunk = (0..10usize).fold(Chunk::new(), |c, n| {
+            c.event(n as u32, &firelens(["checkout", "missing"][n % 2], n))
+        });
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_RETRY);
+        let errors: Vec<String> = logs_of("fh-mixed")
+            .into_iter()
+            .filter(|l| l.level == 1)
+            .map(|l| l.text)
+            .collect();
+        assert!(
+            errors.iter().any(|e| e.contains(
+                "firehose: 5 records rejected: stream 'logs-missing': ResourceNotFoundException"
+            )),
+            "{errors:?}"
+        );
+        // Fluent Bit resends: only the throttled stream's records go out again.
+        endpoint.script_clear();
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let to_missing = endpoint
+            .received()
+            .iter()
+            .filter(|r| r.stream == "logs-missing")
+            .count();
+        assert_eq!(
+            to_missing, 1,
+            "a refused stream is not asked again for this chunk"
+        );
+        let delivered: Vec<Value> = endpoint
+            .accepted()
+            .iter()
+            .flat_map(|(_, data)| lines(data))
+            .collect();
+        assert_eq!(delivered.len(), 5);
+        assert!(delivered.iter().all(|r| r["container_name"] == "checkout"));
+        let exit = logs_of("fh-mixed")
+            .into_iter()
+            .find(|l| l.text.contains("exiting:"))
+            .unwrap()
+            .text;
+        assert!(
+            exit.contains("firehose[delivered=5 retried=5 dropped=0 rejected=5"),
+            "the refused records are never counted delivered: {exit}"
+        );
     }
 );
 

@@ -13,7 +13,8 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fanout_testhost::fake_datadog::FakeDatadog;
+use fanout_testhost::fake_datadog::{FakeDatadog, Reply as DatadogReply};
+use fanout_testhost::fake_firehose::{FakeFirehose, Reply as FirehoseReply};
 use fanout_testhost::fluent_bit::{
     FluentBit, Release, Scratch, binary, forward_unix, free_port, install_artifacts, rooted,
     wait_until, with_fanout_properties,
@@ -100,22 +101,22 @@ fn container_line(container: &str, stream: &str, line: &str) -> Value {
     })
 }
 
-fn firelens_recipe(release: Release, test: &str) {
-    let Some(fluent_bit) = binary(release, test) else {
-        return;
-    };
+/// A FireLens task's log router: the shipped files installed as the image has them, behind
+/// FireLens's generated main config, sending to `datadog_url` and `firehose_url`.
+struct LogRouter {
+    scratch: Scratch,
+    fluent_bit: FluentBit,
+    socket: std::path::PathBuf,
+    health_port: u16,
+}
+
+fn start_log_router(
+    fluent_bit: &std::path::Path,
+    datadog_url: &str,
+    firehose_url: &str,
+) -> LogRouter {
     let scratch = Scratch::new("firelens");
     install_artifacts(&scratch);
-    let intake = FakeDatadog::start();
-    let moto = Moto::start();
-    moto.create_streams(
-        "firelens-logs",
-        &[
-            ("logs-checkout", "prod/checkout/"),
-            ("logs-cart", "prod/cart/"),
-        ],
-    );
-
     // The image's /fluent-bit/etc, as docker/Dockerfile copies it.
     let shipped = workspace_root().join("fluent-bit-conf/firelens");
     let extra = scratch.path("/fluent-bit/etc/extra.conf");
@@ -125,10 +126,7 @@ fn firelens_recipe(release: Release, test: &str) {
     );
     let text = with_fanout_properties(
         &text,
-        &[
-            ("dd_url", intake.url.as_str()),
-            ("endpoint", moto.url.as_str()),
-        ],
+        &[("dd_url", datadog_url), ("endpoint", firehose_url)],
     );
     std::fs::write(&extra, text).unwrap();
     std::fs::write(
@@ -164,7 +162,7 @@ fn firelens_recipe(release: Release, test: &str) {
     );
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut fb = FluentBit::start(
-        &fluent_bit,
+        fluent_bit,
         [std::ffi::OsStr::new("-c"), main.as_os_str()],
         &env,
         &scratch.root,
@@ -175,11 +173,38 @@ fn firelens_recipe(release: Release, test: &str) {
         Duration::from_secs(30),
         || socket.exists(),
     );
+    LogRouter {
+        scratch,
+        fluent_bit: fb,
+        socket,
+        health_port,
+    }
+}
 
-    let now = SystemTime::now()
+fn now() -> u32 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs() as u32;
+        .as_secs() as u32
+}
+
+fn firelens_recipe(release: Release, test: &str) {
+    let Some(fluent_bit) = binary(release, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    let moto = Moto::start();
+    moto.create_streams(
+        "firelens-logs",
+        &[
+            ("logs-checkout", "prod/checkout/"),
+            ("logs-cart", "prod/cart/"),
+        ],
+    );
+    let router = start_log_router(&fluent_bit, &intake.url, &moto.url);
+    let (mut fb, socket, health_port) = (router.fluent_bit, router.socket, router.health_port);
+    let _scratch = router.scratch;
+    let now = now();
     let checkout: Vec<(u32, Value)> = (0..40)
         .map(|i| {
             (
@@ -307,5 +332,108 @@ fn firelens_extra_conf_delivers_per_service_in_fluent_bit_1_9() {
     firelens_recipe(
         Release::V1_9,
         "firelens_extra_conf_delivers_per_service_in_fluent_bit_1_9",
+    );
+}
+
+/// An outage of one destination, 75 seconds long, with the shipped settings: nothing is lost,
+/// and the destination that kept working gets every record once.
+fn outage(test: &str, datadog_down: bool) {
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let outage = Duration::from_secs(75);
+    let intake = FakeDatadog::start();
+    let firehose = FakeFirehose::start();
+    if datadog_down {
+        intake.outage(outage, DatadogReply::Status(503));
+    } else {
+        firehose.outage(outage, FirehoseReply::Throttle);
+    }
+    let mut router = start_log_router(&fluent_bit, &intake.url, &firehose.url);
+    let records: Vec<(u32, Value)> = (0..200)
+        .map(|i| {
+            (
+                now(),
+                container_line("checkout", "stdout", &format!("during the outage {i}")),
+            )
+        })
+        .collect();
+    forward_unix(
+        &router.socket,
+        &format!("checkout-firelens-{TASK_ID}"),
+        &records,
+    )
+    .unwrap();
+    let deadline = Duration::from_secs(240);
+    wait_until(
+        &mut router.fluent_bit,
+        "both destinations have every record",
+        deadline,
+        || {
+            intake.accepted().len() >= records.len()
+                && firehose
+                    .accepted()
+                    .iter()
+                    .map(|(_, data)| String::from_utf8_lossy(data).lines().count())
+                    .sum::<usize>()
+                    >= records.len()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let status = router.fluent_bit.terminate(Duration::from_secs(40));
+    let log = router.fluent_bit.log();
+    assert!(status.success(), "{log}");
+    let mut to_datadog: Vec<String> = intake
+        .accepted()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    to_datadog.sort();
+    let mut to_firehose: Vec<String> = firehose
+        .accepted()
+        .iter()
+        .flat_map(|(_, data)| {
+            String::from_utf8_lossy(data)
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).unwrap()["log"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    to_firehose.sort();
+    let mut expected: Vec<String> = records
+        .iter()
+        .map(|(_, r)| r["log"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(to_datadog, expected, "Datadog: every record, once");
+    assert_eq!(to_firehose, expected, "Firehose: every record, once");
+    assert!(
+        !log.contains("retry limit") && !log.contains("cannot be retried"),
+        "Fluent Bit gave a chunk up:\n{log}"
+    );
+    assert!(
+        log.contains("Fluent Bit will retry the chunk"),
+        "the outage was seen:\n{log}"
+    );
+}
+
+#[test]
+fn firelens_loses_nothing_when_datadog_answers_503_for_75_seconds() {
+    outage(
+        "firelens_loses_nothing_when_datadog_answers_503_for_75_seconds",
+        true,
+    );
+}
+
+#[test]
+fn firelens_loses_nothing_when_firehose_throttles_for_75_seconds() {
+    outage(
+        "firelens_loses_nothing_when_firehose_throttles_for_75_seconds",
+        false,
     );
 }

@@ -11,6 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use fanout::config::CoreConfig;
+use fanout::delivery::execute::Planned;
 use fanout::destinations::DestinationKind;
 use fanout::destinations::datadog::{config::DatadogConfig, encode as datadog_encode};
 use fanout::destinations::firehose::{config::FirehoseConfig, encode as firehose_encode};
@@ -102,11 +103,15 @@ pub fn preview(
         let core = CoreConfig::read(&props, CoreConfig::label(&props, format!("fanout.{n}")))
             .map_err(|e| format!("[OUTPUT] #{}: {e}", n + 1))?;
         let names: Vec<&str> = core.destinations.iter().map(|d| d.name()).collect();
+        let matching = match (section.get("match"), section.get("match_regex")) {
+            (Some(pattern), _) => format!("Match {pattern}"),
+            (None, Some(regex)) => format!("Match_Regex {regex}"),
+            (None, None) => "Match -".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "[OUTPUT] fanout '{}' (Match {}): {}",
+            "[OUTPUT] fanout '{}' ({matching}): {}",
             core.label,
-            section.get("match").unwrap_or("-"),
             names.join(", ")
         );
         if core.destinations.contains(&DestinationKind::Datadog) && !props.contains_key("apikey") {
@@ -161,16 +166,14 @@ pub fn preview(
                 Value::Object(event.body.clone())
             );
             if let Some(dd) = &datadog {
-                let entries = datadog_encode::Encoder {
+                let encoder = datadog_encode::Encoder {
                     config: dd,
                     message_keys: &core.message_keys,
-                }
-                .encode(&batch);
-                if entries.is_empty() {
-                    let _ = writeln!(out, "    datadog: dropped (too large for any request)");
-                } else {
+                };
+                let first = encoder.plan(&batch).next();
+                if let Some(Planned::Request(request)) = first {
                     let entry: Value =
-                        serde_json::from_slice(entries.entry(0)).unwrap_or(Value::Null);
+                        serde_json::from_slice(request.units.unit(0)).unwrap_or(Value::Null);
                     let field = |k: &str| {
                         entry
                             .get(k)
@@ -186,6 +189,8 @@ pub fn preview(
                         field("status"),
                         field("ddtags")
                     );
+                } else {
+                    let _ = writeln!(out, "    datadog: dropped (too large for any request)");
                 }
             }
             if let Some(fh) = &firehose {

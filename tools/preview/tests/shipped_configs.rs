@@ -35,7 +35,9 @@ fn firelens_extra_conf_routes_each_container_to_its_stream_and_service() {
         "checkout-firelens-0123",
     );
     assert!(
-        out.contains("[OUTPUT] fanout 'firelens' (Match *): datadog, firehose"),
+        out.contains(
+            "[OUTPUT] fanout 'firelens' (Match_Regex ^(?!firelens-healthcheck$).*): datadog, firehose"
+        ),
         "{out}"
     );
     assert!(

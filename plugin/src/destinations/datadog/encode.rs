@@ -8,16 +8,17 @@
 //! `...TRUNCATED...`, and gets the tag `truncated:true`.
 
 use std::io::Write;
-use std::ops::Range;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::Value;
 
 use super::config::DatadogConfig;
-use crate::delivery::batch::{self, Limits};
+use crate::delivery::batch::Limits;
+use crate::delivery::execute::{Planned, Request};
 use crate::delivery::json::Object;
 use crate::delivery::shrink;
+use crate::delivery::units::Units;
 use crate::record::{Batch, LogEvent};
 
 /// Request limits of the intake (uncompressed): 1000 entries, 5 MB, in a JSON array.
@@ -49,79 +50,95 @@ const ECS_KEYS: [&str; 7] = [
 /// Keys whose value becomes `status` when the record has none.
 const LEVEL_KEYS: [&str; 2] = ["level", "severity"];
 
-/// The entries of one flush, back to back in one buffer.
-#[derive(Debug, Default)]
-pub struct Entries {
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-    /// For each entry, the position of its record in the batch.
-    events: Vec<usize>,
+/// The requests of one flush, built one at a time as the executor asks for them (so memory
+/// holds the requests in flight, not the whole chunk): at most 1000 entries and 5 MB of
+/// uncompressed JSON each. A log no request can carry is yielded as dropped.
+pub struct Plan<'a> {
+    encoder: &'a Encoder<'a>,
+    batch: &'a Batch,
+    next: usize,
+    current: Units,
     /// Logs whose message was shortened to fit 1 MB.
     pub truncated: u64,
-    /// Logs that could not fit a request at all.
-    pub dropped: u64,
 }
 
-impl Entries {
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
+impl Iterator for Plan<'_> {
+    type Item = Planned<()>;
 
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Position in the batch of the record entry `i` was made from.
-    pub fn event_of(&self, i: usize) -> usize {
-        self.events[i]
-    }
-
-    pub fn entry(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.buf[start..self.ends[i]]
-    }
-
-    /// Index ranges of the requests to send.
-    pub fn requests(&self) -> Vec<Range<usize>> {
-        let sizes: Vec<usize> = (0..self.len()).map(|i| self.entry(i).len()).collect();
-        batch::split(&sizes, LIMITS)
-    }
-
-    /// Uncompressed size of the request body for `range`.
-    pub fn body_len(&self, range: Range<usize>) -> usize {
-        let entries: usize = range.clone().map(|i| self.entry(i).len()).sum();
-        LIMITS.fixed_overhead + entries + range.len().saturating_sub(1)
-    }
-
-    /// The JSON array for `range`, gzip-compressed when `gzip` is set.
-    pub fn body(&self, range: Range<usize>, gzip: bool) -> Vec<u8> {
-        let mut body = Vec::with_capacity(if gzip {
-            self.body_len(range.clone()) / 4
-        } else {
-            self.body_len(range.clone())
-        });
-        if gzip {
-            let mut encoder = GzEncoder::new(body, Compression::default());
-            self.write_array(range, &mut encoder);
-            // Writing into a Vec cannot fail.
-            encoder.finish().unwrap_or_default()
-        } else {
-            self.write_array(range, &mut body);
-            body
-        }
-    }
-
-    fn write_array(&self, range: Range<usize>, out: &mut impl Write) {
-        // Writes into memory cannot fail; the Result is only the Write trait's.
-        let _ = out.write_all(b"[");
-        for (n, i) in range.enumerate() {
-            if n > 0 {
-                let _ = out.write_all(b",");
+    fn next(&mut self) -> Option<Planned<()>> {
+        while let Some(event) = self.batch.events.get(self.next) {
+            let position = self.next;
+            self.next += 1;
+            let out = self.current.writer();
+            let start = out.len();
+            self.encoder.write_entry(event, &self.batch.tag, None, out);
+            let len = out.len() - start;
+            if len > MAX_LOG_BYTES {
+                match self.encoder.shrink(event, &self.batch.tag, len, out, start) {
+                    Shrunk::Truncated => self.truncated += 1,
+                    Shrunk::AsIs => {}
+                    Shrunk::Dropped => {
+                        return Some(Planned::Dropped {
+                            positions: vec![position],
+                            cause: "log too large for any request (5 MB)".into(),
+                        });
+                    }
+                }
             }
-            let _ = out.write_all(self.entry(i));
+            let entry = self.current.uncommitted().len();
+            let body = LIMITS.fixed_overhead
+                + self.current.bytes()
+                + (self.current.len() + 1) * LIMITS.per_entry_overhead
+                + entry;
+            let fits = self.current.len() < LIMITS.max_entries && body <= LIMITS.max_bytes;
+            if fits || self.current.is_empty() {
+                self.current.commit(&[position]);
+                continue;
+            }
+            // The request is full: this entry starts the next one.
+            let entry = self.current.uncommitted().to_vec();
+            self.current.writer();
+            let full = std::mem::take(&mut self.current);
+            self.current.push(&entry, &[position]);
+            return Some(Planned::Request(Request {
+                key: (),
+                units: full,
+            }));
         }
-        let _ = out.write_all(b"]");
+        (!self.current.is_empty()).then(|| {
+            Planned::Request(Request {
+                key: (),
+                units: std::mem::take(&mut self.current),
+            })
+        })
     }
+}
+
+/// The request body for `units`: a JSON array, gzip-compressed when `gzip` is set.
+pub fn body(units: &Units, gzip: bool) -> Vec<u8> {
+    let len = LIMITS.fixed_overhead + units.bytes() + units.len().saturating_sub(1);
+    if gzip {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(len / 4), Compression::default());
+        write_array(units, &mut encoder);
+        // Writing into a Vec cannot fail.
+        encoder.finish().unwrap_or_default()
+    } else {
+        let mut body = Vec::with_capacity(len);
+        write_array(units, &mut body);
+        body
+    }
+}
+
+fn write_array(units: &Units, out: &mut impl Write) {
+    // Writes into memory cannot fail; the Result is only the Write trait's.
+    let _ = out.write_all(b"[");
+    for (n, entry) in units.iter().enumerate() {
+        if n > 0 {
+            let _ = out.write_all(b",");
+        }
+        let _ = out.write_all(entry);
+    }
+    let _ = out.write_all(b"]");
 }
 
 pub struct Encoder<'a> {
@@ -129,39 +146,16 @@ pub struct Encoder<'a> {
     pub message_keys: &'a [String],
 }
 
-impl Encoder<'_> {
-    pub fn encode(&self, batch: &Batch) -> Entries {
-        let mut entries = Entries {
-            buf: Vec::with_capacity(batch.events.len() * 384),
-            ..Entries::default()
-        };
-        for (position, event) in batch.events.iter().enumerate() {
-            let start = entries.buf.len();
-            self.write_entry(event, &batch.tag, None, &mut entries.buf);
-            let len = entries.buf.len() - start;
-            if len > MAX_LOG_BYTES {
-                match self.shrink(event, &batch.tag, len, &mut entries.buf, start) {
-                    Shrunk::Truncated => entries.truncated += 1,
-                    Shrunk::AsIs => {}
-                    Shrunk::Dropped => {
-                        entries.buf.truncate(start);
-                        entries.dropped += 1;
-                        continue;
-                    }
-                }
-            }
-            entries.ends.push(entries.buf.len());
-            entries.events.push(position);
-            if position == 0 {
-                // Entries of one chunk are alike: size the buffer from the first one (with a
-                // margin) instead of growing it by copying.
-                let estimate = (entries.buf.len() + entries.buf.len() / 4) * batch.events.len();
-                entries
-                    .buf
-                    .reserve(estimate.saturating_sub(entries.buf.capacity()));
-            }
+impl<'a> Encoder<'a> {
+    /// The batch's requests, built as they are pulled.
+    pub fn plan(&'a self, batch: &'a Batch) -> Plan<'a> {
+        Plan {
+            encoder: self,
+            batch,
+            next: 0,
+            current: Units::default(),
+            truncated: 0,
         }
-        entries
     }
 
     /// Re-encodes an over-long entry with a shorter message until it fits `MAX_LOG_BYTES`.
@@ -355,7 +349,8 @@ mod tests {
         DatadogConfig::read(&props).unwrap()
     }
 
-    fn encode(config: &DatadogConfig, bodies: &[Value]) -> (Entries, Vec<Value>) {
+    /// The requests of a batch of `bodies`, how many logs were truncated, and every entry.
+    fn encode(config: &DatadogConfig, bodies: &[Value]) -> (Vec<Units>, u64, Vec<Value>) {
         let keys = vec!["log".to_string(), "message".to_string()];
         let batch = Batch {
             tag: "app.web".into(),
@@ -368,15 +363,27 @@ mod tests {
                 })
                 .collect(),
         };
-        let entries = Encoder {
+        let encoder = Encoder {
             config,
             message_keys: &keys,
-        }
-        .encode(&batch);
-        let parsed = (0..entries.len())
-            .map(|i| serde_json::from_slice(entries.entry(i)).unwrap())
+        };
+        let mut plan = encoder.plan(&batch);
+        let requests: Vec<Units> = plan
+            .by_ref()
+            .filter_map(|p| match p {
+                Planned::Request(r) => Some(r.units),
+                Planned::Dropped { .. } => None,
+            })
             .collect();
-        (entries, parsed)
+        let parsed = requests
+            .iter()
+            .flat_map(|u| {
+                u.iter()
+                    .map(|e| serde_json::from_slice(e).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (requests, plan.truncated, parsed)
     }
 
     #[test]
@@ -386,7 +393,7 @@ mod tests {
             ("dd_source", "nginx"),
             ("dd_tags", "team:web,env:prod"),
         ]);
-        let (_, parsed) = encode(
+        let (_, _, parsed) = encode(
             &c,
             &[json!({
                 "container_id": "abc-1",
@@ -421,7 +428,7 @@ mod tests {
     #[test]
     fn kubernetes_conventions_and_existing_fields_win() {
         let c = config(&[("include_tag_key", "on")]);
-        let (_, parsed) = encode(
+        let (_, _, parsed) = encode(
             &c,
             &[json!({
                 "message": "structured",
@@ -444,7 +451,7 @@ mod tests {
             entry["ddtags"],
             "env:prod,version:1.2,kube_namespace:batch,pod_name:report-1,x:y"
         );
-        let (_, parsed) = encode(
+        let (_, _, parsed) = encode(
             &c,
             &[json!({"log": "l", "kubernetes": {"labels": {"app": "report"}}})],
         );
@@ -456,12 +463,12 @@ mod tests {
     fn oversized_logs_are_truncated_to_fit() {
         let c = config(&[]);
         let big = "é".repeat(700_000); // 1.4 MB of two-byte characters
-        let (entries, parsed) = encode(
+        let (requests, truncated, parsed) = encode(
             &c,
             &[json!({"log": big, "k": "v"}), json!({"log": "small"})],
         );
-        assert_eq!(entries.truncated, 1);
-        assert!(entries.entry(0).len() <= MAX_LOG_BYTES);
+        assert_eq!(truncated, 1);
+        assert!(requests[0].unit(0).len() <= MAX_LOG_BYTES);
         let message = parsed[0]["message"].as_str().unwrap();
         assert!(message.ends_with(TRUNCATION_MARKER));
         assert!(message.len() > 900_000);
@@ -480,17 +487,16 @@ mod tests {
         let bodies: Vec<Value> = (0..2500)
             .map(|i| json!({"log": format!("line {i}")}))
             .collect();
-        let (entries, _) = encode(&c, &bodies);
-        let requests = entries.requests();
+        let (requests, _, _) = encode(&c, &bodies);
         assert_eq!(
-            requests.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            requests.iter().map(Units::len).collect::<Vec<_>>(),
             vec![1000, 1000, 500]
         );
-        let gz = entries.body(requests[2].clone(), true);
+        let gz = body(&requests[2], true);
         let mut json = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
             .unwrap();
-        assert_eq!(json.len(), entries.body_len(requests[2].clone()));
+        assert_eq!(json.as_bytes(), body(&requests[2], false));
         let array: Vec<Value> = serde_json::from_str(&json).unwrap();
         assert_eq!(array.len(), 500);
         assert_eq!(array[0]["message"], "line 2000");
@@ -498,9 +504,10 @@ mod tests {
         let bodies: Vec<Value> = (0..12)
             .map(|_| json!({"log": "x".repeat(900_000)}))
             .collect();
-        let (entries, _) = encode(&c, &bodies);
-        for r in entries.requests() {
-            assert!(entries.body_len(r) <= LIMITS.max_bytes);
+        let (requests, _, parsed) = encode(&c, &bodies);
+        assert_eq!(parsed.len(), 12);
+        for r in &requests {
+            assert!(body(r, false).len() <= LIMITS.max_bytes);
         }
     }
 }

@@ -1,27 +1,27 @@
 //! Sending one request to the intake and classifying the answer.
 //!
 //! 2xx: accepted. 408, 429, 5xx and transport errors: retried with backoff, honouring
-//! `Retry-After`. 413: the caller splits the request. 400, 401, 403 and other 4xx: not
-//! retried; the status and a short reason are logged, never the API key.
+//! `Retry-After`. 413, and 400 (the intake refuses the payload): split, down to the one record
+//! it refuses. 401 and 403 (a rotating key, a proxy or WAF hiccup): retried until the flush
+//! deadline and logged as errors, then Fluent Bit's `Retry_Limit` decides. Redirects are never
+//! followed — the API key goes nowhere but the configured intake — and a 3xx is an error naming
+//! the status and where it pointed. Other 4xx: refused for good. Error bodies are read up to
+//! 4 KiB; the API key is never logged.
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
 
 use super::config::DatadogConfig;
-use crate::delivery::retry::{Attempt, parse_retry_after};
+use crate::delivery::execute::Sent;
+use crate::delivery::retry::parse_retry_after;
 
 /// Upper bound for one request; the flush deadline may cut it shorter.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a request came to, when it is not worth retrying as is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Posted {
-    Accepted,
-    TooLarge,
-}
+/// How much of an error body is read (for the log line).
+const ERROR_BODY_BYTES: usize = 4096;
 
 pub struct Transport {
     client: reqwest::Client,
@@ -50,6 +50,7 @@ impl Transport {
         let client = reqwest::Client::builder()
             .user_agent(concat!("flb-fanout/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(50))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -66,7 +67,7 @@ impl Transport {
     }
 
     /// One POST of an already-encoded body.
-    pub async fn post(&self, body: bytes::Bytes, deadline: Instant) -> Attempt<Posted> {
+    pub async fn post(&self, body: bytes::Bytes, deadline: Instant) -> Sent {
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .min(REQUEST_TIMEOUT)
@@ -82,18 +83,32 @@ impl Transport {
         let response = match response {
             Ok(response) => response,
             Err(e) => {
-                return Attempt::Retry {
+                return Sent::Retry {
                     reason: self.redact(&describe_transport_error(&e)),
                     after: None,
+                    serious: false,
                 };
             }
         };
         let status = response.status();
         if status.is_success() {
-            return Attempt::Done(Posted::Accepted);
+            return Sent::Accepted;
         }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Attempt::Done(Posted::TooLarge);
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(redirect_target)
+                .unwrap_or_else(|| "nowhere".into());
+            return Sent::Retry {
+                reason: format!(
+                    "HTTP {} redirect to {location}, not followed (the API key only goes to the configured intake; check dd_url and dd_site)",
+                    status.as_u16()
+                ),
+                after: None,
+                serious: true,
+            };
         }
         let after = response
             .headers()
@@ -105,24 +120,44 @@ impl Transport {
             status.as_u16(),
             self.short_reason(response).await
         );
-        let retryable = status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status.is_server_error();
-        if retryable {
-            Attempt::Retry { reason, after }
-        } else {
-            let hint = match status.as_u16() {
-                401 | 403 => " (check apikey and dd_site: the key must belong to this site)",
-                400 => " (the intake rejected the payload)",
-                _ => "",
-            };
-            Attempt::Permanent(format!("{reason}{hint}"))
+        match status.as_u16() {
+            413 => Sent::Split { reason },
+            400 => Sent::Split {
+                reason: format!("{reason} (the intake rejected the payload)"),
+            },
+            401 | 403 => Sent::Retry {
+                reason: format!(
+                    "{reason} (check apikey and dd_site: the key must belong to this site)"
+                ),
+                after,
+                serious: true,
+            },
+            408 | 429 => Sent::Retry {
+                reason,
+                after,
+                serious: false,
+            },
+            _ if status.is_server_error() => Sent::Retry {
+                reason,
+                after,
+                serious: false,
+            },
+            _ => Sent::Rejected { reason },
         }
     }
 
-    /// Up to 200 characters of the response body, on one line, without the key.
-    async fn short_reason(&self, response: reqwest::Response) -> String {
-        let text = response.text().await.unwrap_or_default();
+    /// Up to 200 characters of the first 4 KiB of the response body, on one line, without the
+    /// key.
+    async fn short_reason(&self, mut response: reqwest::Response) -> String {
+        let mut head = Vec::new();
+        while head.len() < ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        head.truncate(ERROR_BODY_BYTES);
+        let text = String::from_utf8_lossy(&head);
         let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let short: String = one_line.chars().take(200).collect();
         if short.is_empty() {
@@ -159,5 +194,18 @@ fn describe_transport_error(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind}: {detail}")
+    }
+}
+
+/// Where a redirect points, as `host[:port]` (never its path or query, which may carry
+/// anything).
+fn redirect_target(location: &str) -> String {
+    match reqwest::Url::parse(location) {
+        Ok(url) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => "an address without a host".into(),
+        },
+        Err(_) => "a relative location on the same intake".into(),
     }
 }

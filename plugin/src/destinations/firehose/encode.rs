@@ -78,6 +78,8 @@ pub struct Routed {
     pub truncated: u64,
     pub dropped_oversize: u64,
     pub missing_log_key: u64,
+    /// Every record not sent, by position in the batch, with its cause.
+    pub dropped: Vec<(usize, String)>,
 }
 
 /// A record's position in the batch and its encoded line.
@@ -98,21 +100,33 @@ impl Encoder<'_> {
             let stream = match self.config.delivery_stream.resolve(&batch.tag, &event.body) {
                 Ok(stream) if valid_stream_name(&stream) => stream,
                 Ok(stream) => {
+                    let reason = format!(
+                        "'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)"
+                    );
+                    routed
+                        .unroutable_reason
+                        .get_or_insert_with(|| reason.clone());
                     routed.unroutable += 1;
-                    routed.unroutable_reason.get_or_insert_with(|| {
-                        format!("'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)")
-                    });
+                    routed
+                        .dropped
+                        .push((position, format!("no delivery stream: {reason}")));
                     continue;
                 }
                 Err(missing) => {
-                    routed.unroutable += 1;
                     routed
                         .unroutable_reason
                         .get_or_insert_with(|| missing.to_string());
+                    routed.unroutable += 1;
+                    routed.dropped.push((
+                        position,
+                        format!(
+                            "no delivery stream ({missing}) and delivery_stream has no '||' fallback"
+                        ),
+                    ));
                     continue;
                 }
             };
-            let Some(line) = self.line(event, &batch.tag, &mut routed) else {
+            let Some(line) = self.line(event, &batch.tag, position, &mut routed) else {
                 continue;
             };
             let slot = *index.entry(stream.clone()).or_insert_with(|| {
@@ -129,11 +143,27 @@ impl Encoder<'_> {
     }
 
     /// One newline-terminated line for an event, within the record size limit.
-    fn line(&self, event: &LogEvent, tag: &str, routed: &mut Routed) -> Option<Vec<u8>> {
+    fn line(
+        &self,
+        event: &LogEvent,
+        tag: &str,
+        position: usize,
+        routed: &mut Routed,
+    ) -> Option<Vec<u8>> {
         let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
+        let oversize = |routed: &mut Routed| {
+            routed.dropped_oversize += 1;
+            routed.dropped.push((
+                position,
+                "over 1000 KiB with no message to shorten".to_owned(),
+            ));
+        };
         if let Some(log_key) = &self.config.log_key {
             let Some(value) = event.body.get(log_key) else {
                 routed.missing_log_key += 1;
+                routed
+                    .dropped
+                    .push((position, format!("no log_key field '{log_key}'")));
                 return None;
             };
             let mut line = match value {
@@ -146,7 +176,7 @@ impl Encoder<'_> {
                 other => other.to_string().into_bytes(),
             };
             if line.len() + 1 > limit {
-                routed.dropped_oversize += 1;
+                oversize(routed);
                 return None;
             }
             line.push(b'\n');
@@ -164,7 +194,7 @@ impl Encoder<'_> {
                 line.len() + 1
             });
             if fitted.is_none() {
-                routed.dropped_oversize += 1;
+                oversize(routed);
                 return None;
             }
             routed.truncated += 1;

@@ -18,17 +18,20 @@ pub mod credentials;
 pub mod encode;
 pub mod transport;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
-use self::encode::{Encoder, StreamRecords};
+use self::encode::{Encoder, Routed};
 use self::transport::Put;
-use super::{Delivery, Shared};
+use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::retry::{self, Attempt, Backoff, GaveUp};
+use crate::delivery::execute::{Endpoint, Executor, Planned, Request, Sent};
+use crate::delivery::outcome::SharedOutcome;
+use crate::delivery::retry::Backoff;
+use crate::delivery::units::Units;
 use crate::log::Logger;
 use crate::record::Batch;
 
@@ -39,6 +42,13 @@ pub struct FirehoseDestination {
     message_keys: Vec<String>,
     log: Arc<Logger>,
     backoff: Backoff,
+    slots: Semaphore,
+    concurrency: usize,
+}
+
+/// The calls of one flush: the client they go through.
+struct Calls<'a> {
+    client: &'a aws_sdk_firehose::Client,
 }
 
 impl FirehoseDestination {
@@ -63,10 +73,12 @@ impl FirehoseDestination {
             message_keys: shared.message_keys.clone(),
             log: Arc::clone(&shared.log),
             backoff: Backoff::default(),
+            slots: Semaphore::new(shared.max_concurrent_requests),
+            concurrency: shared.max_concurrent_requests,
         })
     }
 
-    pub async fn deliver(&self, batch: &Batch, deadline: Instant) -> Delivery {
+    pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
         let routed = Encoder {
             config: &self.config,
             message_keys: &self.message_keys,
@@ -78,135 +90,83 @@ impl FirehoseDestination {
                 routed.truncated
             ));
         }
-        if routed.dropped_oversize > 0 {
-            self.log.error(format_args!(
-                "firehose: {} records over 1000 KiB with no message to shorten were dropped",
-                routed.dropped_oversize
-            ));
-        }
-        if routed.missing_log_key > 0 {
-            self.log.warn(format_args!(
-                "firehose: {} records without the log_key field '{}' were not sent",
-                routed.missing_log_key,
-                self.config.log_key.as_deref().unwrap_or_default()
-            ));
-        }
-        let unroutable = (routed.unroutable > 0).then(|| {
-            format!(
-                "{} records have no delivery stream ({}) and delivery_stream has no '||' fallback",
-                routed.unroutable,
-                routed
-                    .unroutable_reason
-                    .as_deref()
-                    .unwrap_or("unknown reason")
-            )
-        });
         let client = self
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
-        let mut rejected = Vec::new();
-        for (s, stream) in routed.streams.iter().enumerate() {
-            for call in stream.calls() {
-                let pending = Mutex::new(call.clone().collect::<Vec<usize>>());
-                match self.send(client, stream, &pending, deadline).await {
-                    Ok(()) => {}
-                    Err(GaveUp::Deadline { attempts, last }) => {
-                        // Not accepted: what is pending of this call, the calls after it and
-                        // the streams after this one. Everything else got through.
-                        let mut unsent = vec![false; batch.events.len()];
-                        let pending = pending.into_inner().unwrap_or_else(|e| e.into_inner());
-                        let later_calls = (call.end..stream.records.len()).collect::<Vec<_>>();
-                        for r in pending.iter().chain(later_calls.iter()) {
-                            stream.sources[*r].iter().for_each(|&p| unsent[p] = true);
-                        }
-                        for later in &routed.streams[s + 1..] {
-                            later
-                                .sources
-                                .iter()
-                                .flatten()
-                                .for_each(|&p| unsent[p] = true);
-                        }
-                        // Unroutable records are reported here, once: a resend counts them as
-                        // settled.
-                        let dropped = unroutable
-                            .as_deref()
-                            .map(|u| format!("; {u}: dropped"))
-                            .unwrap_or_default();
-                        return Delivery::Retry {
-                            reason: format!(
-                                "stream '{}': {} of {} records not accepted after {attempts} attempts (last: {last}){dropped}",
-                                stream.stream,
-                                unsent.iter().filter(|u| **u).count(),
-                                batch.events.len()
-                            ),
-                            accepted: (0..batch.events.len()).filter(|p| !unsent[*p]).collect(),
-                        };
-                    }
-                    Err(GaveUp::Permanent(reason)) => {
-                        rejected.push(format!("stream '{}': {reason}", stream.stream));
-                        break;
-                    }
-                }
-            }
+        Executor {
+            endpoint: &Calls { client },
+            backoff: self.backoff,
+            slots: &self.slots,
+            concurrency: self.concurrency,
+            outcome,
+            deadline,
+            log: &self.log,
+            name: "firehose",
         }
-        rejected.extend(unroutable);
-        if rejected.is_empty() {
-            Delivery::Delivered
-        } else {
-            Delivery::Rejected(rejected.join("; "))
+        .run(plan(routed))
+        .await;
+    }
+}
+
+/// What was not routed or encoded (by cause), then each stream's calls: one stream's calls
+/// after another's, so the executor's concurrency spreads over streams as well.
+fn plan(routed: Routed) -> impl Iterator<Item = Planned<String>> {
+    let mut dropped: Vec<(String, Vec<usize>)> = Vec::new();
+    for (position, cause) in routed.dropped {
+        match dropped.iter_mut().find(|(c, _)| *c == cause) {
+            Some((_, positions)) => positions.push(position),
+            None => dropped.push((cause, vec![position])),
+        }
+    }
+    let dropped = dropped
+        .into_iter()
+        .map(|(cause, positions)| Planned::Dropped { positions, cause });
+    // A call's units are copied out of the stream's records only when it is about to be sent.
+    let calls = routed.streams.into_iter().flat_map(|stream| {
+        let calls = stream.calls();
+        let stream = Arc::new(stream);
+        calls.into_iter().map(move |call| {
+            let mut units = Units::default();
+            for i in call {
+                units.push(&stream.records[i], &stream.sources[i]);
+            }
+            Planned::Request(Request {
+                key: stream.stream.clone(),
+                units,
+            })
+        })
+    });
+    dropped.chain(calls)
+}
+
+impl Endpoint for Calls<'_> {
+    type Key = String;
+
+    async fn send(&self, stream: &String, units: &Units, deadline: Instant) -> Sent {
+        let records: Vec<&[u8]> = units.iter().collect();
+        match transport::put(self.client, stream, &records, deadline).await {
+            Put::Accepted => Sent::Accepted,
+            Put::Partial { failed, code } => Sent::Partial {
+                reason: format!(
+                    "stream '{stream}': {} of {} records failed ({code})",
+                    failed.len(),
+                    records.len()
+                ),
+                failed,
+            },
+            Put::Retry(reason) => Sent::Retry {
+                reason: format!("stream '{stream}': {reason}"),
+                after: None,
+                serious: false,
+            },
+            Put::Permanent(reason) => Sent::Rejected {
+                reason: format!("stream '{stream}': {reason}"),
+            },
         }
     }
 
-    /// One call's records, resending only the ones that failed until accepted or out of time.
-    /// `pending` holds the record indices not accepted yet; on failure it says what is left.
-    async fn send(
-        &self,
-        client: &aws_sdk_firehose::Client,
-        stream: &StreamRecords,
-        pending: &Mutex<Vec<usize>>,
-        deadline: Instant,
-    ) -> Result<(), GaveUp> {
-        retry::run(
-            self.backoff,
-            deadline,
-            || async {
-                let indices = pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let records: Vec<&[u8]> = indices
-                    .iter()
-                    .map(|&i| stream.records[i].as_slice())
-                    .collect();
-                match transport::put(client, &stream.stream, &records, deadline).await {
-                    Put::Accepted => Attempt::Done(()),
-                    Put::Partial { failed, code } => {
-                        let reason = format!(
-                            "{} of {} records failed ({code})",
-                            failed.len(),
-                            indices.len()
-                        );
-                        *pending.lock().unwrap_or_else(|e| e.into_inner()) = failed
-                            .iter()
-                            .filter_map(|&p| indices.get(p).copied())
-                            .collect();
-                        Attempt::Retry {
-                            reason,
-                            after: None,
-                        }
-                    }
-                    Put::Retry(reason) => Attempt::Retry {
-                        reason,
-                        after: None,
-                    },
-                    Put::Permanent(reason) => Attempt::Permanent(reason),
-                }
-            },
-            |attempt, reason, wait| {
-                self.log.debug(format_args!(
-                    "firehose: stream '{}': {reason}; retry {attempt} in {wait:?}",
-                    stream.stream
-                ))
-            },
-        )
-        .await
+    fn describe(&self, stream: &String) -> String {
+        format!("stream '{stream}': ")
     }
 }
