@@ -205,7 +205,7 @@ pub struct CoreConfig {
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
 
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4;
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);

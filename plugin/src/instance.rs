@@ -320,11 +320,27 @@ async fn dispatch(pipeline: Arc<Pipeline>, mut jobs: mpsc::UnboundedReceiver<Job
     while running.join_next().await.is_some() {}
 }
 
+/// Chunk bytes counted in flight, released when dropped — also if the job panics or is
+/// cancelled, so a failed job can never leave the instance waiting for room forever.
+struct Reserved<'a> {
+    pipeline: &'a Pipeline,
+    size: u64,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.pipeline.release(self.size);
+    }
+}
+
 async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
-    let size = job.chunk.len() as u64;
+    let reserved = Reserved {
+        pipeline: &pipeline,
+        size: job.chunk.len() as u64,
+    };
     let (status, job_end) = pipeline.process(job).await;
     // The reply was sent inside `process`; the bytes are free once the chunk is settled.
-    pipeline.release(size);
+    drop(reserved);
     if job_end && status == FlushStatus::Ok {
         // Everything up to job-wrapper's last record is delivered: stop Fluent Bit, whose own
         // shutdown still flushes whatever else is pending (retries included) for `Grace`.

@@ -122,14 +122,14 @@ fn plan(routed: Routed) -> impl Iterator<Item = Planned<String>> {
     let dropped = dropped
         .into_iter()
         .map(|(cause, positions)| Planned::Dropped { positions, cause });
-    // A call's units are copied out of the stream's records only when it is about to be sent.
-    let calls = routed.streams.into_iter().flat_map(|stream| {
+    // A call's records move out of the stream's only when it is about to be sent, so the
+    // encoded chunk shrinks as its calls go out.
+    let calls = routed.streams.into_iter().flat_map(|mut stream| {
         let calls = stream.calls();
-        let stream = Arc::new(stream);
         calls.into_iter().map(move |call| {
             let mut units = Units::default();
             for i in call {
-                units.push(&stream.records[i], &stream.sources[i]);
+                units.push(&std::mem::take(&mut stream.records[i]), &stream.sources[i]);
             }
             Planned::Request(Request {
                 key: stream.stream.clone(),
