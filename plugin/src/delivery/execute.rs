@@ -91,6 +91,48 @@ pub trait Endpoint: Send + Sync {
 /// The most concurrent requests a destination may be configured for.
 pub const MAX_CONCURRENCY: usize = 64;
 
+/// What a remote destination keeps for its requests across flushes: its request slots
+/// (`max_concurrent_requests`) and backoff.
+pub struct Requests {
+    slots: Semaphore,
+    concurrency: usize,
+    backoff: Backoff,
+}
+
+impl Requests {
+    pub fn new(concurrency: usize) -> Requests {
+        Requests {
+            slots: Semaphore::new(concurrency),
+            concurrency,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Sends `plan` through `endpoint` by `deadline`, writing fates into `outcome`.
+    pub async fn run<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        plan: impl Iterator<Item = Planned<E::Key>>,
+        outcome: &SharedOutcome,
+        deadline: Instant,
+        log: &Logger,
+        name: &'static str,
+    ) {
+        Executor {
+            endpoint,
+            backoff: self.backoff,
+            slots: &self.slots,
+            concurrency: self.concurrency,
+            outcome,
+            deadline,
+            log,
+            name,
+        }
+        .run(plan)
+        .await
+    }
+}
+
 pub struct Executor<'a, E: Endpoint> {
     pub endpoint: &'a E,
     pub backoff: Backoff,

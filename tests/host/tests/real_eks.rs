@@ -298,6 +298,17 @@ impl Pod {
             .expect("job-wrapper starts")
     }
 
+    /// Fluent Bit ended with `status` 0 and no error line, having delivered everything.
+    fn assert_ended_cleanly(&mut self, status: std::process::ExitStatus) {
+        let log = self.fluent_bit.log();
+        assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+        assert!(
+            !log.contains("[error]"),
+            "errors in Fluent Bit's log:\n{log}"
+        );
+        self.assert_delivered("batch");
+    }
+
     /// Every line of the app and the end-of-job record reached both destinations once, with
     /// the pod's metadata and service.
     fn assert_delivered(&mut self, namespace: &str) {
@@ -403,16 +414,7 @@ fn cronjob_recipe(test: &str, config_override: Option<&str>) {
     );
     // Fluent Bit stopped itself (exit_on_job_end) and job-wrapper waited for it.
     let fb_status = pod.fluent_bit.wait_exit(Duration::from_secs(5));
-    let log = pod.fluent_bit.log();
-    assert!(
-        fb_status.success(),
-        "Fluent Bit exited with {fb_status}:\n{log}"
-    );
-    assert!(
-        !log.contains("[error]"),
-        "errors in Fluent Bit's log:\n{log}"
-    );
-    pod.assert_delivered("batch");
+    pod.assert_ended_cleanly(fb_status);
     let tombstone: Value = serde_json::from_str(
         &std::fs::read_to_string(pod.scratch.path("/var/log/app/done.json")).unwrap(),
     )
@@ -488,14 +490,5 @@ fn eks_native_sidecar_passes_its_startup_probe_and_completes_the_job() {
     // The kubelet: the main container has ended, so the sidecar gets SIGTERM (if
     // exit_on_job_end has not ended it already).
     let fb_status = pod.fluent_bit.terminate(Duration::from_secs(40));
-    let log = pod.fluent_bit.log();
-    assert!(
-        fb_status.success(),
-        "Fluent Bit exited with {fb_status}:\n{log}"
-    );
-    assert!(
-        !log.contains("[error]"),
-        "errors in Fluent Bit's log:\n{log}"
-    );
-    pod.assert_delivered("batch");
+    pod.assert_ended_cleanly(fb_status);
 }

@@ -19,7 +19,6 @@ pub mod transport;
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use self::config::DatadogConfig;
@@ -27,9 +26,8 @@ use self::encode::Encoder;
 use self::transport::Transport;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Endpoint, Executor, Sent};
+use crate::delivery::execute::{Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
-use crate::delivery::retry::Backoff;
 use crate::delivery::units::Units;
 use crate::log::Logger;
 use crate::record::Batch;
@@ -39,9 +37,7 @@ pub struct DatadogDestination {
     transport: Transport,
     message_keys: Vec<String>,
     log: Arc<Logger>,
-    backoff: Backoff,
-    slots: Semaphore,
-    concurrency: usize,
+    requests: Requests,
 }
 
 impl DatadogDestination {
@@ -59,9 +55,7 @@ impl DatadogDestination {
             transport,
             message_keys: shared.message_keys.clone(),
             log: Arc::clone(&shared.log),
-            backoff: Backoff::default(),
-            slots: Semaphore::new(shared.max_concurrent_requests),
-            concurrency: shared.max_concurrent_requests,
+            requests: Requests::new(shared.max_concurrent_requests),
         })
     }
 
@@ -71,18 +65,9 @@ impl DatadogDestination {
             message_keys: &self.message_keys,
         };
         let mut plan = encoder.plan(batch);
-        Executor {
-            endpoint: self,
-            backoff: self.backoff,
-            slots: &self.slots,
-            concurrency: self.concurrency,
-            outcome,
-            deadline,
-            log: &self.log,
-            name: "datadog",
-        }
-        .run(&mut plan)
-        .await;
+        self.requests
+            .run(self, &mut plan, outcome, deadline, &self.log, "datadog")
+            .await;
         if plan.truncated > 0 {
             self.log.warn(format_args!(
                 "datadog: {} logs over 1 MB had their message truncated",

@@ -20,7 +20,7 @@ pub mod transport;
 
 use std::sync::Arc;
 
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
@@ -28,9 +28,8 @@ use self::encode::{Encoder, Routed};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Endpoint, Executor, Planned, Request, Sent};
+use crate::delivery::execute::{Endpoint, Planned, Request, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
-use crate::delivery::retry::Backoff;
 use crate::delivery::units::Units;
 use crate::log::Logger;
 use crate::record::Batch;
@@ -41,9 +40,7 @@ pub struct FirehoseDestination {
     client: OnceCell<aws_sdk_firehose::Client>,
     message_keys: Vec<String>,
     log: Arc<Logger>,
-    backoff: Backoff,
-    slots: Semaphore,
-    concurrency: usize,
+    requests: Requests,
 }
 
 /// The calls of one flush: the client they go through.
@@ -72,9 +69,7 @@ impl FirehoseDestination {
             client: OnceCell::new(),
             message_keys: shared.message_keys.clone(),
             log: Arc::clone(&shared.log),
-            backoff: Backoff::default(),
-            slots: Semaphore::new(shared.max_concurrent_requests),
-            concurrency: shared.max_concurrent_requests,
+            requests: Requests::new(shared.max_concurrent_requests),
         })
     }
 
@@ -94,18 +89,16 @@ impl FirehoseDestination {
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
-        Executor {
-            endpoint: &Calls { client },
-            backoff: self.backoff,
-            slots: &self.slots,
-            concurrency: self.concurrency,
-            outcome,
-            deadline,
-            log: &self.log,
-            name: "firehose",
-        }
-        .run(plan(routed))
-        .await;
+        self.requests
+            .run(
+                &Calls { client },
+                plan(routed),
+                outcome,
+                deadline,
+                &self.log,
+                "firehose",
+            )
+            .await;
     }
 }
 
