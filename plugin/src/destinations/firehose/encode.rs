@@ -9,7 +9,7 @@
 //! key) cut to fit and `[Truncated...]` appended; a record with no message long enough to cut
 //! is dropped. Both are counted and logged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::ops::Range;
 
@@ -19,6 +19,8 @@ use serde_json::Value;
 
 use super::config::FirehoseConfig;
 use crate::delivery::batch::{self, Limits};
+use crate::delivery::execute::{Planned, Request};
+use crate::delivery::units::Units;
 use crate::delivery::json::Object;
 use crate::delivery::shrink;
 use crate::record::{Batch, LogEvent};
@@ -68,7 +70,8 @@ impl StreamRecords {
     }
 }
 
-/// Everything one flush produces, with what could not be sent.
+/// Everything one flush produces, with what could not be sent (the whole plan, collected: for
+/// `preview`, the billing benchmark and tests; deliveries pull the [`Plan`] instead).
 #[derive(Debug, Default)]
 pub struct Routed {
     pub streams: Vec<StreamRecords>,
@@ -82,93 +85,266 @@ pub struct Routed {
     pub dropped: Vec<(usize, String)>,
 }
 
-/// A record's position in the batch and its encoded line.
-type Line = (usize, Vec<u8>);
+/// What a plan counted on the way.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub unroutable: u64,
+    pub unroutable_reason: Option<String>,
+    pub truncated: u64,
+    pub dropped_oversize: u64,
+    pub missing_log_key: u64,
+}
+
+/// One stream's records being packed: the open aggregate and the open call.
+struct OpenStream {
+    name: String,
+    aggregate: Vec<u8>,
+    aggregate_sources: Vec<usize>,
+    call: Units,
+    /// The call's size as `PutRecordBatch` counts it (base64 plus per-record overhead).
+    call_bytes: usize,
+}
+
+/// A flush's `PutRecordBatch` calls, built as the executor pulls them: each record is routed
+/// and encoded when reached, lines of one stream are packed into aggregates and calls, and a
+/// call is handed out as soon as it is full (the rest at the end). Memory holds the open
+/// aggregate and call of each stream plus the calls in flight, not the encoded chunk.
+pub struct Plan<'a> {
+    encoder: &'a Encoder<'a>,
+    batch: &'a Batch,
+    next: usize,
+    streams: Vec<OpenStream>,
+    index: HashMap<String, usize>,
+    ready: VecDeque<Planned<String>>,
+    finished: bool,
+    pub counts: Counts,
+}
+
+impl Iterator for Plan<'_> {
+    type Item = Planned<String>;
+
+    fn next(&mut self) -> Option<Planned<String>> {
+        loop {
+            if let Some(planned) = self.ready.pop_front() {
+                return Some(planned);
+            }
+            let Some(event) = self.batch.events.get(self.next) else {
+                if self.finished {
+                    return None;
+                }
+                self.finished = true;
+                let config = self.encoder.config;
+                for stream in &mut self.streams {
+                    stream.finish(config, &mut self.ready);
+                }
+                continue;
+            };
+            let position = self.next;
+            self.next += 1;
+            let stream = match self.encoder.route(event, &self.batch.tag, &mut self.counts) {
+                Ok(stream) => stream,
+                Err(cause) => {
+                    return Some(Planned::Dropped {
+                        positions: vec![position],
+                        cause,
+                    });
+                }
+            };
+            let line = match self.encoder.line(event, &self.batch.tag, &mut self.counts) {
+                Ok(line) => line,
+                Err(cause) => {
+                    return Some(Planned::Dropped {
+                        positions: vec![position],
+                        cause,
+                    });
+                }
+            };
+            let slot = match self.index.get(&stream) {
+                Some(&slot) => slot,
+                None => {
+                    self.index.insert(stream.clone(), self.streams.len());
+                    self.streams.push(OpenStream {
+                        name: stream,
+                        aggregate: Vec::new(),
+                        aggregate_sources: Vec::new(),
+                        call: Units::default(),
+                        call_bytes: CALL_LIMITS.fixed_overhead,
+                    });
+                    self.streams.len() - 1
+                }
+            };
+            self.streams[slot].add(position, line, self.encoder.config, &mut self.ready);
+        }
+    }
+}
+
+impl Plan<'_> {
+    /// The streams in order of first appearance (all of them once the plan is exhausted).
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.streams.iter().map(|s| s.name.as_str())
+    }
+}
+
+impl OpenStream {
+    fn add(
+        &mut self,
+        position: usize,
+        line: Vec<u8>,
+        config: &FirehoseConfig,
+        ready: &mut VecDeque<Planned<String>>,
+    ) {
+        if !config.simple_aggregation {
+            self.push_record(line, &[position], config, ready);
+            return;
+        }
+        let limit = MAX_RECORD_BYTES - if config.gzip { GZIP_SLACK } else { 0 };
+        if !self.aggregate.is_empty() && self.aggregate.len() + line.len() > limit {
+            self.seal_aggregate(config, ready);
+        }
+        self.aggregate.extend_from_slice(&line);
+        self.aggregate_sources.push(position);
+    }
+
+    fn seal_aggregate(&mut self, config: &FirehoseConfig, ready: &mut VecDeque<Planned<String>>) {
+        let record = std::mem::take(&mut self.aggregate);
+        let sources = std::mem::take(&mut self.aggregate_sources);
+        self.push_record(record, &sources, config, ready);
+    }
+
+    fn push_record(
+        &mut self,
+        raw: Vec<u8>,
+        sources: &[usize],
+        config: &FirehoseConfig,
+        ready: &mut VecDeque<Planned<String>>,
+    ) {
+        let record = if config.gzip { gzip(&raw) } else { raw };
+        let cost = base64_len(record.len()) + CALL_LIMITS.per_entry_overhead;
+        let full = self.call.len() >= CALL_LIMITS.max_entries
+            || self.call_bytes + cost > CALL_LIMITS.max_bytes;
+        if full && !self.call.is_empty() {
+            self.emit(ready);
+        }
+        self.call.push(&record, sources);
+        self.call_bytes += cost;
+    }
+
+    fn emit(&mut self, ready: &mut VecDeque<Planned<String>>) {
+        ready.push_back(Planned::Request(Request {
+            key: self.name.clone(),
+            units: std::mem::take(&mut self.call),
+        }));
+        self.call_bytes = CALL_LIMITS.fixed_overhead;
+    }
+
+    fn finish(&mut self, config: &FirehoseConfig, ready: &mut VecDeque<Planned<String>>) {
+        if !self.aggregate.is_empty() {
+            self.seal_aggregate(config, ready);
+        }
+        if !self.call.is_empty() {
+            self.emit(ready);
+        }
+    }
+}
 
 pub struct Encoder<'a> {
     pub config: &'a FirehoseConfig,
     pub message_keys: &'a [String],
 }
 
-impl Encoder<'_> {
-    pub fn encode(&self, batch: &Batch) -> Routed {
-        let mut routed = Routed::default();
-        // Per stream, in order of first appearance: (position in the batch, line) pairs.
-        let mut lines: Vec<(String, Vec<Line>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (position, event) in batch.events.iter().enumerate() {
-            let stream = match self.config.delivery_stream.resolve(&batch.tag, &event.body) {
-                Ok(stream) if valid_stream_name(&stream) => stream,
-                Ok(stream) => {
-                    let reason = format!(
-                        "'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)"
-                    );
-                    routed
-                        .unroutable_reason
-                        .get_or_insert_with(|| reason.clone());
-                    routed.unroutable += 1;
-                    routed
-                        .dropped
-                        .push((position, format!("no delivery stream: {reason}")));
-                    continue;
-                }
-                Err(missing) => {
-                    routed
-                        .unroutable_reason
-                        .get_or_insert_with(|| missing.to_string());
-                    routed.unroutable += 1;
-                    routed.dropped.push((
-                        position,
-                        format!(
-                            "no delivery stream ({missing}) and delivery_stream has no '||' fallback"
-                        ),
-                    ));
-                    continue;
-                }
-            };
-            let Some(line) = self.line(event, &batch.tag, position, &mut routed) else {
-                continue;
-            };
-            let slot = *index.entry(stream.clone()).or_insert_with(|| {
-                lines.push((stream, Vec::new()));
-                lines.len() - 1
-            });
-            lines[slot].1.push((position, line));
+impl<'a> Encoder<'a> {
+    /// The batch's calls, built as they are pulled.
+    pub fn plan(&'a self, batch: &'a Batch) -> Plan<'a> {
+        Plan {
+            encoder: self,
+            batch,
+            next: 0,
+            streams: Vec::new(),
+            index: HashMap::new(),
+            ready: VecDeque::new(),
+            finished: false,
+            counts: Counts::default(),
         }
-        routed.streams = lines
-            .into_iter()
-            .map(|(stream, lines)| self.records(stream, lines))
+    }
+
+    /// The whole plan at once, grouped by stream.
+    pub fn encode(&self, batch: &Batch) -> Routed {
+        let mut plan = self.plan(batch);
+        let mut routed = Routed::default();
+        let mut records: HashMap<String, StreamRecords> = HashMap::new();
+        for planned in plan.by_ref() {
+            match planned {
+                Planned::Request(request) => {
+                    let stream = records.entry(request.key.clone()).or_default();
+                    for i in 0..request.units.len() {
+                        stream.records.push(request.units.unit(i).to_vec());
+                        stream.sources.push(request.units.positions_of(i).to_vec());
+                    }
+                }
+                Planned::Dropped { positions, cause } => routed
+                    .dropped
+                    .extend(positions.into_iter().map(|p| (p, cause.clone()))),
+            }
+        }
+        routed.streams = plan
+            .stream_names()
+            .map(|name| {
+                let mut stream = records.remove(name).unwrap_or_default();
+                stream.stream = name.to_owned();
+                stream
+            })
             .collect();
+        let counts = plan.counts;
+        routed.unroutable = counts.unroutable;
+        routed.unroutable_reason = counts.unroutable_reason;
+        routed.truncated = counts.truncated;
+        routed.dropped_oversize = counts.dropped_oversize;
+        routed.missing_log_key = counts.missing_log_key;
         routed
     }
 
-    /// One newline-terminated line for an event, within the record size limit.
-    fn line(
-        &self,
-        event: &LogEvent,
-        tag: &str,
-        position: usize,
-        routed: &mut Routed,
-    ) -> Option<Vec<u8>> {
+    /// The record's delivery stream, or why it has none.
+    fn route(&self, event: &LogEvent, tag: &str, counts: &mut Counts) -> Result<String, String> {
+        match self.config.delivery_stream.resolve(tag, &event.body) {
+            Ok(stream) if valid_stream_name(&stream) => Ok(stream),
+            Ok(stream) => {
+                let reason = format!(
+                    "'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)"
+                );
+                counts.unroutable += 1;
+                counts
+                    .unroutable_reason
+                    .get_or_insert_with(|| reason.clone());
+                Err(format!("no delivery stream: {reason}"))
+            }
+            Err(missing) => {
+                counts.unroutable += 1;
+                counts
+                    .unroutable_reason
+                    .get_or_insert_with(|| missing.to_string());
+                Err(format!(
+                    "no delivery stream ({missing}) and delivery_stream has no '||' fallback"
+                ))
+            }
+        }
+    }
+
+    /// One newline-terminated line for an event, within the record size limit, or why the
+    /// event cannot be sent.
+    fn line(&self, event: &LogEvent, tag: &str, counts: &mut Counts) -> Result<Vec<u8>, String> {
         let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
-        let oversize = |routed: &mut Routed| {
-            routed.dropped_oversize += 1;
-            routed.dropped.push((
-                position,
-                "over 1000 KiB with no message to shorten".to_owned(),
-            ));
+        let oversize = |counts: &mut Counts| {
+            counts.dropped_oversize += 1;
+            Err("over 1000 KiB with no message to shorten".to_owned())
         };
         if let Some(log_key) = &self.config.log_key {
             let Some(value) = event.body.get(log_key) else {
-                routed.missing_log_key += 1;
-                routed
-                    .dropped
-                    .push((position, format!("no log_key field '{log_key}'")));
-                return None;
+                counts.missing_log_key += 1;
+                return Err(format!("no log_key field '{log_key}'"));
             };
             let mut line = match value {
                 Value::String(s) if s.len() + 1 > limit => {
-                    routed.truncated += 1;
+                    counts.truncated += 1;
                     shrink::cut(s, limit - 1 - TRUNCATION_MARKER.len(), TRUNCATION_MARKER)
                         .into_bytes()
                 }
@@ -176,11 +352,10 @@ impl Encoder<'_> {
                 other => other.to_string().into_bytes(),
             };
             if line.len() + 1 > limit {
-                oversize(routed);
-                return None;
+                return oversize(counts);
             }
             line.push(b'\n');
-            return Some(line);
+            return Ok(line);
         }
         let mut line = Vec::with_capacity(256);
         self.write_json(event, tag, None, &mut line);
@@ -194,13 +369,12 @@ impl Encoder<'_> {
                 line.len() + 1
             });
             if fitted.is_none() {
-                oversize(routed);
-                return None;
+                return oversize(counts);
             }
-            routed.truncated += 1;
+            counts.truncated += 1;
         }
         line.push(b'\n');
-        Some(line)
+        Ok(line)
     }
 
     fn write_json(
@@ -240,48 +414,6 @@ impl Encoder<'_> {
         }
         object.end();
     }
-
-    /// Packs (optionally) and compresses (optionally) one stream's lines into records.
-    fn records(&self, stream: String, lines: Vec<Line>) -> StreamRecords {
-        let (raw, sources): (Vec<Vec<u8>>, Vec<Vec<usize>>) = if self.config.simple_aggregation {
-            let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
-            let mut packed: Vec<Vec<u8>> = Vec::new();
-            let mut sources: Vec<Vec<usize>> = Vec::new();
-            let mut left: usize = lines.iter().map(|(_, line)| line.len()).sum();
-            for (position, line) in lines {
-                left -= line.len();
-                match (packed.last_mut(), sources.last_mut()) {
-                    (Some(current), Some(carried)) if current.len() + line.len() <= limit => {
-                        current.extend_from_slice(&line);
-                        carried.push(position);
-                    }
-                    _ => {
-                        // Sized for what can still come, so the aggregate never grows by copying.
-                        let mut aggregate = Vec::with_capacity((line.len() + left).min(limit));
-                        aggregate.extend_from_slice(&line);
-                        packed.push(aggregate);
-                        sources.push(vec![position]);
-                    }
-                }
-            }
-            (packed, sources)
-        } else {
-            lines
-                .into_iter()
-                .map(|(position, line)| (line, vec![position]))
-                .unzip()
-        };
-        let records = if self.config.gzip {
-            raw.iter().map(|r| gzip(r)).collect()
-        } else {
-            raw
-        };
-        StreamRecords {
-            stream,
-            records,
-            sources,
-        }
-    }
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -307,7 +439,7 @@ mod tests {
     use super::*;
     use crate::record::{EventTime, Map};
     use serde_json::json;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, VecDeque};
 
     fn config(pairs: &[(&str, &str)]) -> FirehoseConfig {
         let mut props: HashMap<String, String> = pairs

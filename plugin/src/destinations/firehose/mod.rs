@@ -10,7 +10,8 @@
 //! - ingestion is billed per record rounded up to **5 KB**, which `simple_aggregation` makes
 //!   negligible by packing many lines into one record.
 //!
-//! Files: [`config`] (properties), [`encode`] (routing and record building),
+//! Files: [`config`] (properties), [`encode`] (routing and record building, call by call as
+//! the executor asks),
 //! [`transport`] (one call and its classification), [`credentials`] (the AWS chain).
 
 pub mod config;
@@ -24,11 +25,11 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
-use self::encode::{Encoder, Routed};
+use self::encode::Encoder;
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Endpoint, Planned, Request, Requests, Sent};
+use crate::delivery::execute::{Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
 use crate::delivery::units::Units;
 use crate::log::Logger;
@@ -74,63 +75,32 @@ impl FirehoseDestination {
     }
 
     pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
-        let routed = Encoder {
+        let encoder = Encoder {
             config: &self.config,
             message_keys: &self.message_keys,
-        }
-        .encode(batch);
-        if routed.truncated > 0 {
-            self.log.warn(format_args!(
-                "firehose: {} records over 1000 KiB had their message truncated",
-                routed.truncated
-            ));
-        }
+        };
         let client = self
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
+        let mut plan = encoder.plan(batch);
         self.requests
             .run(
                 &Calls { client },
-                plan(routed),
+                &mut plan,
                 outcome,
                 deadline,
                 &self.log,
                 "firehose",
             )
             .await;
-    }
-}
-
-/// What was not routed or encoded (by cause), then each stream's calls: one stream's calls
-/// after another's, so the executor's concurrency spreads over streams as well.
-fn plan(routed: Routed) -> impl Iterator<Item = Planned<String>> {
-    let mut dropped: Vec<(String, Vec<usize>)> = Vec::new();
-    for (position, cause) in routed.dropped {
-        match dropped.iter_mut().find(|(c, _)| *c == cause) {
-            Some((_, positions)) => positions.push(position),
-            None => dropped.push((cause, vec![position])),
+        if plan.counts.truncated > 0 {
+            self.log.warn(format_args!(
+                "firehose: {} records over 1000 KiB had their message truncated",
+                plan.counts.truncated
+            ));
         }
     }
-    let dropped = dropped
-        .into_iter()
-        .map(|(cause, positions)| Planned::Dropped { positions, cause });
-    // A call's records move out of the stream's only when it is about to be sent, so the
-    // encoded chunk shrinks as its calls go out.
-    let calls = routed.streams.into_iter().flat_map(|mut stream| {
-        let calls = stream.calls();
-        calls.into_iter().map(move |call| {
-            let mut units = Units::default();
-            for i in call {
-                units.push(&std::mem::take(&mut stream.records[i]), &stream.sources[i]);
-            }
-            Planned::Request(Request {
-                key: stream.stream.clone(),
-                units,
-            })
-        })
-    });
-    dropped.chain(calls)
 }
 
 impl Endpoint for Calls<'_> {
