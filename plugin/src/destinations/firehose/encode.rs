@@ -20,9 +20,9 @@ use serde_json::Value;
 use super::config::FirehoseConfig;
 use crate::delivery::batch::{self, Limits};
 use crate::delivery::execute::{Planned, Request};
-use crate::delivery::units::Units;
 use crate::delivery::json::Object;
 use crate::delivery::shrink;
+use crate::delivery::units::Units;
 use crate::record::{Batch, LogEvent};
 
 /// Largest Firehose record, before base64 (1000 KiB).
