@@ -439,7 +439,7 @@ mod tests {
     use super::*;
     use crate::record::{EventTime, Map};
     use serde_json::json;
-    use std::collections::{HashMap, VecDeque};
+    use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> FirehoseConfig {
         let mut props: HashMap<String, String> = pairs
