@@ -181,10 +181,6 @@ impl FluentBit {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Everything Fluent Bit printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -215,25 +211,6 @@ impl FluentBit {
             assert!(
                 Instant::now() < deadline,
                 "{url} did not answer 200 within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until the log holds `text`, failing (with the log) on exit or timeout.
-    pub fn wait_log(&mut self, text: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(text) {
-            if let Some(status) = self.try_status() {
-                panic!(
-                    "Fluent Bit exited ({status}) before logging {text:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Fluent Bit did not log {text:?} within {timeout:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));

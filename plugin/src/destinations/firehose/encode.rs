@@ -141,17 +141,12 @@ impl Iterator for Plan<'_> {
             };
             let position = self.next;
             self.next += 1;
-            let stream = match self.encoder.route(event, &self.batch.tag, &mut self.counts) {
-                Ok(stream) => stream,
-                Err(cause) => {
-                    return Some(Planned::Dropped {
-                        positions: vec![position],
-                        cause,
-                    });
-                }
-            };
-            let line = match self.encoder.line(event, &self.batch.tag, &mut self.counts) {
-                Ok(line) => line,
+            let (encoder, tag, counts) = (self.encoder, &self.batch.tag, &mut self.counts);
+            let routed = encoder
+                .route(event, tag, counts)
+                .and_then(|stream| Ok((stream, encoder.line(event, tag, counts)?)));
+            let (stream, line) = match routed {
+                Ok(routed) => routed,
                 Err(cause) => {
                     return Some(Planned::Dropped {
                         positions: vec![position],
