@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,12 +75,18 @@ pub struct CriFile {
     size: u64,
     rotate_bytes: u64,
     keep: u32,
+    /// Permissions of the files created.
+    mode: u32,
     pub rotations: u64,
 }
 
 impl CriFile {
-    pub fn open(path: &Path, rotate_bytes: u64, keep: u32) -> std::io::Result<CriFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+    pub fn open(path: &Path, rotate_bytes: u64, keep: u32, mode: u32) -> std::io::Result<CriFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(mode)
+            .open(path)?;
         let size = file.metadata()?.len();
         Ok(CriFile {
             path: path.to_owned(),
@@ -87,6 +94,7 @@ impl CriFile {
             size,
             rotate_bytes,
             keep,
+            mode,
             rotations: 0,
         })
     }
@@ -163,6 +171,7 @@ impl CriFile {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(self.mode)
             .open(&self.path)?;
         self.file = BufWriter::with_capacity(256 * 1024, file);
         self.size = 0;
@@ -220,7 +229,7 @@ mod tests {
     fn rotation_renames_and_keeps_generations() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
-        let mut f = CriFile::open(&path, 200, 2).unwrap();
+        let mut f = CriFile::open(&path, 200, 2, 0o640).unwrap();
         for i in 0..40 {
             f.write_line(Stream::Stdout, format!("line {i:03}").as_bytes(), false)
                 .unwrap();

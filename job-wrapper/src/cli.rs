@@ -39,6 +39,12 @@ pub struct Args {
     #[arg(long, env = "JOB_WRAPPER_ROTATE_BYTES", default_value_t = 10 * 1024 * 1024, help_heading = "Capture")]
     pub rotate_bytes: u64,
 
+    /// Permissions of the files the wrapper creates (the log file and its rotations, the
+    /// end-of-job token, the tombstone), in octal. With the pod's `fsGroup`, the Fluent Bit
+    /// sidecar reads them through the group.
+    #[arg(long, env = "JOB_WRAPPER_FILE_MODE", default_value = "0640", value_parser = file_mode, help_heading = "Capture")]
+    pub file_mode: u32,
+
     /// Rotated files to keep (`<file>.1` … `<file>.N`); older ones are deleted.
     #[arg(
         long,
@@ -81,6 +87,13 @@ pub struct Args {
     /// delivers everything up to that record, then stops Fluent Bit.
     #[arg(long, env = "JOB_WRAPPER_FLUENT_BIT", help_heading = "End of job")]
     pub fluent_bit: Option<String>,
+
+    /// Where to write the end-of-job token: a random value made after the command exited,
+    /// carried by the end-of-job record, which the fanout output believes only with it
+    /// (`job_end_token_file`), so no line the command prints can end the Job.
+    /// Default: `job-end.token` beside --log-file.
+    #[arg(long, env = "JOB_WRAPPER_END_TOKEN_FILE", help_heading = "End of job")]
+    pub end_token_file: Option<PathBuf>,
 
     /// How long to wait for Fluent Bit to drain and exit.
     #[arg(long, env = "JOB_WRAPPER_DRAIN_TIMEOUT", default_value = "60s", value_parser = duration, help_heading = "End of job")]
@@ -148,6 +161,25 @@ pub struct Args {
 pub enum OnTimeout {
     Fail,
     Continue,
+}
+
+impl Args {
+    /// `--end-token-file`, or its default beside the log file.
+    pub fn end_token_path(&self) -> Option<PathBuf> {
+        self.end_token_file.clone().or_else(|| {
+            self.log_file
+                .as_ref()
+                .map(|log| log.with_file_name("job-end.token"))
+        })
+    }
+}
+
+/// Octal permissions such as `0640` or `644`, at most `0777`.
+pub fn file_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim(), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode such as 0640"))
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.

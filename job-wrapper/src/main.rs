@@ -2,8 +2,10 @@
 
 mod capture;
 mod cli;
+mod files;
 mod ready;
 mod run;
+mod signals;
 mod stop;
 mod sys;
 
@@ -14,6 +16,7 @@ use serde_json::json;
 
 use crate::capture::{CriFile, Stream};
 use crate::cli::{Args, OnTimeout};
+use crate::signals::Signals;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -32,46 +35,104 @@ fn main() -> ExitCode {
 }
 
 async fn wrap(args: Args) -> i32 {
+    // Before anything that can wait: as PID 1 an unhandled SIGTERM is ignored.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("job-wrapper: cannot install signal handlers: {e}");
+            return 125;
+        }
+    };
+    let end_token_file = args.end_token_path();
+    if let Some(path) = &end_token_file {
+        // A token left by an earlier run of this pod would make any look-alike record
+        // believable; the new one is written only after the command exits.
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!(
+                "job-wrapper: cannot remove the old end-of-job token {}: {e}",
+                path.display()
+            ),
+        }
+    }
     let mut file = match &args.log_file {
-        Some(path) => match CriFile::open(path, args.rotate_bytes, args.rotate_keep) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!(
-                    "job-wrapper: cannot open {}: {e}; output goes to stdout/stderr only",
-                    path.display()
-                );
-                None
+        Some(path) => {
+            match CriFile::open(path, args.rotate_bytes, args.rotate_keep, args.file_mode) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    eprintln!(
+                        "job-wrapper: cannot open {}: {e}; output goes to stdout/stderr only",
+                        path.display()
+                    );
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
-    let not_ready = ready::wait(&args.wait_http, &args.wait_file, args.wait_timeout).await;
-    let outcome = if !not_ready.is_empty() && args.on_wait_timeout == OnTimeout::Fail {
-        eprintln!(
-            "job-wrapper: not ready after {:?}: {}; not running the command",
-            args.wait_timeout,
-            not_ready.join(", ")
-        );
-        run::Outcome {
-            exit_code: 125,
-            spawn_error: Some(format!("sidecars not ready: {}", not_ready.join(", "))),
-            ..Default::default()
-        }
-    } else {
-        if !not_ready.is_empty() {
+    let waited = tokio::select! {
+        biased;
+        signal = signals.stopping() => Err(signal),
+        not_ready = ready::wait(&args.wait_http, &args.wait_file, args.wait_timeout) => Ok(not_ready),
+    };
+    let outcome = match waited {
+        Err(signal) => {
             eprintln!(
-                "job-wrapper: not ready after {:?}: {}; running anyway",
+                "job-wrapper: stopped by signal {signal} while waiting for the sidecars; not running the command"
+            );
+            run::Outcome {
+                exit_code: 128 + signal,
+                signal: Some(signal),
+                spawn_error: Some(format!(
+                    "stopped by signal {signal} before the command started"
+                )),
+                ..Default::default()
+            }
+        }
+        Ok(not_ready) if !not_ready.is_empty() && args.on_wait_timeout == OnTimeout::Fail => {
+            eprintln!(
+                "job-wrapper: not ready after {:?}: {}; not running the command",
                 args.wait_timeout,
                 not_ready.join(", ")
             );
+            run::Outcome {
+                exit_code: 125,
+                spawn_error: Some(format!("sidecars not ready: {}", not_ready.join(", "))),
+                ..Default::default()
+            }
         }
-        let (outcome, returned) = run::run(&args, file.take()).await;
-        file = returned;
-        outcome
+        Ok(not_ready) => {
+            if !not_ready.is_empty() {
+                eprintln!(
+                    "job-wrapper: not ready after {:?}: {}; running anyway",
+                    args.wait_timeout,
+                    not_ready.join(", ")
+                );
+            }
+            let (outcome, returned) = run::run(&args, &mut signals, file.take()).await;
+            file = returned;
+            outcome
+        }
     };
     if let Some(error) = &outcome.spawn_error {
         eprintln!("job-wrapper: {error}");
     }
+    // Made now that the command has exited: nothing it printed can carry it.
+    let token = end_token_file.as_ref().and_then(|path| {
+        let written = files::new_token()
+            .and_then(|token| files::write_whole(path, token.as_bytes(), args.file_mode).map(|()| token));
+        match written {
+            Ok(token) => Some(token),
+            Err(e) => {
+                eprintln!(
+                    "job-wrapper: cannot write the end-of-job token {}: {e}; Fluent Bit will not stop on the end-of-job record",
+                    path.display()
+                );
+                None
+            }
+        }
+    });
     let end = json!({
         "job_wrapper": "end",
         "exit_code": outcome.exit_code,
@@ -80,6 +141,7 @@ async fn wrap(args: Args) -> i32 {
         "stdout_lines": outcome.stdout_lines,
         "stderr_lines": outcome.stderr_lines,
         "error": outcome.spawn_error,
+        "token": token,
     });
     // The end-of-job record, last in the file: the fanout output stops Fluent Bit once it has
     // delivered it (`exit_on_job_end`).
@@ -89,7 +151,7 @@ async fn wrap(args: Args) -> i32 {
         }
         f.sync();
     }
-    let steps = stop::stop_all(&args).await;
+    let steps = stop::stop_all(&args, &mut signals).await;
     for step in &steps {
         if !step.ok {
             eprintln!(
@@ -102,7 +164,7 @@ async fn wrap(args: Args) -> i32 {
         let mut summary = end.clone();
         summary["rotations"] = json!(outcome.rotations);
         summary["stop"] = steps.iter().map(stop::StepResult::to_json).collect();
-        if let Err(e) = std::fs::write(path, summary.to_string()) {
+        if let Err(e) = files::write_whole(path, summary.to_string().as_bytes(), args.file_mode) {
             eprintln!(
                 "job-wrapper: cannot write the tombstone {}: {e}",
                 path.display()

@@ -9,10 +9,7 @@ use tokio::time::Instant;
 /// doubling to 2 s) until `timeout`. Returns what was still not ready.
 pub async fn wait(urls: &[String], files: &[PathBuf], timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok();
+    let client = crate::stop::local_client(Duration::from_secs(2)).ok();
     let mut pending_urls: Vec<&String> = urls.iter().collect();
     let mut pending_files: Vec<&PathBuf> = files.iter().collect();
     let mut delay = Duration::from_millis(100);

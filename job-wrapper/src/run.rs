@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::capture::{CriFile, LineSplitter, Stream};
 use crate::cli::Args;
+use crate::signals::Signals;
 use crate::sys;
 
 /// How long to keep reading after the command exited: a background process it left may hold
@@ -116,19 +116,13 @@ fn report(result: std::io::Result<()>, failed: &mut bool) {
     }
 }
 
-pub async fn run(args: &Args, file: Option<CriFile>) -> (Outcome, Option<CriFile>) {
+pub async fn run(
+    args: &Args,
+    signals: &mut Signals,
+    file: Option<CriFile>,
+) -> (Outcome, Option<CriFile>) {
     let started = Instant::now();
     let mut outcome = Outcome::default();
-    // Handlers first, so a signal that arrives while the command starts is not lost.
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        outcome.exit_code = 125;
-        outcome.spawn_error = Some("cannot install signal handlers".into());
-        return (outcome, file);
-    };
     let mut command = if args.shell {
         let mut c = Command::new("/bin/sh");
         c.arg("-c").arg(args.command.join(" "));
@@ -156,8 +150,10 @@ pub async fn run(args: &Args, file: Option<CriFile>) -> (Outcome, Option<CriFile
             return (outcome, file);
         }
     };
-    let pgid = child.id().unwrap_or(0);
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+    // The command leads its own group: its pid is the group's id.
+    let (Some(pgid), Some(mut stdout), Some(mut stderr)) =
+        (child.id(), child.stdout.take(), child.stderr.take())
+    else {
         outcome.exit_code = 125;
         return (outcome, file);
     };
@@ -179,8 +175,15 @@ pub async fn run(args: &Args, file: Option<CriFile>) -> (Outcome, Option<CriFile
             break;
         }
         tokio::select! {
-            // Fixed order when both pipes are ready at once: stdout, then stderr.
+            // Signals first: a command flooding its pipes must not delay a SIGTERM. Then a
+            // fixed order when both pipes are ready at once: stdout, then stderr.
             biased;
+            signal = signals.next() => {
+                sys::signal_group(pgid, signal);
+                if signal != libc::SIGHUP {
+                    kill_at.get_or_insert(tokio::time::Instant::now() + args.term_grace);
+                }
+            }
             read = stdout.read(&mut out_buf), if out_open => match read {
                 Ok(0) | Err(_) => out_open = false,
                 Ok(n) => sink.take(Stream::Stdout, &out_buf[..n]),
@@ -193,15 +196,6 @@ pub async fn run(args: &Args, file: Option<CriFile>) -> (Outcome, Option<CriFile
                 status = exited.ok();
                 stop_reading_at = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             }
-            _ = term.recv() => {
-                sys::signal_group(pgid, libc::SIGTERM);
-                kill_at.get_or_insert(tokio::time::Instant::now() + args.term_grace);
-            }
-            _ = int.recv() => {
-                sys::signal_group(pgid, libc::SIGINT);
-                kill_at.get_or_insert(tokio::time::Instant::now() + args.term_grace);
-            }
-            _ = hup.recv() => sys::signal_group(pgid, libc::SIGHUP),
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && status.is_none() => {
                 eprintln!("job-wrapper: the command did not stop within {:?} of the signal; killing it", args.term_grace);
                 sys::signal_group(pgid, libc::SIGKILL);

@@ -5,9 +5,14 @@
 //!
 //! - Fluent Bit has no stop API: the fanout output with `exit_on_job_end on` stops it after
 //!   delivering the end-of-job record; here we only wait until its HTTP port closes.
-//! - Datadog Agent: `POST /agent/stop` on the IPC port with `Authorization: Bearer <token>`;
-//!   its self-signed certificate is accepted only for localhost; from 7.62 on, the agent may
-//!   require `ipc_cert.pem` (next to the token) as client certificate, which is sent when found.
+//! - Datadog Agent: `POST /agent/stop` on the IPC port with `Authorization: Bearer <token>`.
+//!   Its certificate is self-signed, so it is accepted only on a loopback address (`localhost`
+//!   is pinned to 127.0.0.1: neither DNS nor /etc/hosts can send the token elsewhere); from
+//!   7.62 on the agent may require `ipc_cert.pem` (next to the token) as client certificate,
+//!   which is sent when found.
+//!
+//! Every request goes straight to the sidecar: `HTTPS_PROXY`/`HTTP_PROXY` are ignored, so the
+//! agent's token and the stop calls never pass through a proxy.
 //! - Fluentd: `POST /api/processes.flushBuffersAndKillWorkers` (judged by HTTP status).
 //! - Envoy `POST /quitquitquit`, Istio pilot-agent `POST /quitquitquit`, Linkerd `POST /shutdown`.
 
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cli::Args;
+use crate::signals::Signals;
 
 /// One stop step's outcome, for the log and the tombstone.
 #[derive(Debug)]
@@ -38,34 +44,62 @@ fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
-fn is_loopback(url: &str) -> bool {
-    let host = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
+/// The loopback address to connect to for `url`: a loopback IP literal as it is, `localhost`
+/// pinned to 127.0.0.1; `None` for any other host.
+fn loopback_address(url: &reqwest::Url) -> Option<std::net::SocketAddr> {
+    let port = url.port_or_known_default()?;
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) if ip.is_loopback() => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) if ip.is_loopback() => std::net::IpAddr::V6(ip),
+        url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
         }
-    });
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
-pub async fn stop_all(args: &Args) -> Vec<StepResult> {
+/// A client for the sidecars' local APIs: no proxy, ever.
+pub fn local_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+}
+
+/// Runs every stop step. A SIGTERM or SIGINT meanwhile (the pod is being deleted) cuts the
+/// waits short — Fluent Bit's drain, the Datadog Agent's catch-up — but still sends the stop
+/// requests, which are bounded by `--stop-timeout`.
+pub async fn stop_all(args: &Args, signals: &mut Signals) -> Vec<StepResult> {
     let mut results = Vec::new();
-    let plain = reqwest::Client::builder()
-        .timeout(args.stop_timeout)
-        .build();
+    let mut stopping = false;
+    let plain = local_client(args.stop_timeout);
     if let Some(url) = &args.fluent_bit {
-        results.push(wait_until_closed("fluent-bit", url, args.drain_timeout).await);
+        let started = Instant::now();
+        let waited = tokio::select! {
+            biased;
+            signal = signals.stopping() => Err(signal),
+            result = wait_until_closed("fluent-bit", url, args.drain_timeout) => Ok(result),
+        };
+        results.push(waited.unwrap_or_else(|signal| {
+            stopping = true;
+            StepResult {
+                sidecar: "fluent-bit",
+                target: url.clone(),
+                ok: false,
+                detail: format!("wait cut short by signal {signal}"),
+                millis: started.elapsed().as_millis(),
+            }
+        }));
     }
     if let Some(url) = &args.datadog_agent {
-        tokio::time::sleep(args.datadog_catch_up).await;
+        if !stopping {
+            tokio::select! {
+                biased;
+                _ = signals.stopping() => {}
+                () = tokio::time::sleep(args.datadog_catch_up) => {}
+            }
+        }
         results.push(stop_datadog(url, &args.datadog_auth_token, args.stop_timeout).await);
     }
     let Ok(client) = plain else {
@@ -111,9 +145,7 @@ pub async fn stop_all(args: &Args) -> Vec<StepResult> {
 /// Waits until nothing listens at `url` any more (the process has exited).
 async fn wait_until_closed(sidecar: &'static str, url: &str, timeout: Duration) -> StepResult {
     let started = Instant::now();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build();
+    let client = local_client(Duration::from_secs(2));
     let mut detail = "still running when the drain timeout passed".to_string();
     let mut ok = false;
     if let Ok(client) = client {
@@ -143,9 +175,16 @@ async fn stop_datadog(url: &str, token_file: &Path, timeout: Duration) -> StepRe
     let result = async {
         let token = std::fs::read_to_string(token_file)
             .map_err(|e| format!("cannot read the auth token {}: {e}", token_file.display()))?;
-        let mut builder = reqwest::Client::builder().timeout(timeout);
-        if is_loopback(url) {
-            // The agent's IPC certificate is self-signed; trust it only on this host.
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+        let loopback = loopback_address(&parsed);
+        let mut builder = reqwest::Client::builder().timeout(timeout).no_proxy();
+        if let (Some(url::Host::Domain(name)), Some(address)) = (parsed.host(), loopback) {
+            builder = builder.resolve(name, address);
+        }
+        if loopback.is_some() {
+            // The agent's certificate is self-signed (made at each start before 7.62, and
+            // CA-capable after, which standard verification refuses as a server certificate):
+            // accepted on this host only.
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         if let Some(cert) = token_file.parent().map(|d| d.join("ipc_cert.pem"))
@@ -199,11 +238,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_detection() {
-        assert!(is_loopback("https://localhost:5001"));
-        assert!(is_loopback("https://127.0.0.1:5001/x"));
-        assert!(is_loopback("https://[::1]:5001"));
-        assert!(!is_loopback("https://agent.internal:5001"));
-        assert!(!is_loopback("https://127.0.0.1.evil.com:5001"));
+    fn only_loopback_addresses_count_and_localhost_is_pinned() {
+        let address = |u: &str| loopback_address(&reqwest::Url::parse(u).unwrap());
+        assert_eq!(
+            address("https://localhost:5001").unwrap().to_string(),
+            "127.0.0.1:5001"
+        );
+        assert_eq!(
+            address("https://127.0.0.2:5001/x").unwrap().to_string(),
+            "127.0.0.2:5001"
+        );
+        assert_eq!(
+            address("https://[::1]:5001").unwrap().to_string(),
+            "[::1]:5001"
+        );
+        assert_eq!(address("https://agent.internal:5001"), None);
+        assert_eq!(address("https://127.0.0.1.evil.com:5001"), None);
+        assert_eq!(address("https://10.0.0.1:5001"), None);
     }
 }

@@ -1,8 +1,10 @@
 //! The wrapper's only `unsafe` code: sending signals and reaping orphans.
 
-/// Sends `signal` to the process group `pgid` (the command and anything it started).
+/// Sends `signal` to the process group `pgid` (the command and anything it started). Only a
+/// real child's group: kill(0) would signal the wrapper's own group and kill(-1) every process
+/// it may signal, so those ids are refused.
 pub fn signal_group(pgid: u32, signal: i32) {
-    let Ok(pgid) = i32::try_from(pgid) else {
+    let Some(pgid) = i32::try_from(pgid).ok().filter(|pgid| *pgid > 1) else {
         return;
     };
     // SAFETY: kill(2) with a negative pid signals that process group; it has no memory

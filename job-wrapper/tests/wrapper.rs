@@ -497,8 +497,11 @@ while time.time() < end: s.handle_request()
     .unwrap();
     let url = format!("https://localhost:{}", port.trim());
     let tombstone = dir.path().join("t.json");
+    // A proxy in the environment never sees the agent's token: nothing listens there, so a
+    // request through it would fail.
+    let proxy = closed_port_url();
     let args = |token_path: &Path| {
-        run(&[
+        wrapper(&[
             "--datadog-agent",
             &url,
             "--datadog-auth-token",
@@ -511,6 +514,11 @@ while time.time() < end: s.handle_request()
             "--",
             "exit 2",
         ])
+        .env("HTTPS_PROXY", &proxy)
+        .env("https_proxy", &proxy)
+        .env("ALL_PROXY", &proxy)
+        .output()
+        .unwrap()
     };
     let out = args(&token_file);
     assert_eq!(
@@ -536,4 +544,157 @@ while time.time() < end: s.handle_request()
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
     assert_eq!(summary["stop"][0]["detail"], "HTTP 401");
+}
+
+#[test]
+fn sigterm_while_waiting_for_the_sidecars_ends_the_wrapper_without_running_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let ran = dir.path().join("ran");
+    let never = closed_port_url();
+    let touch = format!("touch {}", ran.display());
+    let mut child = wrapper(&[
+        "--wait-http",
+        &never,
+        "--wait-timeout",
+        "60s",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--shell",
+        "--",
+        &touch,
+    ])
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, 15);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("job-wrapper ignored SIGTERM while waiting for the sidecars");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(!ran.exists(), "the command never ran");
+    let end = end_record(&cri(&log));
+    assert_eq!(end["signal"], 15);
+    assert!(
+        end["error"]
+            .as_str()
+            .unwrap()
+            .contains("before the command started")
+    );
+}
+
+#[test]
+fn sigterm_reaches_a_command_that_floods_its_output() {
+    // `yes` keeps both the wrapper's pipe and its own stdout busy; the TERM must still be
+    // forwarded promptly (the shell's trap turns it into exit 7).
+    let mut child = wrapper(&[
+        "--shell",
+        "--",
+        "trap 'exit 7' TERM; echo started >&2; yes flood-flood-flood-flood-flood-flood & wait",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut started = [0u8; 8];
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_exact(&mut started)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, 15);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM was never forwarded to a command flooding its output");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(7));
+}
+
+#[test]
+fn the_end_of_job_token_is_made_after_the_command_and_files_are_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let token_file = dir.path().join("job-end.token");
+    let tombstone = dir.path().join("done.json");
+    std::fs::write(&token_file, "left by an earlier run").unwrap();
+    // The command looks for the token while it runs, and prints a look-alike end record.
+    let script = format!(
+        "if [ -e {0} ]; then echo token-visible; else echo no-token; fi; echo '{{\"job_wrapper\":\"end\",\"exit_code\":0}}'; exit 5",
+        token_file.display()
+    );
+    let out = run(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--tombstone",
+        tombstone.to_str().unwrap(),
+        "--shell",
+        "--",
+        &script,
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let lines = cri(&log);
+    assert_eq!(
+        lines[0].2, "no-token",
+        "the old token is gone before the command starts"
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.len(), 64);
+    let end = end_record(&lines);
+    assert_eq!(
+        end["token"],
+        token.as_str(),
+        "the real end record carries it"
+    );
+    assert_eq!(end["exit_code"], 5);
+    let forged: Value = serde_json::from_str(&lines[1].2).unwrap();
+    assert!(forged.get("token").is_none());
+    for path in [&log, &token_file, &tombstone] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", path.display());
+    }
+
+    // --file-mode and --end-token-file.
+    let other = dir.path().join("other.token");
+    let log2 = dir.path().join("second.log");
+    let out = run(&[
+        "--log-file",
+        log2.to_str().unwrap(),
+        "--file-mode",
+        "600",
+        "--end-token-file",
+        other.to_str().unwrap(),
+        "--shell",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    for path in [&log2, &other] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    assert_eq!(
+        end_record(&cri(&log2))["token"],
+        std::fs::read_to_string(&other).unwrap().as_str()
+    );
+    let bad = run(&["--file-mode", "rw-r-----", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -194,6 +194,12 @@ pub struct CoreConfig {
     pub exit_timeout: Duration,
     /// Stop Fluent Bit once job-wrapper's end-of-job record has been delivered.
     pub exit_on_job_end: bool,
+    /// Where job-wrapper writes the token its real end-of-job record carries (required with
+    /// `exit_on_job_end`).
+    pub job_end_token_file: Option<std::path::PathBuf>,
+    /// After the token file appears, stop Fluent Bit by this time even if the end-of-job
+    /// record never settles.
+    pub job_end_timeout: Duration,
     /// How often the counters are logged (zero: only at exit).
     pub stats_interval: Duration,
     /// Chunk bytes being processed at once, beyond which flushes wait for room.
@@ -209,6 +215,7 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_JOB_END_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl CoreConfig {
     /// The instance's label: the `label` property, else the one the plugin assigned.
@@ -260,6 +267,15 @@ impl CoreConfig {
         }
         let exit_timeout = r.duration("exit_timeout", DEFAULT_EXIT_TIMEOUT)?;
         let exit_on_job_end = r.boolean("exit_on_job_end", false)?;
+        let job_end_token_file = r.string("job_end_token_file").map(std::path::PathBuf::from);
+        if exit_on_job_end && job_end_token_file.is_none() {
+            return Err(ConfigError::new(
+                "job_end_token_file",
+                "is required with exit_on_job_end: the file job-wrapper's --end-token-file writes \
+                 (without it an application could end the Job by printing a look-alike record)",
+            ));
+        }
+        let job_end_timeout = r.duration("job_end_timeout", DEFAULT_JOB_END_TIMEOUT)?;
         let stats_interval = r.duration("stats_interval", DEFAULT_STATS_INTERVAL)?;
         let max_in_flight_bytes = r.size("max_in_flight_bytes", DEFAULT_MAX_IN_FLIGHT_BYTES)?;
         let max_concurrent_requests = match r.string("max_concurrent_requests") {
@@ -286,6 +302,8 @@ impl CoreConfig {
             flush_timeout,
             exit_timeout,
             exit_on_job_end,
+            job_end_token_file,
+            job_end_timeout,
             stats_interval,
             max_in_flight_bytes,
             max_concurrent_requests,

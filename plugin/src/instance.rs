@@ -27,6 +27,7 @@ use crate::config::{ConfigError, CoreConfig, Properties};
 use crate::decode::decode_chunk;
 use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
 use crate::destinations::{Destination, Shared};
+use crate::job_end::{Claim, JobEnd};
 use crate::ledger::{ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
 use crate::record::Batch;
@@ -69,6 +70,8 @@ struct Pipeline {
     in_flight: Mutex<u64>,
     room: Condvar,
     shutdown: Arc<dyn HostShutdown>,
+    /// Set with `exit_on_job_end`.
+    job_end: Option<JobEnd>,
 }
 
 struct Job {
@@ -84,6 +87,9 @@ pub struct Instance {
     pipeline: Arc<Pipeline>,
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// With `exit_on_job_end`: stops Fluent Bit `job_end_timeout` after the Job ended, if the
+    /// end-of-job record has not done it by then.
+    job_end_fallback: Mutex<Option<JoinHandle<()>>>,
     handle: Handle,
     /// When the counters were last logged.
     stats_logged: Mutex<Instant>,
@@ -130,7 +136,13 @@ impl Instance {
             .iter()
             .map(|d| DestinationStats::new(d.kind().name()))
             .collect();
+        let job_end = config
+            .exit_on_job_end
+            .then(|| config.job_end_token_file.clone())
+            .flatten()
+            .map(|file| JobEnd::new(file, config.job_end_timeout));
         let pipeline = Arc::new(Pipeline {
+            job_end,
             config,
             log,
             destinations,
@@ -143,6 +155,10 @@ impl Instance {
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let dispatcher = handle.spawn(dispatch(Arc::clone(&pipeline), rx));
+        let job_end_fallback = pipeline
+            .job_end
+            .is_some()
+            .then(|| handle.spawn(job_end_fallback(Arc::clone(&pipeline))));
         pipeline.log.debug(format_args!(
             "started: destinations={} flush_timeout={:?}",
             pipeline
@@ -157,6 +173,7 @@ impl Instance {
             pipeline,
             jobs: Mutex::new(Some(tx)),
             dispatcher: Mutex::new(Some(dispatcher)),
+            job_end_fallback: Mutex::new(job_end_fallback),
             handle,
             stats_logged: Mutex::new(Instant::now()),
             engine_thread: std::thread::current().id(),
@@ -267,6 +284,14 @@ impl Instance {
     /// Call on a host thread, outside the runtime.
     pub fn shutdown(&self) {
         drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(fallback) = self
+            .job_end_fallback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            fallback.abort();
+        }
         let dispatcher = self
             .dispatcher
             .lock()
@@ -341,12 +366,38 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     let (status, job_end) = pipeline.process(job).await;
     // The reply was sent inside `process`; the bytes are free once the chunk is settled.
     drop(reserved);
-    if job_end && status == FlushStatus::Ok {
-        // Everything up to job-wrapper's last record is delivered: stop Fluent Bit, whose own
-        // shutdown still flushes whatever else is pending (retries included) for `Grace`.
-        pipeline
-            .log
-            .info("job-wrapper's end-of-job record is delivered: asking Fluent Bit to shut down (exit_on_job_end)");
+    if let Some(end) = &pipeline.job_end {
+        if job_end && status != FlushStatus::Retry {
+            end.mark_settled();
+        }
+        pipeline.stop_if_job_ended(end);
+    }
+}
+
+/// Stops Fluent Bit `job_end_timeout` after job-wrapper wrote its token (the command has
+/// exited), whatever became of the end-of-job record: Fluent Bit may have dropped its chunk
+/// after the last retry, or a filter may have removed it, and the Job must still complete.
+async fn job_end_fallback(pipeline: Arc<Pipeline>) {
+    let Some(end) = &pipeline.job_end else {
+        return;
+    };
+    end.wait_for_token().await;
+    pipeline.log.debug(format_args!(
+        "job-wrapper's token appeared at {}: Fluent Bit stops within job_end_timeout ({:?})",
+        end.token_file().display(),
+        end.timeout
+    ));
+    tokio::time::sleep(end.timeout).await;
+    if end.claim_shutdown() {
+        pipeline.log.warn(format_args!(
+            "the Job ended {:?} ago (job_end_timeout) and its end-of-job record has {}: asking Fluent Bit to shut down anyway",
+            end.timeout,
+            if end.is_settled() {
+                "settled but other chunks are still pending"
+            } else {
+                "not settled (dropped by Fluent Bit, filtered out, or still retrying)"
+            }
+        ));
         pipeline.shutdown.request_shutdown();
     }
 }
@@ -397,6 +448,49 @@ impl Pipeline {
         true
     }
 
+    /// Once the end-of-job record has settled and nothing else is in flight or waiting for a
+    /// resend, asks Fluent Bit to shut down (once).
+    fn stop_if_job_ended(&self, end: &JobEnd) {
+        if !end.is_settled() {
+            return;
+        }
+        let idle = *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) == 0;
+        if idle && self.ledger.is_empty() && end.claim_shutdown() {
+            // Fluent Bit's own shutdown still flushes whatever else it holds for `Grace`.
+            self.log.info(
+                "job-wrapper's end-of-job record has settled and nothing is pending: asking Fluent Bit to shut down (exit_on_job_end)",
+            );
+            self.shutdown.request_shutdown();
+        }
+    }
+
+    /// With `exit_on_job_end`: whether the chunk holds the wrapper's real end-of-job record.
+    /// Look-alikes without the run's token are counted and ignored.
+    fn holds_job_end(&self, events: &[crate::record::LogEvent], tag: &str) -> bool {
+        let Some(end) = &self.job_end else {
+            return false;
+        };
+        let mut genuine = false;
+        let mut forged = 0u64;
+        for event in events {
+            if let Some(carried) = event.job_end_claim(&self.config.message_keys) {
+                match end.judge(carried.as_deref()) {
+                    Claim::Genuine => genuine = true,
+                    Claim::Forged => forged += 1,
+                }
+            }
+        }
+        if forged > 0 {
+            stats::add(&self.stats.forged_job_end, forged);
+            self.log.warn(format_args!(
+                "chunk with tag '{}': {forged} records look like job-wrapper's end-of-job record but do not carry this run's token (from {}): delivered as logs, the Job does not end on them",
+                shorten(tag),
+                end.token_file().display()
+            ));
+        }
+        genuine
+    }
+
     fn release(&self, size: u64) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         *in_flight = in_flight.saturating_sub(size);
@@ -404,7 +498,7 @@ impl Pipeline {
     }
 
     /// Decodes and delivers one chunk, answers the flush, and says whether the chunk held
-    /// job-wrapper's end-of-job record (when `exit_on_job_end` is on).
+    /// job-wrapper's real end-of-job record (when `exit_on_job_end` is on).
     async fn process(&self, job: Job) -> (FlushStatus, bool) {
         let Job {
             chunk,
@@ -449,11 +543,7 @@ impl Pipeline {
             let _ = reply.send(FlushStatus::Ok);
             return (FlushStatus::Ok, false);
         }
-        let job_end = self.config.exit_on_job_end
-            && decoded
-                .events
-                .iter()
-                .any(|e| e.is_job_end(&self.config.message_keys));
+        let job_end = self.holds_job_end(&decoded.events, &tag);
         let batch = Arc::new(Batch {
             tag,
             events: decoded.events,
@@ -516,7 +606,7 @@ impl Pipeline {
         }
         // The flush side may have given up already; nothing to do then.
         let _ = reply.send(status);
-        (status, job_end && status == FlushStatus::Ok)
+        (status, job_end)
     }
 
     /// Folds each destination's outcome into the chunk's progress, the counters and one log
@@ -672,13 +762,26 @@ mod tests {
         buf
     }
 
+    const TOKEN: &str = "5f0c1e2d3b4a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+    fn end_record(token: Option<&str>) -> String {
+        let mut end = serde_json::json!({"job_wrapper": "end", "exit_code": 3});
+        if let Some(token) = token {
+            end["token"] = token.into();
+        }
+        end.to_string()
+    }
+
     #[test]
     fn the_end_of_job_record_stops_the_host_only_when_asked_and_after_delivery() {
-        let end = r#"{"job_wrapper":"end","exit_code":3}"#;
         let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("job-end.token");
+        let token_path = token_file.display().to_string();
+        let end = end_record(Some(TOKEN));
+        std::fs::write(&token_file, TOKEN).unwrap();
         let off = Arc::new(CountShutdown::default());
         let (inst, _sink, _lease) = instance_with(&dir, &[], off.clone());
-        assert_eq!(inst.flush(&chunk(&["a", end]), b"t"), FlushStatus::Ok);
+        assert_eq!(inst.flush(&chunk(&["a", &end]), b"t"), FlushStatus::Ok);
         inst.shutdown();
         assert_eq!(
             off.0.load(Ordering::SeqCst),
@@ -687,11 +790,18 @@ mod tests {
         );
 
         let on = Arc::new(CountShutdown::default());
-        let (inst, sink, _lease) = instance_with(&dir, &[("exit_on_job_end", "on")], on.clone());
+        let (inst, sink, _lease) = instance_with(
+            &dir,
+            &[
+                ("exit_on_job_end", "on"),
+                ("job_end_token_file", &token_path),
+            ],
+            on.clone(),
+        );
         let _host = HostThread::enter();
         assert_eq!(inst.flush(&chunk(&["a", "b"]), b"t"), FlushStatus::Ok);
         assert_eq!(on.0.load(Ordering::SeqCst), 0);
-        assert_eq!(inst.flush(&chunk(&["c", end]), b"t"), FlushStatus::Ok);
+        assert_eq!(inst.flush(&chunk(&["c", &end]), b"t"), FlushStatus::Ok);
         inst.shutdown();
         assert_eq!(on.0.load(Ordering::SeqCst), 1);
         assert!(sink.text().contains("asking Fluent Bit to shut down"));
@@ -699,6 +809,121 @@ mod tests {
         assert!(
             written.lines().last().unwrap().contains("job_wrapper"),
             "delivered before the request"
+        );
+    }
+
+    #[test]
+    fn look_alike_end_records_printed_by_the_application_never_stop_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("job-end.token");
+        let token_path = token_file.display().to_string();
+        let on = Arc::new(CountShutdown::default());
+        let (inst, sink, _lease) = instance_with(
+            &dir,
+            &[
+                ("exit_on_job_end", "on"),
+                ("job_end_token_file", &token_path),
+            ],
+            on.clone(),
+        );
+        let _host = HostThread::enter();
+        // While the command runs there is no token: even a record carrying the right one
+        // (which nobody can know yet) is not believed.
+        let forged = [end_record(None), end_record(Some(TOKEN))];
+        assert_eq!(
+            inst.flush(&chunk(&["a", &forged[0], &forged[1]]), b"t"),
+            FlushStatus::Ok
+        );
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let wrong = end_record(Some(&"ab".repeat(32)));
+        assert_eq!(
+            inst.flush(&chunk(&[&forged[0], &wrong, "b"]), b"t"),
+            FlushStatus::Ok
+        );
+        assert_eq!(on.0.load(Ordering::SeqCst), 0, "nothing ended the Job");
+        inst.shutdown();
+        let text = sink.text();
+        assert!(text.contains("forged_job_end=4"), "{text}");
+        assert!(
+            text.contains("2 records look like job-wrapper's end-of-job record but do not carry this run's token"),
+            "{text}"
+        );
+        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(
+            written.lines().count(),
+            6,
+            "look-alikes are delivered as logs"
+        );
+    }
+
+    #[test]
+    fn the_host_stops_job_end_timeout_after_the_token_even_without_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("job-end.token");
+        let token_path = token_file.display().to_string();
+        let on = Arc::new(CountShutdown::default());
+        let (inst, sink, _lease) = instance_with(
+            &dir,
+            &[
+                ("exit_on_job_end", "on"),
+                ("job_end_token_file", &token_path),
+                ("job_end_timeout", "200ms"),
+            ],
+            on.clone(),
+        );
+        let _host = HostThread::enter();
+        assert_eq!(inst.flush(&chunk(&["a"]), b"t"), FlushStatus::Ok);
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(
+            on.0.load(Ordering::SeqCst),
+            0,
+            "the command is still running"
+        );
+        // The wrapper wrote its token; the chunk with its record never arrives (Fluent Bit
+        // dropped it after its retries).
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while on.0.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(on.0.load(Ordering::SeqCst), 1);
+        inst.shutdown();
+        assert!(
+            sink.text()
+                .contains("its end-of-job record has not settled (dropped by Fluent Bit"),
+            "{}",
+            sink.text()
+        );
+    }
+
+    #[test]
+    fn exit_on_job_end_needs_the_token_file() {
+        let lease = RuntimeLease::acquire().unwrap();
+        let props: HashMap<String, String> = [
+            ("destinations", "file"),
+            ("path", "/dev/null"),
+            ("exit_on_job_end", "on"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sink = MemorySink::new(Level::Debug);
+        let _host = HostThread::enter();
+        assert!(
+            Instance::start(
+                &props,
+                sink.clone(),
+                Arc::new(CountShutdown::default()),
+                "fanout.0".into(),
+                lease.handle().clone(),
+            )
+            .is_none()
+        );
+        assert!(
+            sink.text()
+                .contains("property 'job_end_token_file': is required with exit_on_job_end"),
+            "{}",
+            sink.text()
         );
     }
 

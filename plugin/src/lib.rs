@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod destinations;
 mod ffi;
 pub mod instance;
+pub mod job_end;
 pub mod ledger;
 pub mod log;
 pub mod record;

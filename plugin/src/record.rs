@@ -76,14 +76,32 @@ impl LogEvent {
 pub const JOB_END_PREFIX: &str = "{\"job_wrapper\":\"end\"";
 
 impl LogEvent {
-    /// Whether this is job-wrapper's end-of-job record: its message is the wrapper's JSON, or
-    /// (after a `merge_log`) the record has `"job_wrapper": "end"`.
-    pub fn is_job_end<K: AsRef<str>>(&self, message_keys: &[K]) -> bool {
-        self.body.get("job_wrapper").and_then(Value::as_str) == Some("end")
-            || self
-                .message(message_keys)
-                .and_then(|(_, v)| v.as_str())
-                .is_some_and(|m| m.starts_with(JOB_END_PREFIX))
+    /// If this record claims to be job-wrapper's end-of-job record — its message is JSON that
+    /// starts like the wrapper's, or (after a `merge_log`) it has `"job_wrapper": "end"` — the
+    /// token it carries (`Some(None)` when it carries none). Anything can print such a line;
+    /// only the token, which the wrapper makes after the command has exited, tells the real
+    /// one apart.
+    pub fn job_end_claim<K: AsRef<str>>(&self, message_keys: &[K]) -> Option<Option<String>> {
+        if self.body.get("job_wrapper").and_then(Value::as_str) == Some("end") {
+            return Some(
+                self.body
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+        }
+        let message = self.message(message_keys)?.1.as_str()?;
+        if !message.starts_with(JOB_END_PREFIX) {
+            return None;
+        }
+        let parsed: Option<Map> = serde_json::from_str(message).ok();
+        Some(
+            parsed
+                .as_ref()
+                .and_then(|m| m.get("token"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        )
     }
 }
 
@@ -125,14 +143,28 @@ mod tests {
     }
 
     #[test]
-    fn job_end_records_are_recognised() {
+    fn job_end_claims_carry_the_token_if_any() {
         let keys = ["log", "message"];
-        assert!(
-            event(json!({"message": "{\"job_wrapper\":\"end\",\"exit_code\":3}"}))
-                .is_job_end(&keys)
+        let claim = |body: Value| event(body).job_end_claim(&keys);
+        assert_eq!(
+            claim(json!({"message": "{\"job_wrapper\":\"end\",\"exit_code\":3,\"token\":\"ab\"}"})),
+            Some(Some("ab".to_owned()))
         );
-        assert!(event(json!({"log": "x", "job_wrapper": "end"})).is_job_end(&keys));
-        assert!(!event(json!({"log": "job_wrapper end"})).is_job_end(&keys));
+        assert_eq!(
+            claim(json!({"message": "{\"job_wrapper\":\"end\",\"exit_code\":0}"})),
+            Some(None),
+            "printed by anyone: a claim without a token"
+        );
+        assert_eq!(
+            claim(json!({"log": "{\"job_wrapper\":\"end\" and then not JSON"})),
+            Some(None)
+        );
+        assert_eq!(
+            claim(json!({"log": "x", "job_wrapper": "end", "token": "cd"})),
+            Some(Some("cd".to_owned()))
+        );
+        assert_eq!(claim(json!({"log": "job_wrapper end"})), None);
+        assert_eq!(claim(json!({"log": 7})), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct InstanceStats {
     pub busy: AtomicU64,
     /// Of those, flushes answered RETRY because no room came within `flush_timeout`.
     pub busy_retry: AtomicU64,
+    /// Records that looked like job-wrapper's end-of-job record without its token (ignored).
+    pub forged_job_end: AtomicU64,
     pub flush_ok: AtomicU64,
     pub flush_retry: AtomicU64,
     pub flush_error: AtomicU64,
@@ -70,7 +72,7 @@ impl DestinationStats {
 /// `chunks=… records=… … datadog[delivered=… retried=… …] firehose[…]`
 pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> String {
     let mut line = format!(
-        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} flush_ok={} flush_retry={} flush_error={}",
+        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} forged_job_end={} flush_ok={} flush_retry={} flush_error={}",
         get(&instance.chunks),
         get(&instance.records),
         get(&instance.skipped_records),
@@ -78,6 +80,7 @@ pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> S
         get(&instance.rejected_chunks),
         get(&instance.busy),
         get(&instance.busy_retry),
+        get(&instance.forged_job_end),
         get(&instance.flush_ok),
         get(&instance.flush_retry),
         get(&instance.flush_error),

@@ -3,6 +3,8 @@
 //! into the real plugin with `exit_on_job_end on`; when the plugin has delivered the wrapper's
 //! end-of-job record it sends SIGTERM to its process (here: this test process, which catches
 //! it), Fluent Bit's HTTP port closes, the wrapper sees it, stops the other sidecars and exits 3.
+//! Halfway through, the command prints a look-alike of the end-of-job record: it is delivered
+//! as a log line and ends nothing.
 
 mod common;
 
@@ -37,6 +39,9 @@ fn parse_cri(line: &str) -> Value {
     let (time, stream, logtag, message) = (parts.next(), parts.next(), parts.next(), parts.next());
     json!({"time": time, "stream": stream, "logtag": logtag, "message": message.unwrap_or("")})
 }
+
+/// What an application can print: the start of job-wrapper's record, without its token.
+const FORGED: &str = r#"{"job_wrapper":"end","exit_code":0}"#;
 
 #[test]
 fn a_job_of_n_lines_exits_3_after_everything_is_delivered_and_fluent_bit_stopped() {
@@ -74,6 +79,8 @@ fn a_job_of_n_lines_exits_3_after_everything_is_delivered_and_fluent_bit_stopped
     let log = dir.path().join("app.log");
     let out = dir.path().join("delivered.jsonl");
     let tombstone = dir.path().join("tombstone.json");
+    // job-wrapper's default: beside the log file.
+    let token_file = dir.path().join("job-end.token").display().to_string();
     let out_s = out.display().to_string();
     let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
     let instance = plugin
@@ -81,12 +88,16 @@ fn a_job_of_n_lines_exits_3_after_everything_is_delivered_and_fluent_bit_stopped
             ("destinations", "file"),
             ("path", &out_s),
             ("exit_on_job_end", "on"),
+            ("job_end_token_file", &token_file),
             ("label", "job"),
         ])
         .unwrap();
 
-    let script =
-        format!("i=1; while [ $i -le {LINES} ]; do echo \"line $i\"; i=$((i+1)); done; exit 3");
+    let script = format!(
+        "i=1; while [ $i -le {LINES} ]; do echo \"line $i\"; \
+         [ $i -eq {half} ] && echo '{FORGED}'; i=$((i+1)); done; exit 3",
+        half = LINES / 2
+    );
     let mut wrapper = Command::new(wrapper_path())
         .arg("--log-file")
         .arg(&log)
@@ -142,17 +153,29 @@ fn a_job_of_n_lines_exits_3_after_everything_is_delivered_and_fluent_bit_stopped
         .iter()
         .map(|r| r["message"].as_str().unwrap().to_owned())
         .collect();
-    let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    let mut expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    expected.insert(LINES / 2, FORGED.to_owned());
     assert_eq!(
-        &delivered[..LINES],
+        &delivered[..=LINES],
         &expected[..],
-        "every line delivered, in order"
+        "every line delivered, in order, the look-alike too"
     );
-    assert_eq!(delivered.len(), LINES + 1);
-    let end: Value = serde_json::from_str(&delivered[LINES]).unwrap();
+    assert_eq!(delivered.len(), LINES + 2);
+    let end: Value = serde_json::from_str(&delivered[LINES + 1]).unwrap();
     assert_eq!(
         (end["job_wrapper"].as_str(), end["exit_code"].as_i64()),
         (Some("end"), Some(3))
+    );
+    assert_eq!(
+        end["token"].as_str().map(str::len),
+        Some(64),
+        "the real record carries the token"
+    );
+    assert!(
+        logs_of("job").iter().any(|l| l
+            .text
+            .contains("1 records look like job-wrapper's end-of-job record")),
+        "the look-alike is reported"
     );
     assert!(
         logs_of("job")

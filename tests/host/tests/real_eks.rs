@@ -166,10 +166,17 @@ fn job_wrapper_path() -> PathBuf {
     path
 }
 
-/// What the app prints: numbered lines on stdout and stderr, then it exits 3.
+/// A line any application can print: the start of job-wrapper's end-of-job record, without
+/// the token the wrapper makes after the command exits. Fluent Bit must not stop on it.
+const FORGED: &str = r#"{"job_wrapper":"end","exit_code":0}"#;
+
+/// What the app prints: numbered lines on stdout and stderr, with a look-alike of the
+/// end-of-job record halfway, then it exits 3.
 fn app_script() -> String {
     format!(
-        "i=1; while [ $i -le {LINES} ]; do if [ $((i % 10)) -eq 0 ]; then echo \"report line $i\" >&2; else echo \"report line $i\"; fi; i=$((i+1)); done; exit {APP_EXIT}"
+        "i=1; while [ $i -le {LINES} ]; do if [ $((i % 10)) -eq 0 ]; then echo \"report line $i\" >&2; else echo \"report line $i\"; fi; \
+         if [ $i -eq {half} ]; then echo '{FORGED}'; fi; i=$((i+1)); done; exit {APP_EXIT}",
+        half = LINES / 2
     )
 }
 
@@ -309,11 +316,11 @@ impl Pod {
         self.assert_delivered("batch");
     }
 
-    /// Every line of the app and the end-of-job record reached both destinations once, with
-    /// the pod's metadata and service.
+    /// Every line of the app (the look-alike end record too) and the real end-of-job record
+    /// reached both destinations once, with the pod's metadata and service.
     fn assert_delivered(&mut self, namespace: &str) {
         let service = "nightly-report";
-        let expected = LINES + 1;
+        let expected = LINES + 2;
         let (intake, moto) = (&self.intake, &self.moto);
         wait_until(
             &mut self.fluent_bit,
@@ -323,9 +330,16 @@ impl Pod {
         );
         let accepted = intake.accepted();
         assert_eq!(accepted.len(), expected, "exactly once");
+        let (app, end) = accepted.split_at(LINES + 1);
+        assert_eq!(
+            app.iter().filter(|e| e["message"] == FORGED).count(),
+            1,
+            "the look-alike is delivered as a log line, and Fluent Bit kept going"
+        );
+        let app: Vec<&Value> = app.iter().filter(|e| e["message"] != FORGED).collect();
         // stdout and stderr are two pipes: each stream's lines keep their order.
         for stream in ["stdout", "stderr"] {
-            let numbers: Vec<usize> = accepted[..LINES]
+            let numbers: Vec<usize> = app
                 .iter()
                 .filter(|e| e["stream"] == stream)
                 .map(|e| {
@@ -342,7 +356,7 @@ impl Pod {
                 .collect();
             assert_eq!(numbers, expected, "{stream}: every line, in order");
         }
-        for entry in &accepted[..LINES] {
+        for entry in &app {
             assert_eq!(entry["service"], service);
             assert_eq!(entry["kubernetes"]["pod_name"], POD_NAME);
             assert_eq!(entry["kubernetes"]["namespace_name"], namespace);
@@ -353,12 +367,12 @@ impl Pod {
                 "{tags}"
             );
         }
-        let end: Value =
-            serde_json::from_str(accepted[LINES]["message"].as_str().unwrap()).unwrap();
+        let end: Value = serde_json::from_str(end[0]["message"].as_str().unwrap()).unwrap();
         assert_eq!(
             (end["job_wrapper"].as_str(), end["exit_code"].as_i64()),
             (Some("end"), Some(i64::from(APP_EXIT)))
         );
+        assert_eq!(end["token"].as_str().map(str::len), Some(64));
         let objects = moto.objects("eks-logs");
         let s3: Vec<Value> = objects
             .iter()
