@@ -207,6 +207,34 @@ impl Choice {
         self.resolve(tag, record).ok()
     }
 
+    /// How many `||` alternatives there are.
+    pub fn alternatives(&self) -> usize {
+        self.options.len()
+    }
+
+    /// The first alternative that renders *and* that `accept` takes (a destination's own rule:
+    /// a valid stream name, a stream not known to be missing); `accept` also learns whether the
+    /// value is the last alternative. Each one passed over says why, and the last reason is
+    /// returned when none is taken.
+    pub fn first_accepted(
+        &self,
+        tag: &str,
+        record: &Map,
+        mut accept: impl FnMut(&str, bool) -> Result<(), String>,
+    ) -> Result<String, String> {
+        let mut reason = String::from("no value");
+        for (n, option) in self.options.iter().enumerate() {
+            match option.render(tag, record) {
+                Ok(value) => match accept(&value, n + 1 == self.options.len()) {
+                    Ok(()) => return Ok(value),
+                    Err(why) => reason = why,
+                },
+                Err(missing) => reason = missing.to_string(),
+            }
+        }
+        Err(reason)
+    }
+
     /// Like [`Choice::render`], naming what the last alternative missed when none renders.
     pub fn resolve(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
         let mut missing = MissingField::Nothing;

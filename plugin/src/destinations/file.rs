@@ -58,7 +58,8 @@ impl FileDestination {
     }
 
     pub async fn deliver(&self, batch: &Batch, outcome: &SharedOutcome) {
-        let mut buf = Vec::with_capacity(batch.events.len() * 256);
+        // A guess, capped: a chunk of tiny records must not reserve hundreds of MB up front.
+        let mut buf = Vec::with_capacity(batch.events.len().saturating_mul(256).min(1 << 20));
         let mut written = Vec::with_capacity(batch.events.len());
         let mut unencodable = Vec::new();
         for (position, event) in batch.events.iter().enumerate() {

@@ -426,6 +426,55 @@ child_test!(
 );
 
 child_test!(
+    a_stream_found_missing_is_not_asked_again_and_later_records_take_the_fallback,
+    fake_missing_stream_cache,
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-missing-cache",
+                &[("delivery_stream", "logs-$container_name || logs-unrouted")],
+            ))
+            .unwrap();
+        let chunk = |first: usize| {
+            (first..first + 4).fold(Chunk::new(), |c, n| {
+                c.event(n as u32, &firelens("missing", n))
+            })
+        };
+        // The first chunk learns that the stream does not exist: refused, reported.
+        assert_eq!(instance.flush(chunk(0).bytes(), "t"), FLB_ERROR);
+        // The next ones go to the fallback without asking again.
+        for first in [4, 8, 12] {
+            assert_eq!(instance.flush(chunk(first).bytes(), "t"), FLB_OK);
+        }
+        assert_eq!(instance.exit(), FLB_OK);
+        let calls: Vec<String> = endpoint
+            .received()
+            .iter()
+            .map(|r| r.stream.clone())
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                "logs-missing",
+                "logs-unrouted",
+                "logs-unrouted",
+                "logs-unrouted"
+            ]
+        );
+        let delivered: Vec<Value> = endpoint
+            .accepted()
+            .iter()
+            .flat_map(|(_, data)| lines(data))
+            .collect();
+        assert_eq!(delivered.len(), 12);
+    }
+);
+
+child_test!(
     aggregation_and_gzip_pack_many_lines_per_record,
     fake_aggregation,
     STATIC_KEYS,

@@ -5,6 +5,14 @@
 //! order. With `simple_aggregation`, consecutive lines of one stream are packed into records
 //! of up to 1000 KiB; with `compression gzip`, each Firehose record is gzip-compressed.
 //!
+//! Routing rule: `delivery_stream`'s `||` alternatives are tried in order, and one is taken
+//! only if it renders to a valid stream name (1-64 of `[A-Za-z0-9_.-]`), is not a stream
+//! Firehose said is missing within the last [`MISSING_STREAM_TTL`], and is not a new stream
+//! beyond [`MAX_STREAMS_PER_CHUNK`] in this chunk; otherwise the next alternative is tried,
+//! and a record with none left is dropped with the last reason. Record content can thus never
+//! turn one flush into thousands of calls, nor send records to a stream name it made up that
+//! does not pass these rules.
+//!
 //! Size rule: a line over 1000 KiB has its message (`log_key` value, or the instance's message
 //! key) cut to fit and `[Truncated...]` appended; a record with no message long enough to cut
 //! is dropped. Both are counted and logged.
@@ -40,6 +48,46 @@ pub const CALL_LIMITS: Limits = Limits {
     fixed_overhead: 512,
     per_entry_overhead: 16,
 };
+
+/// Distinct delivery streams one chunk may open: with one call per stream at least, this bounds
+/// the calls a chunk of records with distinct values can cause.
+pub const MAX_STREAMS_PER_CHUNK: usize = 32;
+
+/// How long a stream Firehose reported missing (`ResourceNotFoundException`) is not asked again.
+pub const MISSING_STREAM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Streams remembered as missing at most (the oldest is forgotten first).
+const MISSING_STREAMS_KEPT: usize = 1024;
+
+/// Streams Firehose recently reported missing: records for them fall through to the next
+/// `||` alternative without a call.
+#[derive(Default)]
+pub struct MissingStreams {
+    seen: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl MissingStreams {
+    pub fn insert(&self, stream: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < MISSING_STREAM_TTL);
+        if seen.len() >= MISSING_STREAMS_KEPT
+            && let Some(oldest) = seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+        {
+            seen.remove(&oldest);
+        }
+        seen.insert(stream.to_owned(), now);
+    }
+
+    pub fn contains(&self, stream: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(stream)
+            .is_some_and(|at| at.elapsed() < MISSING_STREAM_TTL)
+    }
+}
 
 /// Firehose bills ingestion per record rounded up to 5 KB.
 pub const BILLING_UNIT: usize = 5 * 1024;
@@ -117,6 +165,8 @@ pub struct Plan<'a> {
     index: HashMap<String, usize>,
     ready: VecDeque<Planned<String>>,
     finished: bool,
+    /// Streams not to route to (reported missing recently).
+    missing: Option<&'a MissingStreams>,
     pub counts: Counts,
 }
 
@@ -142,8 +192,32 @@ impl Iterator for Plan<'_> {
             let position = self.next;
             self.next += 1;
             let (encoder, tag, counts) = (self.encoder, &self.batch.tag, &mut self.counts);
+            let open = &self.index;
+            let missing = self.missing;
             let routed = encoder
-                .route(event, tag, counts)
+                .route(event, tag, counts, |stream, last| {
+                    if !valid_stream_name(stream) {
+                        return Err(format!(
+                            "'{}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
+                            shorten(stream)
+                        ));
+                    }
+                    if missing.is_some_and(|m| m.contains(stream)) {
+                        return Err(format!(
+                            "stream '{stream}' does not exist (ResourceNotFoundException; not asked again for {}s)",
+                            MISSING_STREAM_TTL.as_secs()
+                        ));
+                    }
+                    // The last alternative (the fallback) may take the last slot.
+                    let room = MAX_STREAMS_PER_CHUNK - usize::from(!last);
+                    if !open.contains_key(stream) && open.len() >= room {
+                        return Err(format!(
+                            "'{stream}' would be stream number {} of this chunk (at most {MAX_STREAMS_PER_CHUNK})",
+                            open.len() + 1
+                        ));
+                    }
+                    Ok(())
+                })
                 .and_then(|stream| Ok((stream, encoder.line(event, tag, counts)?)));
             let (stream, line) = match routed {
                 Ok(routed) => routed,
@@ -250,7 +324,17 @@ pub struct Encoder<'a> {
 impl<'a> Encoder<'a> {
     /// The batch's calls, built as they are pulled.
     pub fn plan(&'a self, batch: &'a Batch) -> Plan<'a> {
+        self.plan_avoiding(batch, None)
+    }
+
+    /// Like [`Encoder::plan`], routing around streams known to be missing.
+    pub fn plan_avoiding(
+        &'a self,
+        batch: &'a Batch,
+        missing: Option<&'a MissingStreams>,
+    ) -> Plan<'a> {
         Plan {
+            missing,
             encoder: self,
             batch,
             next: 0,
@@ -298,30 +382,29 @@ impl<'a> Encoder<'a> {
         routed
     }
 
-    /// The record's delivery stream, or why it has none.
-    fn route(&self, event: &LogEvent, tag: &str, counts: &mut Counts) -> Result<String, String> {
-        match self.config.delivery_stream.resolve(tag, &event.body) {
-            Ok(stream) if valid_stream_name(&stream) => Ok(stream),
-            Ok(stream) => {
-                let reason = format!(
-                    "'{stream}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)"
-                );
+    /// The record's delivery stream: the first alternative `accept` takes, or why none is.
+    fn route(
+        &self,
+        event: &LogEvent,
+        tag: &str,
+        counts: &mut Counts,
+        accept: impl FnMut(&str, bool) -> Result<(), String>,
+    ) -> Result<String, String> {
+        self.config
+            .delivery_stream
+            .first_accepted(tag, &event.body, accept)
+            .map_err(|reason| {
                 counts.unroutable += 1;
-                counts
-                    .unroutable_reason
-                    .get_or_insert_with(|| reason.clone());
-                Err(format!("no delivery stream: {reason}"))
-            }
-            Err(missing) => {
-                counts.unroutable += 1;
-                counts
-                    .unroutable_reason
-                    .get_or_insert_with(|| missing.to_string());
-                Err(format!(
-                    "no delivery stream ({missing}) and delivery_stream has no '||' fallback"
-                ))
-            }
-        }
+                let cause = if self.config.delivery_stream.alternatives() > 1 {
+                    format!("no delivery stream ({reason}, the last alternative)")
+                } else {
+                    format!(
+                        "no delivery stream ({reason}) and delivery_stream has no '||' fallback"
+                    )
+                };
+                counts.unroutable_reason.get_or_insert(reason);
+                cause
+            })
     }
 
     /// One newline-terminated line for an event, within the record size limit, or why the
@@ -421,6 +504,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
+/// A made-up stream name as shown in a log line: at most 80 characters.
+fn shorten(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().count() <= 80 {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("{}…", name.chars().take(80).collect::<String>()))
+    }
+}
+
 /// Firehose stream names: 1 to 64 of `[a-zA-Z0-9_.-]`.
 pub fn valid_stream_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -470,6 +562,105 @@ mod tests {
 
     fn text(record: &[u8]) -> String {
         String::from_utf8(record.to_vec()).unwrap()
+    }
+
+    /// Streams and how many lines each one got, in order of first appearance.
+    fn lines_per_stream(r: &Routed) -> Vec<(String, usize)> {
+        r.streams
+            .iter()
+            .map(|s| (s.stream.clone(), s.events()))
+            .collect()
+    }
+
+    #[test]
+    fn an_alternative_that_is_not_a_valid_stream_name_falls_through_to_the_next() {
+        let c = config(&[(
+            "delivery_stream",
+            "logs-$app || logs-$container_name || logs-unrouted",
+        )]);
+        let r = encode(
+            &c,
+            &[
+                json!({"app": "x".repeat(100), "container_name": "web", "log": "a"}),
+                json!({"app": "a/b", "log": "b"}),
+                json!({"app": "pay", "log": "c"}),
+            ],
+        );
+        assert_eq!(
+            lines_per_stream(&r),
+            vec![
+                ("logs-web".to_owned(), 1),
+                ("logs-unrouted".to_owned(), 1),
+                ("logs-pay".to_owned(), 1)
+            ]
+        );
+        assert_eq!(
+            r.unroutable, 0,
+            "nothing dropped while an alternative is left"
+        );
+    }
+
+    #[test]
+    fn one_chunk_opens_a_bounded_number_of_streams() {
+        let bodies: Vec<Value> = (0..1000)
+            .map(|i| json!({"app": format!("app{i}"), "log": "x"}))
+            .collect();
+        let with_fallback = config(&[("delivery_stream", "logs-$app || logs-overflow")]);
+        let r = encode(&with_fallback, &bodies);
+        assert_eq!(r.streams.len(), MAX_STREAMS_PER_CHUNK);
+        assert_eq!(
+            r.streams.last().map(|s| (s.stream.as_str(), s.events())),
+            Some(("logs-overflow", 1000 - (MAX_STREAMS_PER_CHUNK - 1))),
+            "the fallback takes the rest"
+        );
+        assert_eq!(r.unroutable, 0);
+
+        let strict = config(&[("delivery_stream", "logs-$app")]);
+        let r = encode(&strict, &bodies);
+        assert_eq!(r.streams.len(), MAX_STREAMS_PER_CHUNK);
+        assert_eq!(r.unroutable as usize, 1000 - MAX_STREAMS_PER_CHUNK);
+        assert!(
+            r.dropped[0]
+                .1
+                .contains("would be stream number 33 of this chunk (at most 32)"),
+            "{:?}",
+            r.dropped[0]
+        );
+    }
+
+    #[test]
+    fn streams_reported_missing_are_routed_around_without_a_call() {
+        let c = config(&[("delivery_stream", "logs-$container_name || logs-unrouted")]);
+        let keys = vec!["log".to_string()];
+        let batch = Batch {
+            tag: "t".into(),
+            events: [
+                json!({"container_name": "gone", "log": "a"}),
+                json!({"container_name": "web", "log": "b"}),
+            ]
+            .iter()
+            .map(|b| LogEvent {
+                time: EventTime::new(1, 0),
+                metadata: Map::new(),
+                body: b.as_object().unwrap().clone(),
+            })
+            .collect(),
+        };
+        let missing = MissingStreams::default();
+        missing.insert("logs-gone");
+        let encoder = Encoder {
+            config: &c,
+            message_keys: &keys,
+        };
+        let keys_sent: Vec<String> = encoder
+            .plan_avoiding(&batch, Some(&missing))
+            .filter_map(|p| match p {
+                Planned::Request(r) => Some(r.key),
+                Planned::Dropped { .. } => None,
+            })
+            .collect();
+        assert_eq!(keys_sent, vec!["logs-unrouted", "logs-web"]);
+        assert!(!missing.contains("logs-web"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
-use self::encode::Encoder;
+use self::encode::{Encoder, MissingStreams};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
@@ -42,11 +42,14 @@ pub struct FirehoseDestination {
     message_keys: Vec<String>,
     log: Arc<Logger>,
     requests: Requests,
+    /// Streams Firehose said do not exist, not asked again for a while.
+    missing: MissingStreams,
 }
 
 /// The calls of one flush: the client they go through.
 struct Calls<'a> {
     client: &'a aws_sdk_firehose::Client,
+    missing: &'a MissingStreams,
 }
 
 impl FirehoseDestination {
@@ -71,6 +74,7 @@ impl FirehoseDestination {
             message_keys: shared.message_keys.clone(),
             log: Arc::clone(&shared.log),
             requests: Requests::new(shared.max_concurrent_requests),
+            missing: MissingStreams::default(),
         })
     }
 
@@ -83,10 +87,13 @@ impl FirehoseDestination {
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
-        let mut plan = encoder.plan(batch);
+        let mut plan = encoder.plan_avoiding(batch, Some(&self.missing));
         self.requests
             .run(
-                &Calls { client },
+                &Calls {
+                    client,
+                    missing: &self.missing,
+                },
                 &mut plan,
                 outcome,
                 deadline,
@@ -126,6 +133,13 @@ impl Endpoint for Calls<'_> {
             Put::Permanent(reason) => Sent::Rejected {
                 reason: format!("stream '{stream}': {reason}"),
             },
+            Put::Missing(reason) => {
+                // Later records for it take their next `||` alternative without a call.
+                self.missing.insert(stream);
+                Sent::Rejected {
+                    reason: format!("stream '{stream}': {reason}"),
+                }
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Put {
     },
     Retry(String),
     Permanent(String),
+    /// The stream does not exist (`ResourceNotFoundException`): refused for good.
+    Missing(String),
 }
 
 pub async fn client(config: &FirehoseConfig) -> aws_sdk_firehose::Client {
@@ -117,8 +119,8 @@ fn classify(error: SdkError<PutRecordBatchError>) -> Put {
             let reason = format!("{code}: {message}");
             match err {
                 PutRecordBatchError::ServiceUnavailableException(_) => Put::Retry(reason),
-                PutRecordBatchError::ResourceNotFoundException(_)
-                | PutRecordBatchError::InvalidArgumentException(_)
+                PutRecordBatchError::ResourceNotFoundException(_) => Put::Missing(reason),
+                PutRecordBatchError::InvalidArgumentException(_)
                 | PutRecordBatchError::InvalidKmsResourceException(_)
                 | PutRecordBatchError::InvalidSourceException(_) => Put::Permanent(reason),
                 _ => match code {
