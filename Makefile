@@ -69,7 +69,7 @@ bench: setup-build dist
 FUZZ_SECONDS ?= 20
 fuzz: setup
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	for target in decode_chunk template; do \
+	for target in decode_chunk template wasm_filter_record; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none --fuzz-dir fuzz $$target -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done

@@ -11,6 +11,11 @@ use serde_json::{Map, Value};
 use crate::podinfo::{Config, PodInfo};
 use crate::tagpath;
 
+const KUBERNETES: &str = "kubernetes";
+
+/// Where a record's own `kubernetes` value goes when the filter knows the pod.
+const RECORD_KUBERNETES: &str = "kubernetes_from_record";
+
 /// Keys whose string value may hold a JSON object to merge (`merge_log`), in order.
 const LOG_KEYS: [&str; 2] = ["log", "message"];
 
@@ -21,7 +26,7 @@ pub fn enrich(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo, config:
     if config.merge_log {
         merge_log(record, config.keep_log);
     }
-    add_kubernetes(record, tag, pod);
+    add_kubernetes(record, tag, pod, &config.annotations_exclude);
     if config.service_tags {
         add_service_tags(record);
     }
@@ -54,10 +59,14 @@ fn split_cri_line(record: &mut Map<String, Value>) {
 }
 
 /// Fluent Bit's `merge_log`: a JSON object in `log`/`message` is merged into the record; keys
-/// the record already has win.
+/// the record already has win. A `kubernetes` key in it is not merged: pod identity comes from
+/// the Downward API and the log path, never from what the application printed.
 fn merge_log(record: &mut Map<String, Value>, keep_log: bool) {
     let Some((key, parsed)) = LOG_KEYS.iter().find_map(|key| match record.get(*key) {
-        Some(Value::String(text)) if text.trim_start().starts_with('{') => {
+        Some(Value::String(text))
+            if text.trim_start().starts_with('{')
+                && !crate::depth::json_exceeds(text.as_bytes(), crate::depth::MAX_DEPTH) =>
+        {
             match serde_json::from_str::<Value>(text.trim()) {
                 Ok(Value::Object(map)) => Some((*key, map)),
                 _ => None,
@@ -71,11 +80,13 @@ fn merge_log(record: &mut Map<String, Value>, keep_log: bool) {
         record.remove(key);
     }
     for (k, v) in parsed {
-        record.entry(k).or_insert(v);
+        if k != KUBERNETES {
+            record.entry(k).or_insert(v);
+        }
     }
 }
 
-fn add_kubernetes(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo) {
+fn add_kubernetes(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo, exclude: &[String]) {
     let path = tagpath::parse(tag);
     let mut found: Vec<(&str, Value)> = Vec::new();
     let text = |v: Option<&String>| v.map(|s| Value::String(s.clone()));
@@ -107,38 +118,33 @@ fn add_kubernetes(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo) {
             found.push((key, value));
         }
     }
-    for (key, map) in [("labels", &pod.labels), ("annotations", &pod.annotations)] {
-        if !map.is_empty() {
-            let object = map
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
+    for (key, map, skip) in [
+        ("labels", &pod.labels, &[][..]),
+        ("annotations", &pod.annotations, exclude),
+    ] {
+        let object: Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| !skip.contains(k))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        if !object.is_empty() {
             found.push((key, Value::Object(object)));
         }
     }
     if found.is_empty() {
         return;
     }
-    let kubernetes = record
-        .entry("kubernetes")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(kubernetes) = kubernetes else {
-        // A non-map `kubernetes` field belongs to the record: leave it alone.
-        return;
-    };
-    for (key, value) in found {
-        match (kubernetes.get_mut(key), value) {
-            (Some(Value::Object(existing)), Value::Object(extra)) => {
-                for (k, v) in extra {
-                    existing.entry(k).or_insert(v);
-                }
-            }
-            (Some(_), _) => {}
-            (None, value) => {
-                kubernetes.insert(key.to_owned(), value);
-            }
-        }
+    // What the pod says about itself is authoritative: the `kubernetes` map is the filter's,
+    // and a value the record brought (a JSON log line parsed upstream) is kept aside, never
+    // merged in, so no log line can change the pod, namespace or labels that route it.
+    if let Some(own) = record.remove(KUBERNETES) {
+        record.insert(RECORD_KUBERNETES.into(), own);
     }
+    let kubernetes = found
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    record.insert(KUBERNETES.into(), Value::Object(kubernetes));
 }
 
 /// `service`, `env`, `version` from Datadog's unified service tagging labels, then the
@@ -226,19 +232,31 @@ mod tests {
     }
 
     #[test]
-    fn record_fields_win() {
+    fn pod_identity_is_never_taken_from_the_record() {
+        // Merged from a log line: not merged at all.
+        let line = r#"{"kubernetes": {"pod_name": "evil", "labels": {"tags.datadoghq.com/service": "payments"}}, "service": "mine"}"#;
+        let out = run(json!({ "log": line }), "t", &pod());
+        assert_eq!(out["kubernetes"]["pod_name"], "report-1");
+        assert_eq!(
+            out["kubernetes"]["labels"],
+            json!({"app.kubernetes.io/version": "2.1", "tags.datadoghq.com/service": "nightly"})
+        );
+        assert!(out.get(RECORD_KUBERNETES).is_none());
+        assert_eq!(out["service"], "mine", "other merged keys still merge");
+
+        // Already in the record (parsed upstream): kept aside, not mixed in.
         let out = run(
-            json!({"service": "mine", "kubernetes": {"pod_name": "set-by-app", "labels": {"team": "x"}}}),
+            json!({"kubernetes": {"pod_name": "set-by-app", "labels": {"team": "x"}}}),
             "t",
             &pod(),
         );
-        assert_eq!(out["service"], "mine");
-        assert_eq!(out["kubernetes"]["pod_name"], "set-by-app");
-        assert_eq!(out["kubernetes"]["labels"]["team"], "x");
-        assert_eq!(
-            out["kubernetes"]["labels"]["tags.datadoghq.com/service"],
-            "nightly"
-        );
+        assert_eq!(out["kubernetes"]["pod_name"], "report-1");
+        assert!(out["kubernetes"]["labels"].get("team").is_none());
+        assert_eq!(out[RECORD_KUBERNETES]["labels"]["team"], "x");
+
+        // Nothing known about the pod: the record is left as it is.
+        let out = run(json!({"kubernetes": "app's own"}), "t", &PodInfo::default());
+        assert_eq!(out["kubernetes"], "app's own");
     }
 
     #[test]

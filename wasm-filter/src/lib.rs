@@ -9,14 +9,21 @@
 //!
 //! A record that cannot be parsed is returned with a `k8s_metadata_error` field and its content
 //! in `log`; the module never drops a record. Files are read once per instance and re-read
-//! every [`podinfo::REFRESH_SECONDS`] of record time.
+//! every `refresh_seconds` by the host's clock (never by record time, which the application
+//! controls).
+//!
+//! A trap (the host aborting a call: out of stack, out of memory) must not disable the module:
+//! state lives in `Cell`s that a call takes and puts back, so a call cut short leaves them empty
+//! (the next call starts afresh) rather than borrowed forever.
 
+pub mod depth;
 pub mod enrich;
 pub mod msgpack;
 pub mod podinfo;
 pub mod tagpath;
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -25,12 +32,14 @@ use podinfo::{Config, PodInfo};
 struct State {
     config: Config,
     pod: PodInfo,
-    read_at: u32,
+    read_at: Instant,
+    /// Config problems still to report (on the first record, once).
+    config_problems: Option<String>,
 }
 
 thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static STATE: Cell<Option<Box<State>>> = const { Cell::new(None) };
+    static OUTPUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Processes one record and returns the bytes to hand back, NUL-terminated.
@@ -55,27 +64,34 @@ pub fn filter(
         return;
     };
     let json_mode = record.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    STATE.with(|state| {
-        let mut state = state.borrow_mut();
-        let state = state.get_or_insert_with(|| {
-            let config = Config::load(&abi::preopened_dirs());
-            let pod = PodInfo::read(&config.podinfo_dir);
-            State {
-                config,
-                pod,
-                read_at: time_sec,
-            }
+    // Taken out for the call and put back after it: a trap in between loses the state (the
+    // next call reads the files again), never wedges it.
+    let mut state = STATE.take().unwrap_or_else(|| {
+        let config = Config::load(&abi::preopened_dirs());
+        let pod = PodInfo::read(&config.podinfo_dir);
+        let config_problems = (!config.problems.is_empty()).then(|| {
+            let text = config.problems.join("; ");
+            eprintln!("k8s-metadata: {text}");
+            text
         });
-        if time_sec >= state.read_at.saturating_add(podinfo::REFRESH_SECONDS) {
-            state.pod = PodInfo::read(&state.config.podinfo_dir);
-            state.read_at = time_sec;
-        }
-        if json_mode {
-            json_record(record, &tag, state, out);
-        } else {
-            msgpack_record(record, &tag, state, out);
-        }
+        Box::new(State {
+            config,
+            pod,
+            read_at: Instant::now(),
+            config_problems,
+        })
     });
+    if state.read_at.elapsed().as_secs() >= state.config.refresh_seconds {
+        state.pod = PodInfo::read(&state.config.podinfo_dir);
+        state.read_at = Instant::now();
+    }
+    let _ = time_sec;
+    if json_mode {
+        json_record(record, &tag, &mut state, out);
+    } else {
+        msgpack_record(record, &tag, &mut state, out);
+    }
+    STATE.set(Some(state));
     out.push(0);
 }
 
@@ -91,19 +107,35 @@ fn error_record(reason: String, content: &[u8]) -> Map<String, Value> {
     .collect()
 }
 
-fn json_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
-    let mut map = match serde_json::from_slice::<Value>(record) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => error_record("the record is not a JSON object".into(), record),
-        Err(e) => error_record(format!("the record is not valid JSON: {e}"), record),
+/// Marks the first record with the config problems, so a mistake in `k8s-metadata.conf` shows
+/// where the logs go (stderr may be nowhere anyone looks).
+fn report_config_problems(map: &mut Map<String, Value>, state: &mut State) {
+    if let Some(problems) = state.config_problems.take() {
+        map.insert("k8s_metadata_config_error".into(), Value::String(problems));
+    }
+}
+
+fn json_record(record: &[u8], tag: &str, state: &mut State, out: &mut Vec<u8>) {
+    let mut map = if depth::json_exceeds(record, depth::MAX_DEPTH) {
+        error_record(
+            format!("the record nests deeper than {} levels", depth::MAX_DEPTH),
+            record,
+        )
+    } else {
+        match serde_json::from_slice::<Value>(record) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => error_record("the record is not a JSON object".into(), record),
+            Err(e) => error_record(format!("the record is not valid JSON: {e}"), record),
+        }
     };
     if !map.contains_key("k8s_metadata_error") {
         enrich::enrich(&mut map, tag, &state.pod, &state.config);
     }
+    report_config_problems(&mut map, state);
     let _ = serde_json::to_writer(&mut *out, &map);
 }
 
-fn msgpack_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
+fn msgpack_record(record: &[u8], tag: &str, state: &mut State, out: &mut Vec<u8>) {
     let mut map = match msgpack::decode(record) {
         Ok(Value::Object(map)) => map,
         Ok(_) => error_record("the record is not a msgpack map".into(), record),
@@ -112,6 +144,7 @@ fn msgpack_record(record: &[u8], tag: &str, state: &State, out: &mut Vec<u8>) {
     if !map.contains_key("k8s_metadata_error") {
         enrich::enrich(&mut map, tag, &state.pod, &state.config);
     }
+    report_config_problems(&mut map, state);
     let value = Value::Object(map);
     if let Err(msgpack::NeedsZeroByte(shape)) = msgpack::encode_zero_free(&value, out) {
         out.clear();
@@ -149,12 +182,13 @@ pub(crate) mod abi {
             // SAFETY: as for the tag: `record_len` bytes at `record`, valid during the call.
             unsafe { std::slice::from_raw_parts(record, record_len as usize) }
         });
-        OUTPUT.with(|output| {
-            let mut output = output.borrow_mut();
-            filter(tag, time_sec, record, record_len, &mut output);
-            // The buffer lives in a thread-local reused by the next call: valid until then.
-            output.as_ptr()
-        })
+        let mut output = OUTPUT.take();
+        filter(tag, time_sec, record, record_len, &mut output);
+        let answer = output.as_ptr();
+        // Put back (moving a Vec keeps its buffer where it is): the host reads the answer
+        // after this returns, and the next call reuses the buffer.
+        OUTPUT.set(output);
+        answer
     }
 
     /// The directories the host preopened for the module (`accessible_paths`), in order.

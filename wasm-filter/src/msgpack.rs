@@ -11,7 +11,7 @@
 use rmp::Marker;
 use serde_json::{Map, Number, Value};
 
-const MAX_DEPTH: usize = 64;
+use crate::depth::MAX_DEPTH;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct DecodeError(pub String);

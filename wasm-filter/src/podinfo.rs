@@ -16,8 +16,9 @@
 //! `podinfo_dir` is what `k8s-metadata.conf` says (looked for in `/fluent-bit/etc/`, then in
 //! `/etc/podinfo/` and each directory of `accessible_paths`); without it, `/etc/podinfo` when
 //! it holds `pod_name`, else the first directory of `accessible_paths` that does — so mounting
-//! the Downward API elsewhere only takes naming it in `accessible_paths`. Files are read once and re-read when a record's time is
-//! at least [`REFRESH_SECONDS`] past the last read (labels and annotations can change).
+//! the Downward API elsewhere only takes naming it in `accessible_paths`. Files are read once and
+//! re-read every `refresh_seconds` (default [`REFRESH_SECONDS`]) by the host's clock (labels
+//! and annotations can change; record times are the application's, so they are not used).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,16 @@ pub struct Config {
     pub parse_cri: bool,
     /// Add `service`/`env`/`version` from unified service tagging labels.
     pub service_tags: bool,
+    /// How often the Downward API files are read again.
+    pub refresh_seconds: u64,
+    /// Annotations left out of every record (`annotations_exclude`, comma-separated).
+    pub annotations_exclude: Vec<String>,
+    /// Lines of the config file that were not understood, to report.
+    pub problems: Vec<String>,
 }
+
+/// Left out by default: kubectl's copy of the whole manifest, often kilobytes, in every record.
+pub const DEFAULT_ANNOTATIONS_EXCLUDE: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 impl Default for Config {
     fn default() -> Self {
@@ -51,6 +61,9 @@ impl Default for Config {
             keep_log: true,
             parse_cri: true,
             service_tags: true,
+            refresh_seconds: u64::from(REFRESH_SECONDS),
+            annotations_exclude: vec![DEFAULT_ANNOTATIONS_EXCLUDE.to_owned()],
+            problems: Vec::new(),
         }
     }
 }
@@ -58,25 +71,65 @@ impl Default for Config {
 impl Config {
     pub fn parse(text: &str) -> Config {
         let mut config = Config::default();
-        for line in text.lines() {
+        let mut problems = Vec::new();
+        for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut problem = |what: String| {
+                problems.push(format!("k8s-metadata.conf line {}: {what}", number + 1))
+            };
             let Some((key, value)) = line.split_once('=') else {
+                problem(format!("'{line}' is not 'key = value'; ignored"));
                 continue;
             };
             let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-            let flag = matches!(
-                value.to_ascii_lowercase().as_str(),
-                "on" | "true" | "yes" | "1"
-            );
-            match key.as_str() {
-                "podinfo_dir" => config.podinfo_dir = PathBuf::from(value),
-                "merge_log" => config.merge_log = flag,
-                "keep_log" => config.keep_log = flag,
-                "parse_cri" => config.parse_cri = flag,
-                "service_tags" => config.service_tags = flag,
-                _ => {}
+            let flag = match value.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "1" => Some(true),
+                "off" | "false" | "no" | "0" => Some(false),
+                _ => None,
+            };
+            let target = match key.as_str() {
+                "podinfo_dir" => {
+                    config.podinfo_dir = PathBuf::from(value);
+                    continue;
+                }
+                "refresh_seconds" => {
+                    match value.parse::<u64>() {
+                        Ok(seconds) if seconds > 0 => config.refresh_seconds = seconds,
+                        _ => problem(format!(
+                            "'refresh_seconds' takes a whole number of seconds (1 or more), not '{value}'; the default is kept"
+                        )),
+                    }
+                    continue;
+                }
+                "annotations_exclude" => {
+                    config.annotations_exclude = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    continue;
+                }
+                "merge_log" => &mut config.merge_log,
+                "keep_log" => &mut config.keep_log,
+                "parse_cri" => &mut config.parse_cri,
+                "service_tags" => &mut config.service_tags,
+                _ => {
+                    problem(format!("unknown key '{key}'; ignored"));
+                    continue;
+                }
+            };
+            match flag {
+                Some(flag) => *target = flag,
+                None => problem(format!(
+                    "'{key}' takes on/off, not '{value}'; the default is kept"
+                )),
             }
         }
+        config.problems = problems;
         config
     }
 

@@ -68,9 +68,11 @@ fn pods(rest: &str) -> Option<FromPath> {
     if tail.len() < 38 {
         return None;
     }
-    let (uid, after) = tail.split_at(36);
+    // `get`, not slicing: a tag is whatever the path was, and byte 36 may fall inside a
+    // multibyte character.
+    let (uid, after) = (tail.get(..36)?, tail.get(36..)?);
     let uid_ok = uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-    let container = after[1..].split(['/', '.']).next()?;
+    let container = after.get(1..)?.split(['/', '.']).next()?;
     if namespace.is_empty() || pod.is_empty() || container.is_empty() || !uid_ok {
         return None;
     }
@@ -140,5 +142,18 @@ mod tests {
             parse(&format!("kube.var.log.containers.a_b_c-{}.log", &ID[..10])),
             None
         );
+    }
+
+    #[test]
+    fn multibyte_characters_anywhere_in_the_tag_never_panic() {
+        for tag in [
+            format!("var.log.pods.ns_pod_{}é/c/0.log", "a".repeat(35)),
+            format!("var.log.pods.ns_pod_{}ééé", "a".repeat(36)),
+            "var.log.pods.ns_pod_ééééééééééééééééééééééééééééééééééééééé".to_string(),
+            "var.log.containers.é_é_é-é.log".to_string(),
+        ] {
+            let _ = parse(&tag);
+        }
+        assert!(parse(&format!("var.log.pods.ns_pod_{}é/c/0.log", "a".repeat(35))).is_none());
     }
 }

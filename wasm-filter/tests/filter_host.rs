@@ -322,7 +322,7 @@ fn huge_records_and_many_calls_keep_memory_bounded() {
 }
 
 #[test]
-fn labels_are_reread_after_a_minute_of_record_time_and_per_chunk_instances_work() {
+fn record_time_does_not_drive_the_refresh_and_per_chunk_instances_work() {
     let dir = podinfo();
     let mut persistent = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
     assert_eq!(persistent.json("t", 1000, "{}")["env"], "prod");
@@ -337,9 +337,9 @@ fn labels_are_reread_after_a_minute_of_record_time_and_per_chunk_instances_work(
         "cached within the minute"
     );
     assert_eq!(
-        persistent.json("t", 1060, "{}")["env"],
-        "staging",
-        "re-read after it"
+        persistent.json("t", 5_000_000, "{}")["env"],
+        "prod",
+        "a record's time is the application's: it does not force a re-read (the host's clock does, see refresh_seconds)"
     );
     // Fluent Bit <= 4.0 instantiates the module for every chunk.
     for n in 0..3 {
@@ -383,5 +383,122 @@ fn a_config_file_in_an_accessible_path_is_read() {
     assert!(
         out.get("a").is_none(),
         "merge_log off, from /pod/k8s-metadata.conf"
+    );
+}
+
+/// A call the host aborts (here: a record address past the end of linear memory, so reading it
+/// traps) must not leave the module unusable for the records after it.
+#[test]
+fn a_trapped_call_does_not_disable_the_module() {
+    let dir = podinfo();
+    let mut filter = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
+    let before = filter.json("t", 1, r#"{"log":"before"}"#);
+    assert_eq!(before["kubernetes"]["namespace_name"], "batch");
+    let tag_ptr = filter.copy_in(b"t\0");
+    let end = filter.memory.data_size(&filter.store) as i32;
+    let trapped = filter
+        .function
+        .call(&mut filter.store, (tag_ptr, 1, 1, 0, end - 8, 1 << 20));
+    assert!(trapped.is_err(), "reading past linear memory traps");
+    for n in 0..3 {
+        let after = filter.json("t", 2, &format!(r#"{{"log":"after {n}"}}"#));
+        assert_eq!(after["log"], format!("after {n}"));
+        assert_eq!(after["kubernetes"]["namespace_name"], "batch");
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_without_a_trap() {
+    let dir = podinfo();
+    let mut filter = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
+    let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
+    let out = filter.json("t", 1, &deep);
+    assert!(
+        out["k8s_metadata_error"]
+            .as_str()
+            .unwrap()
+            .contains("nests deeper than 64 levels"),
+        "{out}"
+    );
+    // In a log line that merge_log would parse: left as text.
+    let line = serde_json::to_string(
+        &json!({ "log": format!("{{\"a\":{}1{}}}", "[".repeat(50_000), "]".repeat(50_000)) }),
+    )
+    .unwrap();
+    let out = filter.json("t", 1, &line);
+    assert!(out.get("a").is_none());
+    assert_eq!(out["kubernetes"]["namespace_name"], "batch");
+    // 10,000 fixarrays of one element, then the element.
+    let mut nested = vec![0x91; 10_000];
+    nested.push(0x01);
+    let mut record = vec![0x81, 0xa1, b'a'];
+    record.extend_from_slice(&nested);
+    let out = filter.msgpack("t", 1, &record);
+    assert!(
+        out["k8s_metadata_error"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deeply")
+    );
+    assert_eq!(filter.json("t", 1, r#"{"log":"fine"}"#)["log"], "fine");
+}
+
+#[test]
+fn pod_identity_annotations_refresh_and_config_mistakes() {
+    let dir = podinfo();
+    std::fs::write(
+        dir.path().join("annotations"),
+        "kubectl.kubernetes.io/last-applied-configuration=\"{\\\"apiVersion\\\":\\\"batch/v1\\\"}\"\nteam=\"data\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("k8s-metadata.conf"),
+        "refresh_seconds = 1\nmerge_log = maybe\ncolour = blue\n",
+    )
+    .unwrap();
+    let mut filter = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
+    // A log line claiming another pod and service, with a timestamp far in the future.
+    let line = r#"{"kubernetes":{"namespace_name":"payments","labels":{"app.kubernetes.io/name":"payments"}}}"#;
+    let first = filter.json(
+        "t",
+        u32::MAX,
+        &serde_json::to_string(&json!({ "log": line })).unwrap(),
+    );
+    assert_eq!(first["kubernetes"]["namespace_name"], "batch");
+    assert_eq!(
+        first["kubernetes"]["labels"]["app.kubernetes.io/name"],
+        "report"
+    );
+    assert_eq!(first["service"], "report");
+    assert_eq!(
+        first["kubernetes"]["annotations"],
+        json!({"team": "data"}),
+        "the last-applied manifest is left out by default"
+    );
+    let problems = first["k8s_metadata_config_error"].as_str().unwrap();
+    assert!(
+        problems.contains("line 2: 'merge_log' takes on/off, not 'maybe'"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("line 3: unknown key 'colour'"),
+        "{problems}"
+    );
+    let second = filter.json("t", 1, r#"{"log":"x"}"#);
+    assert!(
+        second.get("k8s_metadata_config_error").is_none(),
+        "reported once"
+    );
+    // Labels change; the future timestamp above does not hold the refresh back.
+    std::fs::write(
+        dir.path().join("labels"),
+        "app.kubernetes.io/name=\"report-v2\"\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let later = filter.json("t", 1, r#"{"log":"y"}"#);
+    assert_eq!(
+        later["kubernetes"]["labels"]["app.kubernetes.io/name"],
+        "report-v2"
     );
 }
