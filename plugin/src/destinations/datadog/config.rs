@@ -77,6 +77,48 @@ fn choice(r: &Reader, key: &str) -> Result<Option<Choice>, ConfigError> {
         .transpose()
 }
 
+/// `dd_url` must be an http(s) URL with a host; plain `http://` only to a loopback address or
+/// with `dd_allow_http on`, since the API key travels in a header. Errors never echo the URL
+/// (it may carry credentials).
+fn check_intake_url(text: &str, allow_http: bool) -> Result<(), ConfigError> {
+    let invalid = |why: &str| ConfigError::new("dd_url", format!("invalid value: {why}"));
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| invalid(&format!("not a URL ({e}); expected https://host[:port]")))?;
+    let host = url.host().ok_or_else(|| invalid("it has no host"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match host {
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+                url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+            };
+            if loopback || allow_http {
+                Ok(())
+            } else {
+                Err(invalid(
+                    "plain http:// would send the API key unencrypted; use https://, or set dd_allow_http on for a trusted network",
+                ))
+            }
+        }
+        other => Err(invalid(&format!(
+            "scheme '{other}'; expected https:// (or http:// to a loopback address)"
+        ))),
+    }
+}
+
+/// A URL as log lines show it: without user name and password.
+pub fn url_for_logs(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
 impl DatadogConfig {
     pub fn read(props: &dyn Properties) -> Result<DatadogConfig, ConfigError> {
         let r = Reader::new(props);
@@ -86,14 +128,7 @@ impl DatadogConfig {
         )?);
         let url = match r.string("dd_url") {
             Some(base) => {
-                if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    return Err(ConfigError::new(
-                        "dd_url",
-                        format!(
-                            "invalid value '{base}': expected a URL starting with https:// (or http://)"
-                        ),
-                    ));
-                }
+                check_intake_url(&base, r.boolean("dd_allow_http", false)?)?;
                 let base = base.trim_end_matches('/');
                 if base.ends_with(INTAKE_PATH) {
                     base.to_owned()
@@ -198,6 +233,32 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         DatadogConfig::read(&props)
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_credentials_never_shown() {
+        let intake = |url: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("apikey", "k"), ("dd_url", url)];
+            pairs.extend_from_slice(extra);
+            read(&pairs)
+        };
+        assert!(intake("http://127.0.0.1:9", &[]).is_ok());
+        assert!(intake("http://[::1]:9", &[]).is_ok());
+        assert!(intake("http://localhost:9", &[]).is_ok());
+        let refused = intake("http://user:hunter2@dd-proxy.internal:8080", &[]).unwrap_err();
+        let text = refused.to_string();
+        assert!(text.contains("unencrypted"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("dd-proxy"),
+            "{text}"
+        );
+        assert!(intake("http://dd-proxy.internal:8080", &[("dd_allow_http", "on")]).is_ok());
+        assert!(intake("ftp://x", &[]).is_err());
+        let c = intake("https://user:hunter2@dd-proxy.internal:8443", &[]).unwrap();
+        assert_eq!(
+            url_for_logs(&c.url),
+            "https://dd-proxy.internal:8443/api/v2/logs"
+        );
     }
 
     #[test]

@@ -62,8 +62,9 @@ impl Transport {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The intake URL as log lines may show it (no credentials).
+    pub fn url(&self) -> String {
+        super::config::url_for_logs(&self.url)
     }
 
     /// One POST of an already-encoded body.
