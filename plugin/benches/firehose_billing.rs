@@ -32,7 +32,7 @@ fn config(aggregation: bool, gzip: bool) -> FirehoseConfig {
 }
 
 fn chunk(first: usize, log_len: usize) -> Batch {
-    let events = (first..first + PER_CHUNK)
+    let events: Vec<LogEvent> = (first..first + PER_CHUNK)
         .map(|n| {
             let service = ["checkout", "cart", "search"][n % 3];
             let body = json!({
@@ -49,10 +49,7 @@ fn chunk(first: usize, log_len: usize) -> Batch {
             }
         })
         .collect();
-    Batch {
-        tag: "firelens".into(),
-        events,
-    }
+    Batch::new("firelens".into(), events)
 }
 
 #[derive(Clone, Copy)]

@@ -152,10 +152,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("pipeline", |b| {
             b.iter(|| {
                 let decoded = decode_chunk(black_box(chunk)).unwrap();
-                let batch = Batch {
-                    tag: "app".into(),
-                    events: decoded.events,
-                };
+                let batch = Batch::new("app".into(), decoded.events);
                 let encoder = DatadogEncoder {
                     config: &datadog,
                     message_keys: &keys,

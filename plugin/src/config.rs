@@ -202,7 +202,8 @@ pub struct CoreConfig {
     pub job_end_timeout: Duration,
     /// How often the counters are logged (zero: only at exit).
     pub stats_interval: Duration,
-    /// Chunk bytes being processed at once, beyond which flushes wait for room.
+    /// Memory of the chunks being processed at once (copy plus decoded records), beyond which
+    /// flushes wait for room.
     pub max_in_flight_bytes: u64,
     /// Requests each remote destination keeps in flight at most, across all flushes.
     pub max_concurrent_requests: usize,

@@ -122,6 +122,49 @@ pub struct Decoded {
     pub anomalies: Anomalies,
 }
 
+/// Heap a decoded value takes besides its bytes of text: the `Value` itself plus, in a map, the
+/// key's `String` and the index entry.
+const VALUE_OVERHEAD: u64 = std::mem::size_of::<Value>() as u64 + 16;
+const MAP_ENTRY_OVERHEAD: u64 = std::mem::size_of::<String>() as u64 + 16;
+
+/// About how many bytes of memory the decoded records of `chunk` will hold (at least its own
+/// length), found by walking its msgpack once without building anything: every value costs a
+/// `Value`, every map entry a key and an index slot, text its bytes. Small values expand a lot
+/// (an empty map is one byte of msgpack and ~100 bytes decoded), so the in-flight limit must be
+/// charged with this, not with the chunk's size. Iterative, allocation-free and bounded by the
+/// bytes present: safe on Fluent Bit's small flush stack and against lengths a chunk only
+/// claims. Broken framing ends the walk; the decoder reports it.
+pub fn decoded_size_estimate(data: &[u8]) -> u64 {
+    let mut reader = Reader {
+        buf: data,
+        pos: 0,
+        anomalies: Anomalies::default(),
+    };
+    let mut total = 0u64;
+    while reader.pos < data.len() {
+        let Ok(marker) = reader.marker() else { break };
+        total += VALUE_OVERHEAD;
+        let remaining = (data.len() - reader.pos) as u64;
+        if let Ok(Some(n)) = reader.map_len(marker) {
+            // Each entry takes at least two bytes of msgpack: a claimed count beyond that is
+            // not there.
+            total += (n as u64).min(remaining / 2) * MAP_ENTRY_OVERHEAD;
+            continue;
+        }
+        if let Ok(Some(n)) = reader.array_len(marker) {
+            total += (n as u64).min(remaining) * 8;
+            continue;
+        }
+        // A scalar: its text (or number) bytes.
+        let start = reader.pos;
+        if reader.skip_scalar(marker).is_err() {
+            break;
+        }
+        total += (reader.pos - start) as u64;
+    }
+    total.max(data.len() as u64)
+}
+
 /// Decodes one chunk. See the module documentation for the error policy.
 pub fn decode_chunk(data: &[u8]) -> Result<Decoded, DecodeError> {
     let mut reader = Reader {

@@ -66,7 +66,8 @@ struct Pipeline {
     /// One per destination, same order.
     destination_stats: Vec<DestinationStats>,
     ledger: Ledger,
-    /// Bytes of the chunks being processed; flushes wait on `room` while it is full.
+    /// Memory of the chunks being processed (each chunk's copy plus its decoded records, as
+    /// estimated before decoding); flushes wait on `room` while it is full.
     in_flight: Mutex<u64>,
     room: Condvar,
     shutdown: Arc<dyn HostShutdown>,
@@ -76,6 +77,8 @@ struct Pipeline {
 
 struct Job {
     chunk: Vec<u8>,
+    /// Bytes counted in flight for it (`max_in_flight_bytes`).
+    reserved: u64,
     tag: String,
     received: Instant,
     reply: std_mpsc::SyncSender<FlushStatus>,
@@ -203,7 +206,8 @@ impl Instance {
 
     fn hand_over(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
         let pipeline = &self.pipeline;
-        let size = data.len() as u64;
+        // What this chunk will hold while it is processed: its copy plus its decoded records.
+        let size = data.len() as u64 + crate::decode::decoded_size_estimate(data);
         if !pipeline.reserve(size) {
             return FlushStatus::Retry;
         }
@@ -211,6 +215,7 @@ impl Instance {
         let (cancel, cancelled) = oneshot::channel();
         let job = Job {
             chunk: data.to_vec(),
+            reserved: size,
             tag: String::from_utf8_lossy(tag).into_owned(),
             received: Instant::now(),
             reply,
@@ -361,7 +366,7 @@ impl Drop for Reserved<'_> {
 async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     let reserved = Reserved {
         pipeline: &pipeline,
-        size: job.chunk.len() as u64,
+        size: job.reserved,
     };
     let (status, job_end) = pipeline.process(job).await;
     // The reply was sent inside `process`; the bytes are free once the chunk is settled.
@@ -502,6 +507,7 @@ impl Pipeline {
     async fn process(&self, job: Job) -> (FlushStatus, bool) {
         let Job {
             chunk,
+            reserved: _,
             tag,
             received,
             reply,
@@ -544,10 +550,7 @@ impl Pipeline {
             return (FlushStatus::Ok, false);
         }
         let job_end = self.holds_job_end(&decoded.events, &tag);
-        let batch = Arc::new(Batch {
-            tag,
-            events: decoded.events,
-        });
+        let batch = Arc::new(Batch::new(tag, decoded.events));
         // This delivery owns the chunk's progress until it answers: taken from the ledger now,
         // put back only if Fluent Bit is to resend.
         let mut progress = self.ledger.take(id, self.destinations.len());
@@ -572,10 +575,7 @@ impl Pipeline {
             let part = if wanted.len() == records {
                 Arc::clone(&batch)
             } else {
-                Arc::new(Batch {
-                    tag: batch.tag.clone(),
-                    events: wanted.iter().map(|&i| batch.events[i].clone()).collect(),
-                })
+                Arc::new(batch.subset(wanted.clone()))
             };
             let outcome = Outcome::shared(wanted.len());
             let destination = Arc::clone(destination);
@@ -972,6 +972,7 @@ mod tests {
             let (cancel, cancelled) = oneshot::channel();
             let job = Job {
                 chunk: chunk.clone(),
+                reserved: 0,
                 tag: "t".into(),
                 received: Instant::now(),
                 reply,

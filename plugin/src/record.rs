@@ -105,11 +105,54 @@ impl LogEvent {
     }
 }
 
-/// The decoded records of one flush, shared read-only by every destination.
+/// The decoded records of one flush, shared read-only by every destination. A resend's batch
+/// for a destination that already has some of the records is a [`Batch::subset`]: the same
+/// records, shared, with the positions it carries — never a copy of them.
 #[derive(Debug)]
 pub struct Batch {
     pub tag: String,
-    pub events: Vec<LogEvent>,
+    events: std::sync::Arc<Vec<LogEvent>>,
+    /// Positions in `events` this batch carries; all of them when `None`.
+    selection: Option<Vec<usize>>,
+}
+
+impl Batch {
+    pub fn new(tag: String, events: Vec<LogEvent>) -> Batch {
+        Batch {
+            tag,
+            events: std::sync::Arc::new(events),
+            selection: None,
+        }
+    }
+
+    /// The records at `positions` (of this batch's full set), sharing them.
+    pub fn subset(&self, positions: Vec<usize>) -> Batch {
+        Batch {
+            tag: self.tag.clone(),
+            events: std::sync::Arc::clone(&self.events),
+            selection: Some(positions),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.selection.as_ref().map_or(self.events.len(), Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `n`th record this batch carries.
+    pub fn get(&self, n: usize) -> Option<&LogEvent> {
+        match &self.selection {
+            None => self.events.get(n),
+            Some(positions) => positions.get(n).and_then(|&p| self.events.get(p)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &LogEvent> {
+        (0..self.len()).filter_map(|n| self.get(n))
+    }
 }
 
 /// Text of a value as it should appear in a message, a tag or a stream name: strings as they

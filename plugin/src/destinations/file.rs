@@ -59,10 +59,10 @@ impl FileDestination {
 
     pub async fn deliver(&self, batch: &Batch, outcome: &SharedOutcome) {
         // A guess, capped: a chunk of tiny records must not reserve hundreds of MB up front.
-        let mut buf = Vec::with_capacity(batch.events.len().saturating_mul(256).min(1 << 20));
-        let mut written = Vec::with_capacity(batch.events.len());
+        let mut buf = Vec::with_capacity(batch.len().saturating_mul(256).min(1 << 20));
+        let mut written = Vec::with_capacity(batch.len());
         let mut unencodable = Vec::new();
-        for (position, event) in batch.events.iter().enumerate() {
+        for (position, event) in batch.iter().enumerate() {
             let line = Line {
                 time: event.time.to_rfc3339(),
                 tag: &batch.tag,

@@ -188,6 +188,26 @@ fn every_bad_input_gets_a_verdict_a_line_and_a_counter() {
 /// and Fluent Bit would drop it.
 #[test]
 fn memory_stays_bounded_when_deliveries_back_up() {
+    let big = (0..40).fold(Chunk::new(), |c, i| {
+        c.event(i, &json!({"log": "z".repeat(4096)}))
+    });
+    second_flush_waits_for_room("backpressure", &big, "64K");
+}
+
+/// `max_in_flight_bytes` bounds what chunks hold once decoded, not their msgpack size: a chunk
+/// of 20,000 tiny records is ~300 KB of msgpack but megabytes of decoded values, so under a 1 MB
+/// limit the next flush waits for it.
+#[test]
+fn the_in_flight_limit_counts_decoded_records_not_chunk_bytes() {
+    let tiny = (0..20_000).fold(Chunk::new(), |c, i| c.event(i, &json!({"a": [], "b": {}})));
+    assert!(tiny.bytes().len() < 512 * 1024, "{}", tiny.bytes().len());
+    second_flush_waits_for_room("decoded-backpressure", &tiny, "1M");
+}
+
+/// A first chunk whose delivery blocks (a file destination writing to a pipe nobody reads
+/// yet), then a second one: the second must wait for room, and both end OK once the pipe is
+/// drained.
+fn second_flush_waits_for_room(label: &str, big: &Chunk, limit: &str) {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
@@ -201,19 +221,16 @@ fn memory_stays_bounded_when_deliveries_back_up() {
         .init(&[
             ("destinations", "file"),
             ("path", &fifo_s),
-            ("max_in_flight_bytes", "64K"),
+            ("max_in_flight_bytes", limit),
             ("flush_timeout", "20s"),
             ("stats_interval", "0"),
-            ("label", "backpressure"),
+            ("label", label),
         ])
         .unwrap();
-    let big = (0..40).fold(Chunk::new(), |c, i| {
-        c.event(i, &json!({"log": "z".repeat(4096)}))
-    });
     let small = Chunk::new().event(1, &json!({"log": "small"}));
     std::thread::scope(|scope| {
         let stuck = scope.spawn(|| instance.flush(big.bytes(), "t"));
-        // Let the first chunk (over 64 KiB) get in flight, its write blocked on the pipe.
+        // Let the first chunk (over the limit) get in flight, its write blocked on the pipe.
         std::thread::sleep(Duration::from_millis(500));
         let waiting = scope.spawn(|| instance.flush(small.bytes(), "t"));
         std::thread::sleep(Duration::from_millis(500));
@@ -247,7 +264,7 @@ fn memory_stays_bounded_when_deliveries_back_up() {
     });
     assert_eq!(instance.exit(), FLB_OK);
     drain.join().unwrap();
-    let exit = logs_of("backpressure")
+    let exit = logs_of(label)
         .into_iter()
         .find(|l| l.text.contains("exiting:"))
         .unwrap()

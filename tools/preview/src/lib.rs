@@ -155,10 +155,7 @@ pub fn preview(
             );
         }
         for (i, event) in records.iter().enumerate() {
-            let batch = Batch {
-                tag: tag.to_owned(),
-                events: vec![event.clone()],
-            };
+            let batch = Batch::new(tag.to_owned(), vec![event.clone()]);
             let _ = writeln!(
                 out,
                 "\n  record {} (tag {tag}): {}",

@@ -66,7 +66,7 @@ impl Iterator for Plan<'_> {
     type Item = Planned<()>;
 
     fn next(&mut self) -> Option<Planned<()>> {
-        while let Some(event) = self.batch.events.get(self.next) {
+        while let Some(event) = self.batch.get(self.next) {
             let position = self.next;
             self.next += 1;
             let out = self.current.writer();
@@ -352,9 +352,9 @@ mod tests {
     /// The requests of a batch of `bodies`, how many logs were truncated, and every entry.
     fn encode(config: &DatadogConfig, bodies: &[Value]) -> (Vec<Units>, u64, Vec<Value>) {
         let keys = vec!["log".to_string(), "message".to_string()];
-        let batch = Batch {
-            tag: "app.web".into(),
-            events: bodies
+        let batch = Batch::new(
+            "app.web".into(),
+            bodies
                 .iter()
                 .map(|b| LogEvent {
                     time: EventTime::new(1_700_000_000, 123_600_000),
@@ -362,7 +362,7 @@ mod tests {
                     body: b.as_object().unwrap().clone(),
                 })
                 .collect(),
-        };
+        );
         let encoder = Encoder {
             config,
             message_keys: &keys,

@@ -178,7 +178,7 @@ impl Iterator for Plan<'_> {
             if let Some(planned) = self.ready.pop_front() {
                 return Some(planned);
             }
-            let Some(event) = self.batch.events.get(self.next) else {
+            let Some(event) = self.batch.get(self.next) else {
                 if self.finished {
                     return None;
                 }
@@ -542,9 +542,9 @@ mod tests {
 
     fn encode(config: &FirehoseConfig, bodies: &[Value]) -> Routed {
         let keys = vec!["log".to_string(), "message".to_string()];
-        let batch = Batch {
-            tag: "ecs.app".into(),
-            events: bodies
+        let batch = Batch::new(
+            "ecs.app".into(),
+            bodies
                 .iter()
                 .map(|b| LogEvent {
                     time: EventTime::new(1_700_000_000, 250_000_000),
@@ -552,7 +552,7 @@ mod tests {
                     body: b.as_object().unwrap().clone(),
                 })
                 .collect(),
-        };
+        );
         Encoder {
             config,
             message_keys: &keys,
@@ -632,9 +632,9 @@ mod tests {
     fn streams_reported_missing_are_routed_around_without_a_call() {
         let c = config(&[("delivery_stream", "logs-$container_name || logs-unrouted")]);
         let keys = vec!["log".to_string()];
-        let batch = Batch {
-            tag: "t".into(),
-            events: [
+        let batch = Batch::new(
+            "t".into(),
+            [
                 json!({"container_name": "gone", "log": "a"}),
                 json!({"container_name": "web", "log": "b"}),
             ]
@@ -645,7 +645,7 @@ mod tests {
                 body: b.as_object().unwrap().clone(),
             })
             .collect(),
-        };
+        );
         let missing = MissingStreams::default();
         missing.insert("logs-gone");
         let encoder = Encoder {
