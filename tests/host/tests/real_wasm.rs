@@ -1,0 +1,151 @@
+//! `dist/k8s-metadata.wasm` in the real `filter_wasm` (WAMR), with the filter settings of the
+//! shipped EKS config, fed hostile records over the forward protocol: a tag whose bytes cut a
+//! multibyte character where the pod uid ends, a record 50 levels deep, a log line holding JSON
+//! nested thousands of levels deep (which `merge_log` would parse), and a log line claiming
+//! another pod. Every record must come out enriched with the real pod: a trap would drop the
+//! record (and, before the module kept its state in `Cell`s, disable it for good).
+//!
+//! Needs `FLUENT_BIT` (filter_wasm is 2.1+, so there is no 1.9 leg).
+
+use std::time::Duration;
+
+use fanout_testhost::fluent_bit::{FluentBit, Release, Scratch, binary, forward_unix, wait_until};
+use fanout_testhost::workspace_root;
+use serde_json::{Value, json};
+
+/// `{"a": [[[ ... 1 ... ]]]}`, `depth` levels in all.
+fn nested(depth: usize) -> Value {
+    let mut value = json!(1);
+    for _ in 1..depth {
+        value = Value::Array(vec![value]);
+    }
+    json!({ "a": value })
+}
+
+/// The shipped EKS config's `[FILTER] wasm` settings other than the paths.
+fn shipped_filter_settings() -> String {
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("fluent-bit-conf/eks/fluent-bit.conf"))
+            .unwrap();
+    let filter = shipped
+        .split("\n[")
+        .find(|s| {
+            s.starts_with("FILTER]") && s.to_ascii_lowercase().contains("name             wasm")
+        })
+        .expect("a wasm [FILTER]");
+    let settings: Vec<String> = filter
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| {
+            l.to_ascii_lowercase().starts_with("wasm_stack_size")
+                || l.to_ascii_lowercase().starts_with("wasm_heap_size")
+        })
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    assert!(
+        !settings.is_empty(),
+        "the shipped filter sets wasm_stack_size"
+    );
+    settings.concat()
+}
+
+#[test]
+fn hostile_records_never_disable_the_filter_in_wamr() {
+    let test = "hostile_records_never_disable_the_filter_in_wamr";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let scratch = Scratch::new("real-wasm");
+    let podinfo = scratch.dir("/etc/podinfo");
+    std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
+    std::fs::write(podinfo.join("namespace"), "batch").unwrap();
+    std::fs::write(
+        podinfo.join("labels"),
+        "tags.datadoghq.com/service=\"nightly-report\"\n",
+    )
+    .unwrap();
+    let out_dir = scratch.dir("/out");
+    let socket = scratch.path("/run/forward.sock");
+    let wasm = workspace_root().join("dist/k8s-metadata.wasm");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    // `threaded on`: in 5.1.1 a non-threaded forward input runs filters where WAMR reports a
+    // native stack overflow for every record (README: the k8s-metadata filter).
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 0.2\n    Grace 2\n\
+             [INPUT]\n    Name forward\n    threaded on\n    unix_path {socket}\n\
+             [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
+             [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
+            socket = socket.display(),
+            wasm = wasm.display(),
+            podinfo = podinfo.display(),
+            settings = shipped_filter_settings(),
+            out = out_dir.display(),
+        ),
+    )
+    .unwrap();
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        ["-c", config.to_str().unwrap()],
+        &[],
+        &scratch.root,
+    );
+    wait_until(
+        &mut fb,
+        "the forward socket",
+        Duration::from_secs(20),
+        || socket.exists(),
+    );
+    // Byte 36 after the pod name falls inside "é": slicing there would panic.
+    let tag = format!(
+        "kube.var.log.pods.batch_report-1_{}é/report/0.log",
+        "a".repeat(35)
+    );
+    let claim = r#"{"kubernetes":{"namespace_name":"payments","labels":{"tags.datadoghq.com/service":"payments"}}}"#;
+    let deep_line = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+    let records: Vec<(u32, Value)> = vec![
+        (1, json!({"log": "first"})),
+        (2, json!({"log": "fifty levels", "n": nested(50)})),
+        (3, json!({ "log": deep_line })),
+        (4, json!({ "log": claim })),
+        (5, json!({"log": "after"})),
+    ];
+    for record in &records {
+        forward_unix(&socket, &tag, std::slice::from_ref(record)).unwrap();
+    }
+    let out = out_dir.join("records.jsonl");
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_until(
+        &mut fb,
+        "every record written",
+        Duration::from_secs(30),
+        || read().len() >= records.len(),
+    );
+    assert!(fb.terminate(Duration::from_secs(20)).success());
+    let written = read();
+    let log = fb.log();
+    assert_eq!(written.len(), records.len(), "{written:#?}\n{log}");
+    assert!(!log.contains("Got exception running wasm code"), "{log}");
+    for (_, sent) in &records {
+        let record = written
+            .iter()
+            .find(|r| r["log"] == sent["log"])
+            .unwrap_or_else(|| panic!("{} missing", sent["log"]));
+        assert_eq!(record["kubernetes"]["pod_name"], "report-1", "{record}");
+        assert_eq!(record["kubernetes"]["namespace_name"], "batch", "{record}");
+        assert_eq!(record["service"], "nightly-report", "{record}");
+    }
+    let deep = written
+        .iter()
+        .find(|r| r["log"] == deep_line.as_str())
+        .unwrap();
+    assert!(deep.get("a").is_none(), "too deep to merge: left as text");
+}
