@@ -8,7 +8,7 @@
 //! the same path, loses nothing. Rotated names end in `.N` and do not match a `*.log` glob.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -66,12 +66,25 @@ impl LineSplitter {
     }
 }
 
+/// Bytes of complete lines held while the file cannot take them (disk full, file not
+/// re-created after a rotation). Beyond it new lines are counted and left out of the file
+/// (they still went to stdout/stderr), and a marker line says how many once writing resumes.
+pub const MAX_PENDING_BYTES: usize = 8 << 20;
+
 /// The CRI log file and its rotation.
+///
+/// Lines are appended to `pending` whole and written in order; a write that stops part-way
+/// (ENOSPC) leaves the rest of the line at the front of `pending`, written first when space
+/// comes back — so a line is never cut short, merged with the next, or left half-written
+/// without its end. Nothing is ever truncated (a tail reading the file would see it shrink).
 pub struct CriFile {
     path: PathBuf,
-    /// Buffered: the caller flushes after each read from the command, so lines reach the file
-    /// as soon as they were read, with one write for many lines.
-    file: BufWriter<File>,
+    /// `None` after a rotation whose new file could not be created yet: retried on each flush.
+    file: Option<File>,
+    pending: Vec<u8>,
+    /// Lines left out because `pending` was full, and the last write error.
+    dropped: u64,
+    last_error: Option<String>,
     size: u64,
     rotate_bytes: u64,
     keep: u32,
@@ -90,7 +103,10 @@ impl CriFile {
         let size = file.metadata()?.len();
         Ok(CriFile {
             path: path.to_owned(),
-            file: BufWriter::with_capacity(256 * 1024, file),
+            file: Some(file),
+            pending: Vec::with_capacity(256 * 1024),
+            dropped: 0,
+            last_error: None,
             size,
             rotate_bytes,
             keep,
@@ -117,8 +133,8 @@ impl CriFile {
         self.flush()
     }
 
-    /// Writes one CRI line with the given timestamp (lines read together share it), then
-    /// rotates if the file reached its size. Call [`CriFile::flush`] after a batch of lines.
+    /// Queues one CRI line with the given timestamp (lines read together share it). Call
+    /// [`CriFile::flush`] after a batch of lines.
     pub fn write_line_at(
         &mut self,
         time: &str,
@@ -127,22 +143,77 @@ impl CriFile {
         partial: bool,
     ) -> std::io::Result<()> {
         let tag: &[u8] = if partial { b" P " } else { b" F " };
-        self.file.write_all(time.as_bytes())?;
-        self.file.write_all(b" ")?;
-        self.file.write_all(stream.name().as_bytes())?;
-        self.file.write_all(tag)?;
-        self.file.write_all(text)?;
-        self.file.write_all(b"\n")?;
-        self.size += (time.len() + 1 + stream.name().len() + tag.len() + text.len() + 1) as u64;
+        let len = time.len() + 1 + stream.name().len() + tag.len() + text.len() + 1;
+        if self.pending.len() + len > MAX_PENDING_BYTES {
+            self.dropped += 1;
+            return Err(std::io::Error::other(format!(
+                "{} bytes wait to be written ({}): line left out of the file",
+                self.pending.len(),
+                self.last_error
+                    .as_deref()
+                    .unwrap_or("the file is not writable")
+            )));
+        }
+        self.pending.extend_from_slice(time.as_bytes());
+        self.pending.push(b' ');
+        self.pending.extend_from_slice(stream.name().as_bytes());
+        self.pending.extend_from_slice(tag);
+        self.pending.extend_from_slice(text);
+        self.pending.push(b'\n');
+        Ok(())
+    }
+
+    /// Writes what is pending, in order, then rotates if the file reached its size. On an
+    /// error the unwritten rest stays pending for the next call.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.write_pending();
+        if let Err(e) = &result {
+            self.last_error = Some(e.to_string());
+            return result;
+        }
+        if self.dropped > 0 {
+            let marker = format!(
+                "job-wrapper: {} lines were left out of this file ({}); they still went to the container's stdout/stderr",
+                self.dropped,
+                self.last_error.take().unwrap_or_default()
+            );
+            self.dropped = 0;
+            self.write_line_at(&Self::timestamp(), Stream::Stderr, marker.as_bytes(), false)?;
+            self.write_pending()?;
+        }
+        self.last_error = None;
         if self.rotate_bytes > 0 && self.size >= self.rotate_bytes {
             self.rotate()?;
         }
         Ok(())
     }
 
-    /// Hands buffered lines to the file.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            self.file = Some(self.create()?);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        let result = loop {
+            if written == self.pending.len() {
+                break Ok(());
+            }
+            match file.write(&self.pending[written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // What reached the file is done, even when the rest failed: the rest follows it later.
+        self.pending.drain(..written);
+        self.size += written as u64;
+        result
     }
 
     fn generation(&self, n: u32) -> PathBuf {
@@ -151,9 +222,15 @@ impl CriFile {
         PathBuf::from(name)
     }
 
+    fn create(&self) -> std::io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(self.mode)
+            .open(&self.path)
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
-        // Every line written so far belongs to the file being renamed.
-        self.file.flush()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -166,22 +243,21 @@ impl CriFile {
             }
             std::fs::rename(&self.path, self.generation(1))?;
         }
-        // Create the new file right away, so a tail that stats the path after the rename
-        // already finds the new inode.
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(self.mode)
-            .open(&self.path)?;
-        self.file = BufWriter::with_capacity(256 * 1024, file);
         self.size = 0;
         self.rotations += 1;
+        // Create the new file right away, so a tail that stats the path after the rename
+        // already finds the new inode. If that fails, lines wait in `pending` and the file is
+        // created by the next flush that can.
+        self.file = None;
+        self.file = Some(self.create()?);
         Ok(())
     }
 
     pub fn sync(&mut self) {
-        let _ = self.file.flush();
-        let _ = self.file.get_ref().sync_data();
+        let _ = self.flush();
+        if let Some(file) = &self.file {
+            let _ = file.sync_data();
+        }
     }
 }
 

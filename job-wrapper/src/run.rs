@@ -92,9 +92,10 @@ fn write(
     text: &[u8],
     partial: bool,
 ) {
-    if let Some(f) = file {
-        let result = f.write_line_at(time, stream, text, partial);
-        report(result, failed);
+    if let Some(f) = file
+        && let Err(e) = f.write_line_at(time, stream, text, partial)
+    {
+        report(Err(e), failed);
     }
 }
 
@@ -104,15 +105,22 @@ fn flush(file: &mut Option<CriFile>, failed: &mut bool) {
     }
 }
 
-/// Says once that the file cannot be written; the output still goes to stdout/stderr.
+/// Says once when the file stops taking lines, and once when it takes them again; the output
+/// goes to stdout/stderr throughout.
 fn report(result: std::io::Result<()>, failed: &mut bool) {
-    if let Err(e) = result
-        && !*failed
-    {
-        eprintln!(
-            "job-wrapper: cannot write the log file: {e}; output still goes to stdout/stderr"
-        );
-        *failed = true;
+    match result {
+        Err(e) if !*failed => {
+            eprintln!(
+                "job-wrapper: cannot write the log file: {e}; lines wait in memory (up to {} MiB) and output still goes to stdout/stderr",
+                crate::capture::MAX_PENDING_BYTES >> 20
+            );
+            *failed = true;
+        }
+        Ok(()) if *failed => {
+            eprintln!("job-wrapper: the log file is writable again");
+            *failed = false;
+        }
+        _ => {}
     }
 }
 

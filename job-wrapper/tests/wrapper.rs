@@ -698,3 +698,184 @@ fn the_end_of_job_token_is_made_after_the_command_and_files_are_not_world_readab
     let bad = run(&["--file-mode", "rw-r-----", "--", "true"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// A small tmpfs mounted for a test, unmounted when dropped; `None` where mounting is not
+/// allowed (the tests need root).
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, options: &str) -> Option<SmallDisk> {
+        let path = dir.join("small");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        }
+        mounted.then_some(SmallDisk { path })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Runs a command printing 1000 numbered lines through the wrapper with `--log-file log`: 500,
+/// then it says "waiting" on stderr, `relief` runs (the disk trouble ends), then 500 more.
+/// Returns the expected lines, stdout, stderr and the exit code.
+fn through_disk_trouble(
+    log: &Path,
+    extra: &[&str],
+    relief: impl FnOnce() + Send + 'static,
+) -> (Vec<String>, String, String, Option<i32>) {
+    let go = log.with_file_name("..").join("go");
+    let _ = std::fs::remove_file(&go);
+    let script = format!(
+        "i=1; while [ $i -le 500 ]; do echo \"line $i $(printf '%080d' $i)\"; i=$((i+1)); done; \
+         echo waiting >&2; while [ ! -e {go} ]; do sleep 0.05; done; \
+         while [ $i -le 1000 ]; do echo \"line $i $(printf '%080d' $i)\"; i=$((i+1)); done",
+        go = go.display()
+    );
+    let mut args = vec!["--log-file", log.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--shell", "--", &script]);
+    let mut child = wrapper(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        let mut relief = Some(relief);
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+            if text.contains("waiting")
+                && let Some(relief) = relief.take()
+            {
+                relief();
+                std::fs::write(&go, "").unwrap();
+            }
+        }
+        text
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let stderr = stderr_thread.join().unwrap();
+    let expected = (1..=1000).map(|i| format!("line {i} {i:080}")).collect();
+    (expected, stdout, stderr, status.code())
+}
+
+/// `texts` are `expected` then the end-of-job record; on a mismatch, says where.
+fn assert_app_lines_then_end(texts: &[String], expected: &[String], what: &str) {
+    let app = &texts[..texts.len().saturating_sub(1)];
+    if let Some(i) = (0..app.len().max(expected.len())).find(|&i| app.get(i) != expected.get(i)) {
+        panic!(
+            "{what}: {} lines against {} expected; first difference at {i}: {:?} instead of {:?}",
+            app.len(),
+            expected.len(),
+            app.get(i),
+            expected.get(i)
+        );
+    }
+}
+
+/// The stdout lines of CRI files, oldest file first.
+fn stdout_texts(files: &[std::path::PathBuf]) -> (Vec<String>, Vec<(String, String, String)>) {
+    let lines: Vec<(String, String, String)> = files.iter().flat_map(|f| cri(f)).collect();
+    let texts = lines
+        .iter()
+        .filter(|(stream, _, _)| stream == "stdout")
+        .map(|(_, _, text)| text.clone())
+        .collect();
+    (texts, lines)
+}
+
+/// A real full disk: a small tmpfs, nearly filled. The log file runs out of space part-way
+/// through a line, then space comes back. Every line reaches stdout meanwhile, and the file
+/// ends with every line whole, in order, none merged.
+#[test]
+fn a_full_disk_mid_line_loses_and_merges_nothing_once_space_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), "size=256k") else {
+        return;
+    };
+    // Leave ~16 KiB free.
+    let filler = disk.path.join("filler");
+    std::fs::write(&filler, vec![b'x'; 240 * 1024]).unwrap();
+    let log = disk.path.join("app.log");
+    let (expected, stdout, stderr, code) =
+        through_disk_trouble(&log, &["--rotate-bytes", "0"], move || {
+            std::fs::remove_file(&filler).unwrap();
+        });
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.lines().eq(expected.iter().map(String::as_str)),
+        "the pass-through never stopped"
+    );
+    assert!(stderr.contains("cannot write the log file"), "{stderr}");
+    assert!(stderr.contains("writable again"), "{stderr}");
+    let (texts, lines) = stdout_texts(std::slice::from_ref(&log));
+    assert_app_lines_then_end(&texts, &expected, "every line whole, in order, none merged");
+    assert_eq!(end_record(&lines)["job_wrapper"], "end");
+}
+
+/// Rotation renames the file, then the new one cannot be created (no inode left). Lines wait
+/// in memory, the file is created once it can be, and the generations hold every line once.
+#[test]
+fn a_failed_re_create_after_rotation_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The root, app.log and two fillers use every inode.
+    let Some(disk) = SmallDisk::mount(dir.path(), "size=4m,nr_inodes=4") else {
+        return;
+    };
+    let log = disk.path.join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let fillers = [disk.path.join("filler1"), disk.path.join("filler2")];
+    for f in &fillers {
+        std::fs::write(f, "").unwrap();
+    }
+    let (expected, stdout, stderr, code) = through_disk_trouble(
+        &log,
+        &["--rotate-bytes", "60000", "--rotate-keep", "3"],
+        move || {
+            for f in &fillers {
+                std::fs::remove_file(f).unwrap();
+            }
+        },
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1000);
+    assert!(stderr.contains("cannot write the log file"), "{stderr}");
+    let generations: Vec<std::path::PathBuf> = ["app.log.2", "app.log.1", "app.log"]
+        .iter()
+        .map(|n| disk.path.join(n))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(generations.len() >= 2, "rotated: {generations:?}");
+    let (texts, lines) = stdout_texts(&generations);
+    assert_app_lines_then_end(
+        &texts,
+        &expected,
+        "every line once, in order, across the generations",
+    );
+    assert_eq!(end_record(&lines)["job_wrapper"], "end");
+}
