@@ -100,7 +100,9 @@ pub struct Args {
     pub drain_timeout: Duration,
 
     /// Datadog Agent IPC API (e.g. https://localhost:5001): `POST /agent/stop` with the auth
-    /// token. Its self-signed certificate is accepted for localhost addresses only.
+    /// token. With the agent's `ipc_cert.pem` beside the token (7.62+) only that certificate is
+    /// accepted (and it is the client certificate); without it, a self-signed certificate is
+    /// accepted on loopback addresses only.
     #[arg(long, env = "JOB_WRAPPER_DATADOG_AGENT", help_heading = "End of job")]
     pub datadog_agent: Option<String>,
 

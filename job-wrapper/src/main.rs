@@ -1,5 +1,6 @@
 //! `job-wrapper [options] -- command args...`: see `--help` and the README.
 
+mod agent_tls;
 mod capture;
 mod cli;
 mod files;

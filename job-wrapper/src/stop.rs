@@ -6,10 +6,11 @@
 //! - Fluent Bit has no stop API: the fanout output with `exit_on_job_end on` stops it after
 //!   delivering the end-of-job record; here we only wait until its HTTP port closes.
 //! - Datadog Agent: `POST /agent/stop` on the IPC port with `Authorization: Bearer <token>`.
-//!   Its certificate is self-signed, so it is accepted only on a loopback address (`localhost`
-//!   is pinned to 127.0.0.1: neither DNS nor /etc/hosts can send the token elsewhere); from
-//!   7.62 on the agent may require `ipc_cert.pem` (next to the token) as client certificate,
-//!   which is sent when found.
+//!   From 7.62 on the agent has one certificate, `ipc_cert.pem` (next to the token): when it is
+//!   there the server must present exactly it, and it is the client certificate too (see
+//!   [`crate::agent_tls`]). Older agents make up a self-signed certificate at each start,
+//!   accepted only on a loopback address (`localhost` is pinned to 127.0.0.1: neither DNS nor
+//!   /etc/hosts can send the token elsewhere).
 //!
 //! Every request goes straight to the sidecar: `HTTPS_PROXY`/`HTTP_PROXY` are ignored, so the
 //! agent's token and the stop calls never pass through a proxy.
@@ -181,18 +182,21 @@ async fn stop_datadog(url: &str, token_file: &Path, timeout: Duration) -> StepRe
         if let (Some(url::Host::Domain(name)), Some(address)) = (parsed.host(), loopback) {
             builder = builder.resolve(name, address);
         }
-        if loopback.is_some() {
-            // The agent's certificate is self-signed (made at each start before 7.62, and
-            // CA-capable after, which standard verification refuses as a server certificate):
-            // accepted on this host only.
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(cert) = token_file.parent().map(|d| d.join("ipc_cert.pem"))
-            && let Ok(pem) = std::fs::read(&cert)
-        {
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("cannot use {} as client certificate: {e}", cert.display()))?;
-            builder = builder.identity(identity);
+        let cert = token_file.parent().map(|d| d.join("ipc_cert.pem"));
+        match cert.as_deref().map(|c| (c, std::fs::read(c))) {
+            Some((cert, Ok(pem))) => {
+                // 7.62+: only the agent's own certificate is accepted, and it is the client
+                // identity the agent may require.
+                let tls = crate::agent_tls::pinned_config(&pem)
+                    .map_err(|e| format!("cannot use {}: {e}", cert.display()))?;
+                builder = builder.tls_backend_preconfigured(tls);
+            }
+            _ if loopback.is_some() => {
+                // Before 7.62 the certificate is made up at each start: nothing to pin, so it
+                // is accepted on this host only.
+                builder = builder.tls_danger_accept_invalid_certs(true);
+            }
+            _ => {}
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         let response = client

@@ -879,3 +879,155 @@ fn a_failed_re_create_after_rotation_loses_nothing() {
     );
     assert_eq!(end_record(&lines)["job_wrapper"], "end");
 }
+
+/// A self-signed, CA-capable EC certificate like the agent's `ipc_cert.pem`: (cert, SEC1 key).
+fn agent_like_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, pkcs8, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.p8")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=datadog-agent-ipc",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-keyout",
+        ])
+        .arg(&pkcs8)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let sec1 = Command::new("openssl")
+        .args(["ec", "-in"])
+        .arg(&pkcs8)
+        .arg("-out")
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(sec1.success());
+    (cert, key)
+}
+
+/// Agent 7.62+: `ipc_cert.pem` next to the token pins the server's certificate and is the
+/// client certificate (the stand-in requires it). A process on the agent's port with another
+/// certificate never receives the token.
+#[test]
+fn with_ipc_cert_pem_only_the_agent_itself_gets_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent_cert, agent_key) = agent_like_certificate(dir.path(), "agent");
+    let (other_cert, other_key) = agent_like_certificate(dir.path(), "impostor");
+    let shared = dir.path().join("dd-ipc");
+    std::fs::create_dir(&shared).unwrap();
+    let token = "c".repeat(64);
+    let token_file = shared.join("auth_token");
+    std::fs::write(&token_file, &token).unwrap();
+    // ipc_cert.pem: certificate then EC PRIVATE KEY, as the agent writes it.
+    let pem = std::fs::read_to_string(&agent_cert).unwrap()
+        + &std::fs::read_to_string(&agent_key).unwrap();
+    assert!(pem.contains("BEGIN EC PRIVATE KEY"));
+    std::fs::write(shared.join("ipc_cert.pem"), pem).unwrap();
+    let agent = r#"
+import http.server, ssl, sys
+cert, key, client_ca, calls = sys.argv[1:5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        with open(calls, "a") as f: f.write(self.headers.get("Authorization", "none") + "\n")
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
+        self.wfile.write(b'""')
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+ctx.verify_mode = ssl.CERT_REQUIRED; ctx.load_verify_locations(client_ca)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.timeout = 0.2
+import time; end = time.time() + 30
+while time.time() < end:
+    try: s.handle_request()
+    except Exception: pass
+"#;
+    let serve = |cert: &Path, key: &Path, calls: &Path| {
+        let mut server = Command::new("python3")
+            .args(["-c", agent])
+            .arg(cert)
+            .arg(key)
+            .arg(&agent_cert)
+            .arg(calls)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        (server, format!("https://localhost:{}", port.trim()))
+    };
+    let stop = |url: &str, tombstone: &Path| {
+        let out = run(&[
+            "--datadog-agent",
+            url,
+            "--datadog-auth-token",
+            token_file.to_str().unwrap(),
+            "--datadog-catch-up",
+            "0s",
+            "--tombstone",
+            tombstone.to_str().unwrap(),
+            "--shell",
+            "--",
+            "exit 0",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(tombstone).unwrap()).unwrap();
+        summary["stop"][0].clone()
+    };
+
+    let calls = dir.path().join("agent-calls");
+    let (mut server, url) = serve(&agent_cert, &agent_key, &calls);
+    let step = stop(&url, &dir.path().join("t1.json"));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(step["ok"], true, "{step}");
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("Bearer {token}\n"),
+        "the agent, requiring the client certificate, got the token"
+    );
+
+    let stolen = dir.path().join("impostor-calls");
+    let (mut impostor, url) = serve(&other_cert, &other_key, &stolen);
+    let step = stop(&url, &dir.path().join("t2.json"));
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert_eq!(step["ok"], false, "{step}");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not the agent's ipc_cert.pem"),
+        "{step}"
+    );
+    assert!(
+        std::fs::read_to_string(&stolen)
+            .unwrap_or_default()
+            .is_empty(),
+        "the impostor never saw a request"
+    );
+}
