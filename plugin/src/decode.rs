@@ -31,6 +31,12 @@ pub const MAX_DEPTH: usize = 64;
 /// each level escapes the quotes of the one inside.
 pub const MAX_KEY_TEXT: usize = 256;
 
+/// Most elements reserved up front for an array or map, whatever it claims: a claim is checked
+/// against the bytes left, but each byte can become a 32–100 byte value, so a container that
+/// claims a million elements grows as they are actually read instead of reserving ~100 MB on
+/// the promise.
+const MAX_PREALLOCATED: usize = 1024;
+
 /// Put in place of a value nested deeper than [`MAX_DEPTH`].
 pub const DEPTH_PLACEHOLDER: &str = "[fanout: nested deeper than 64 levels]";
 
@@ -173,7 +179,7 @@ pub fn decode_chunk(data: &[u8]) -> Result<Decoded, DecodeError> {
         anomalies: Anomalies::default(),
     };
     // Small records are ~30 bytes in msgpack; this avoids most regrowth without over-reserving.
-    let mut events = Vec::with_capacity(data.len() / 64 + 1);
+    let mut events = Vec::with_capacity((data.len() / 64 + 1).min(64 * MAX_PREALLOCATED));
     while reader.pos < data.len() {
         if let Some(event) = reader.read_entry()? {
             events.push(event);
@@ -397,7 +403,7 @@ impl<'a> Reader<'a> {
 
     fn map_body(&mut self, len: usize, depth: usize) -> Result<Map, DecodeError> {
         // Each entry takes at least two bytes, so a lying length cannot over-allocate.
-        let mut map = Map::with_capacity(len.min(self.remaining() / 2));
+        let mut map = Map::with_capacity(len.min(self.remaining() / 2).min(MAX_PREALLOCATED));
         for _ in 0..len {
             let key_marker = self.marker()?;
             let key = match self.value_after_marker(key_marker, depth + 1)? {
@@ -480,7 +486,7 @@ impl<'a> Reader<'a> {
             }
             Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
                 let len = self.array_len(marker)?.unwrap_or(0);
-                let mut items = Vec::with_capacity(len.min(self.remaining()));
+                let mut items = Vec::with_capacity(len.min(self.remaining()).min(MAX_PREALLOCATED));
                 for _ in 0..len {
                     let m = self.marker()?;
                     items.push(self.value_after_marker(m, depth + 1)?);

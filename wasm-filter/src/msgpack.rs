@@ -98,7 +98,9 @@ impl<'a> Reader<'a> {
                     Marker::Array16 => self.uint(2)? as usize,
                     _ => self.uint(4)? as usize,
                 };
-                let mut items = Vec::with_capacity(n.min(self.buf.len() - self.pos));
+                // Reserve what the bytes left could hold, at most 1024: each element grows to
+                // a 32+ byte value, so a claim is not worth reserving for up front.
+                let mut items = Vec::with_capacity(n.min(self.buf.len() - self.pos).min(1024));
                 for _ in 0..n {
                     items.push(self.value(depth + 1)?);
                 }

@@ -321,3 +321,16 @@ pub fn stalled_fifo(path: &std::path::Path) -> std::fs::File {
         .open(path)
         .expect("the FIFO opens for reading")
 }
+
+/// Caps this process's address space at `bytes` (RLIMIT_AS): an allocation sized from a
+/// chunk's claims, which would abort Fluent Bit, fails the test instead of passing unnoticed on
+/// a machine with lots of memory and overcommit.
+pub fn limit_address_space(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+    assert_eq!(set, 0, "setrlimit(RLIMIT_AS)");
+}
