@@ -437,3 +437,76 @@ fn firelens_loses_nothing_when_firehose_throttles_for_75_seconds() {
         false,
     );
 }
+
+/// Chunk composition an application controls, in the shipped FireLens recipe: one ~900 KB log
+/// line followed by thousands of small ones (an allocation sized "first record × count" would
+/// be tens of GB and abort Fluent Bit), and thousands of records that are nearly empty maps
+/// (small in msgpack, large decoded). Fluent Bit keeps running and both destinations get every
+/// record once.
+#[test]
+fn firelens_survives_hostile_chunk_composition() {
+    let test = "firelens_survives_hostile_chunk_composition";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    let moto = Moto::start();
+    moto.create_streams("firelens-logs", &[("logs-checkout", "prod/checkout/")]);
+    let router = start_log_router(&fluent_bit, &intake.url, &moto.url);
+    let (mut fb, socket) = (router.fluent_bit, router.socket);
+    let _scratch = router.scratch;
+    let now = now();
+    let tag = format!("checkout-firelens-{TASK_ID}");
+    let mut records = vec![(
+        now,
+        container_line("checkout", "stdout", &"z".repeat(900_000)),
+    )];
+    records.extend((0..20_000).map(|i| {
+        (
+            now,
+            container_line("checkout", "stdout", &format!("small {i}")),
+        )
+    }));
+    forward_unix(&socket, &tag, &records).unwrap();
+    let tiny: Vec<(u32, Value)> = (0..20_000)
+        .map(|i| {
+            (
+                now,
+                serde_json::json!({"container_name": "checkout", "log": format!("tiny {i}"), "a": [], "b": {}, "c": [[]]}),
+            )
+        })
+        .collect();
+    forward_unix(&socket, &tag, &tiny).unwrap();
+    let total = records.len() + tiny.len();
+    wait_until(
+        &mut fb,
+        "Datadog receives every line",
+        Duration::from_secs(120),
+        || intake.accepted().len() >= total,
+    );
+    wait_until(
+        &mut fb,
+        "S3 holds every line",
+        Duration::from_secs(120),
+        || {
+            moto.objects("firelens-logs")
+                .iter()
+                .map(|(_, body)| body.lines().count())
+                .sum::<usize>()
+                >= total
+        },
+    );
+    let status = fb.terminate(Duration::from_secs(40));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    assert_eq!(intake.accepted().len(), total, "exactly once");
+    let big = intake
+        .accepted()
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.len() > 800_000))
+        .count();
+    assert_eq!(
+        big, 1,
+        "the large line arrives whole (under the 1 MB log limit)"
+    );
+}
