@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -91,11 +92,23 @@ pub trait Endpoint: Send + Sync {
 /// The most concurrent requests a destination may be configured for.
 pub const MAX_CONCURRENCY: usize = 64;
 
+/// Requests a destination keeps in flight before it has seen how long they take.
+pub const EAGER_CONCURRENCY: usize = 2;
+
+/// A request answered after at least this long means the remote is far (or slow) enough for
+/// overlapping requests to pay: the destination allows one more in flight, up to
+/// `max_concurrent_requests`. One answered sooner allows one fewer, down to
+/// [`EAGER_CONCURRENCY`]. So a nearby intake keeps few request bodies in memory, and one an
+/// ocean away gets the overlap it needs within a few answers.
+pub const PATIENCE: Duration = Duration::from_millis(50);
+
 /// What a remote destination keeps for its requests across flushes: its request slots
 /// (`max_concurrent_requests`) and backoff.
 pub struct Requests {
     slots: Semaphore,
     concurrency: usize,
+    /// Requests a flush keeps in flight now, adapted to the remote's answer times.
+    target: AtomicUsize,
     backoff: Backoff,
 }
 
@@ -104,6 +117,7 @@ impl Requests {
         Requests {
             slots: Semaphore::new(concurrency),
             concurrency,
+            target: AtomicUsize::new(EAGER_CONCURRENCY.min(concurrency)),
             backoff: Backoff::default(),
         }
     }
@@ -123,6 +137,7 @@ impl Requests {
             backoff: self.backoff,
             slots: &self.slots,
             concurrency: self.concurrency,
+            target: &self.target,
             outcome,
             deadline,
             log,
@@ -140,6 +155,8 @@ pub struct Executor<'a, E: Endpoint> {
     pub slots: &'a Semaphore,
     /// The most requests one flush keeps in flight (the semaphore's size).
     pub concurrency: usize,
+    /// How many it keeps in flight now (see [`PATIENCE`]).
+    pub target: &'a AtomicUsize,
     pub outcome: &'a SharedOutcome,
     pub deadline: Instant,
     pub log: &'a Logger,
@@ -153,7 +170,7 @@ impl<E: Endpoint> Executor<'_, E> {
         let mut queue: VecDeque<Request<E::Key>> = VecDeque::new();
         let mut running = FuturesUnordered::new();
         loop {
-            while running.len() < self.concurrency && Instant::now() < self.deadline {
+            while running.len() < self.in_flight_allowed() && Instant::now() < self.deadline {
                 let Some(request) = queue.pop_front().or_else(|| self.next_request(&mut plan))
                 else {
                     break;
@@ -170,6 +187,26 @@ impl<E: Endpoint> Executor<'_, E> {
                 None => break,
             }
         }
+    }
+
+    fn in_flight_allowed(&self) -> usize {
+        self.target
+            .load(Ordering::Relaxed)
+            .clamp(1, self.concurrency)
+    }
+
+    /// One more request in flight after a slow answer, one fewer after a quick one.
+    fn adapt(&self, answered_in: Duration) {
+        let floor = EAGER_CONCURRENCY.min(self.concurrency);
+        let _ = self
+            .target
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |target| {
+                Some(if answered_in >= PATIENCE {
+                    (target + 1).min(self.concurrency)
+                } else {
+                    target.saturating_sub(1).max(floor)
+                })
+            });
     }
 
     /// The next request of the plan, recording what it drops on the way.
@@ -202,10 +239,12 @@ impl<E: Endpoint> Executor<'_, E> {
         let mut retries = 0u32;
         loop {
             Outcome::lock(self.outcome).requests += 1;
+            let started = Instant::now();
             let sent = self
                 .endpoint
                 .send(&request.key, &request.units, self.deadline)
                 .await;
+            self.adapt(started.elapsed());
             let (reason, after, serious) = {
                 let mut outcome = Outcome::lock(self.outcome);
                 match sent {
@@ -284,7 +323,6 @@ mod tests {
     use crate::log::Level;
     use crate::log::testing::MemorySink;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// How the scripted remote answers: from the records a request carries and the call count.
     type Answer = Box<dyn Fn(&[usize], usize) -> Sent + Send + Sync>;
@@ -296,6 +334,8 @@ mod tests {
         in_flight: AtomicUsize,
         most_in_flight: AtomicUsize,
         seen: Mutex<Vec<Vec<usize>>>,
+        /// How long each answer takes.
+        delay: Duration,
     }
 
     impl Scripted {
@@ -306,7 +346,13 @@ mod tests {
                 in_flight: AtomicUsize::new(0),
                 most_in_flight: AtomicUsize::new(0),
                 seen: Mutex::new(Vec::new()),
+                delay: Duration::from_millis(100),
             }
+        }
+
+        fn answering_after(mut self, delay: Duration) -> Scripted {
+            self.delay = delay;
+            self
         }
     }
 
@@ -315,7 +361,7 @@ mod tests {
         async fn send(&self, _key: &(), units: &Units, _deadline: Instant) -> Sent {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             self.seen.lock().unwrap().push(units.positions().to_vec());
@@ -348,6 +394,7 @@ mod tests {
     ) -> Tally {
         let outcome = Outcome::shared(records);
         let slots = Semaphore::new(concurrency);
+        let target = AtomicUsize::new(EAGER_CONCURRENCY.min(concurrency));
         let sink = MemorySink::new(Level::Debug);
         let log = Logger::new("t", sink);
         Executor {
@@ -355,6 +402,7 @@ mod tests {
             backoff: Backoff::default(),
             slots: &slots,
             concurrency,
+            target: &target,
             outcome: &outcome,
             deadline: Instant::now() + Duration::from_secs(seconds),
             log: &log,
@@ -452,6 +500,26 @@ mod tests {
         let tally = run(&remote, plan(&refs), 10, 4, 30).await;
         assert_eq!(tally.accepted, 10);
         assert_eq!(remote.most_in_flight.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_grows_only_for_a_remote_that_answers_slowly() {
+        let requests: Vec<Vec<usize>> = (0..40).map(|i| vec![i]).collect();
+        let refs: Vec<&[usize]> = requests.iter().map(Vec::as_slice).collect();
+        let near = Scripted::new(|_, _| Sent::Accepted).answering_after(Duration::from_millis(2));
+        assert_eq!(run(&near, plan(&refs), 40, 16, 30).await.accepted, 40);
+        assert_eq!(
+            near.most_in_flight.load(Ordering::SeqCst),
+            EAGER_CONCURRENCY,
+            "a nearby intake: few request bodies held at once"
+        );
+        let far = Scripted::new(|_, _| Sent::Accepted).answering_after(Duration::from_millis(150));
+        assert_eq!(run(&far, plan(&refs), 40, 16, 30).await.accepted, 40);
+        assert_eq!(
+            far.most_in_flight.load(Ordering::SeqCst),
+            16,
+            "an intake 150 ms away: the full overlap"
+        );
     }
 
     #[tokio::test(start_paused = true)]
