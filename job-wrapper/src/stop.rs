@@ -11,11 +11,11 @@
 //!   [`crate::agent_tls`]). Older agents make up a self-signed certificate at each start,
 //!   accepted only on a loopback address (`localhost` is pinned to 127.0.0.1: neither DNS nor
 //!   /etc/hosts can send the token elsewhere).
+//! - Fluentd: `POST /api/processes.flushBuffersAndKillWorkers` (judged by HTTP status).
+//! - Envoy `POST /quitquitquit`, Istio pilot-agent `POST /quitquitquit`, Linkerd `POST /shutdown`.
 //!
 //! Every request goes straight to the sidecar: `HTTPS_PROXY`/`HTTP_PROXY` are ignored, so the
 //! agent's token and the stop calls never pass through a proxy.
-//! - Fluentd: `POST /api/processes.flushBuffersAndKillWorkers` (judged by HTTP status).
-//! - Envoy `POST /quitquitquit`, Istio pilot-agent `POST /quitquitquit`, Linkerd `POST /shutdown`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

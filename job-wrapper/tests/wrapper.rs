@@ -546,6 +546,21 @@ while time.time() < end: s.handle_request()
     assert_eq!(summary["stop"][0]["detail"], "HTTP 401");
 }
 
+/// The child's exit status once it exits; killed, failing with `failure`, after 20 s.
+fn exit_within(child: &mut Child, failure: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{failure}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sigterm_while_waiting_for_the_sidecars_ends_the_wrapper_without_running_the_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -569,17 +584,10 @@ fn sigterm_while_waiting_for_the_sidecars_ends_the_wrapper_without_running_the_c
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     signal(&child, 15);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("job-wrapper ignored SIGTERM while waiting for the sidecars");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(
+        &mut child,
+        "job-wrapper ignored SIGTERM while waiting for the sidecars",
+    );
     assert_eq!(status.code(), Some(143), "{status:?}");
     assert!(!ran.exists(), "the command never ran");
     let end = end_record(&cri(&log));
@@ -614,17 +622,10 @@ fn sigterm_reaches_a_command_that_floods_its_output() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, 15);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("SIGTERM was never forwarded to a command flooding its output");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(
+        &mut child,
+        "SIGTERM was never forwarded to a command flooding its output",
+    );
     assert_eq!(status.code(), Some(7));
 }
 

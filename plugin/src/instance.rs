@@ -140,9 +140,9 @@ impl Instance {
             .map(|d| DestinationStats::new(d.kind().name()))
             .collect();
         let job_end = config
-            .exit_on_job_end
-            .then(|| config.job_end_token_file.clone())
-            .flatten()
+            .job_end_token_file
+            .clone()
+            .filter(|_| config.exit_on_job_end)
             .map(|file| JobEnd::new(file, config.job_end_timeout));
         let pipeline = Arc::new(Pipeline {
             job_end,
@@ -676,12 +676,7 @@ impl Pipeline {
 
 /// A tag as shown in log lines: at most 256 characters.
 fn shorten(tag: &str) -> std::borrow::Cow<'_, str> {
-    if tag.chars().count() <= 256 {
-        std::borrow::Cow::Borrowed(tag)
-    } else {
-        let cut: String = tag.chars().take(256).collect();
-        std::borrow::Cow::Owned(format!("{cut}…"))
-    }
+    crate::log::shorten(tag, 256)
 }
 
 #[cfg(test)]
@@ -772,13 +767,35 @@ mod tests {
         end.to_string()
     }
 
+    /// An instance with `exit_on_job_end` reading the token from `job-end.token` in `dir`
+    /// (not written yet), plus `extra`; the returned counter counts shutdown requests.
+    fn awaiting_job_end(
+        dir: &tempfile::TempDir,
+        extra: &[(&str, &str)],
+    ) -> (
+        Instance,
+        Arc<MemorySink>,
+        RuntimeLease,
+        Arc<CountShutdown>,
+        std::path::PathBuf,
+    ) {
+        let token_file = dir.path().join("job-end.token");
+        let token_path = token_file.display().to_string();
+        let mut properties = vec![
+            ("exit_on_job_end", "on"),
+            ("job_end_token_file", token_path.as_str()),
+        ];
+        properties.extend_from_slice(extra);
+        let on = Arc::new(CountShutdown::default());
+        let (inst, sink, lease) = instance_with(dir, &properties, on.clone());
+        (inst, sink, lease, on, token_file)
+    }
+
     #[test]
     fn the_end_of_job_record_stops_the_host_only_when_asked_and_after_delivery() {
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("job-end.token");
-        let token_path = token_file.display().to_string();
         let end = end_record(Some(TOKEN));
-        std::fs::write(&token_file, TOKEN).unwrap();
+        std::fs::write(dir.path().join("job-end.token"), TOKEN).unwrap();
         let off = Arc::new(CountShutdown::default());
         let (inst, _sink, _lease) = instance_with(&dir, &[], off.clone());
         assert_eq!(inst.flush(&chunk(&["a", &end]), b"t"), FlushStatus::Ok);
@@ -789,15 +806,7 @@ mod tests {
             "exit_on_job_end is off by default"
         );
 
-        let on = Arc::new(CountShutdown::default());
-        let (inst, sink, _lease) = instance_with(
-            &dir,
-            &[
-                ("exit_on_job_end", "on"),
-                ("job_end_token_file", &token_path),
-            ],
-            on.clone(),
-        );
+        let (inst, sink, _lease, on, _token_file) = awaiting_job_end(&dir, &[]);
         let _host = HostThread::enter();
         assert_eq!(inst.flush(&chunk(&["a", "b"]), b"t"), FlushStatus::Ok);
         assert_eq!(on.0.load(Ordering::SeqCst), 0);
@@ -815,17 +824,7 @@ mod tests {
     #[test]
     fn look_alike_end_records_printed_by_the_application_never_stop_the_host() {
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("job-end.token");
-        let token_path = token_file.display().to_string();
-        let on = Arc::new(CountShutdown::default());
-        let (inst, sink, _lease) = instance_with(
-            &dir,
-            &[
-                ("exit_on_job_end", "on"),
-                ("job_end_token_file", &token_path),
-            ],
-            on.clone(),
-        );
+        let (inst, sink, _lease, on, token_file) = awaiting_job_end(&dir, &[]);
         let _host = HostThread::enter();
         // While the command runs there is no token: even a record carrying the right one
         // (which nobody can know yet) is not believed.
@@ -859,18 +858,8 @@ mod tests {
     #[test]
     fn the_host_stops_job_end_timeout_after_the_token_even_without_the_record() {
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("job-end.token");
-        let token_path = token_file.display().to_string();
-        let on = Arc::new(CountShutdown::default());
-        let (inst, sink, _lease) = instance_with(
-            &dir,
-            &[
-                ("exit_on_job_end", "on"),
-                ("job_end_token_file", &token_path),
-                ("job_end_timeout", "200ms"),
-            ],
-            on.clone(),
-        );
+        let (inst, sink, _lease, on, token_file) =
+            awaiting_job_end(&dir, &[("job_end_timeout", "200ms")]);
         let _host = HostThread::enter();
         assert_eq!(inst.flush(&chunk(&["a"]), b"t"), FlushStatus::Ok);
         std::thread::sleep(Duration::from_millis(900));

@@ -158,6 +158,17 @@ impl Logger {
     }
 }
 
+/// Text from a record (a tag, a rendered stream name) as a log line shows it: at most `max`
+/// characters, then `…`.
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= max {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        let cut: String = text.chars().take(max).collect();
+        std::borrow::Cow::Owned(format!("{cut}…"))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

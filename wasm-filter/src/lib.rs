@@ -43,13 +43,7 @@ thread_local! {
 }
 
 /// Processes one record and returns the bytes to hand back, NUL-terminated.
-pub fn filter(
-    tag: &[u8],
-    time_sec: u32,
-    record: Option<&[u8]>,
-    record_len: u32,
-    out: &mut Vec<u8>,
-) {
+pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<u8>) {
     out.clear();
     let tag = String::from_utf8_lossy(tag);
     let Some(record) = record else {
@@ -85,7 +79,6 @@ pub fn filter(
         state.pod = PodInfo::read(&state.config.podinfo_dir);
         state.read_at = Instant::now();
     }
-    let _ = time_sec;
     if json_mode {
         json_record(record, &tag, &mut state, out);
     } else {
@@ -165,7 +158,8 @@ pub(crate) mod abi {
     pub extern "C" fn k8s_metadata(
         tag: *const u8,
         tag_len: u32,
-        time_sec: u32,
+        // The record's time is the application's to set: nothing here depends on it.
+        _time_sec: u32,
         _time_nsec: u32,
         record: *const u8,
         record_len: u32,
@@ -183,7 +177,7 @@ pub(crate) mod abi {
             unsafe { std::slice::from_raw_parts(record, record_len as usize) }
         });
         let mut output = OUTPUT.take();
-        filter(tag, time_sec, record, record_len, &mut output);
+        filter(tag, record, record_len, &mut output);
         let answer = output.as_ptr();
         // Put back (moving a Vec keeps its buffer where it is): the host reads the answer
         // after this returns, and the next call reuses the buffer.

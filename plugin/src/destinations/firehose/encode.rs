@@ -199,7 +199,7 @@ impl Iterator for Plan<'_> {
                     if !valid_stream_name(stream) {
                         return Err(format!(
                             "'{}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
-                            shorten(stream)
+                            crate::log::shorten(stream, 80)
                         ));
                     }
                     if missing.is_some_and(|m| m.contains(stream)) {
@@ -502,15 +502,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()
-}
-
-/// A made-up stream name as shown in a log line: at most 80 characters.
-fn shorten(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.chars().count() <= 80 {
-        std::borrow::Cow::Borrowed(name)
-    } else {
-        std::borrow::Cow::Owned(format!("{}…", name.chars().take(80).collect::<String>()))
-    }
 }
 
 /// Firehose stream names: 1 to 64 of `[a-zA-Z0-9_.-]`.
