@@ -63,6 +63,7 @@ bench: setup-build dist
 	$(CARGO) bench -p fanout --bench firehose_billing
 	python3 bench/job_wrapper.py
 	python3 bench/wasm_filter.py
+	python3 -m pip install --quiet --disable-pip-version-check 'zstandard==0.25.0'
 	python3 bench/end_to_end.py
 
 ## fuzz: run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain: RUSTC_BOOTSTRAP, no sanitizer)

@@ -10,7 +10,9 @@ backlog. Runs:
   input only   the same input into the `null` output: what every run pays before any output
   core         `datadog` (gzip) + `kinesis_firehose`, one stream, their default workers
   fanout       `fanout` with `destinations datadog,firehose`, the same stream and settings,
-               `workers 1` (the core Firehose output's default)
+               `workers 1` (the core Firehose output's default), default compression (zstd level 1)
+  fanout gzip  the same with `compress gzip`, as the core output compresses
+  fanout zstd3 the same with `compress_level 3`
   fanout+agg   `fanout` as deployed: one stream per service, `simple_aggregation on`
 
 Then a remote-latency pair (BENCH_E2E_REMOTE_RECORDS, default 200 000): both stand-ins answer
@@ -51,7 +53,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLUENT_BIT = os.environ.get("FLUENT_BIT")
 RECORDS = int(os.environ.get("BENCH_E2E_RECORDS", "1000000"))
-PLUGIN = os.path.join(ROOT, "dist", "fanout.so")
+# Another build of the plugin (e.g. the previous release) for before/after comparisons.
+PLUGIN = os.environ.get("BENCH_E2E_PLUGIN", os.path.join(ROOT, "dist", "fanout.so"))
 SERVICES = ["checkout", "payments", "search"]
 REMOTE_RECORDS = int(os.environ.get("BENCH_E2E_REMOTE_RECORDS", "200000"))
 REMOTE_LATENCY = 0.150
@@ -104,8 +107,15 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 
     def body(self):
         data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding", "") == "gzip":
+        with self.server.wire_bytes.get_lock():
+            self.server.wire_bytes.value += len(data)
+        encoding = self.headers.get("Content-Encoding", "")
+        if encoding == "gzip":
             data = gzip.decompress(data)
+        elif encoding == "zstd":
+            # zstandard (PyPI), installed by `make bench`; only fanout's default sends zstd.
+            import zstandard
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
         return data
 
     def reply(self, status, payload, content_type):
@@ -148,9 +158,10 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-def serve(handler, counter, port_out, tls, latency):
+def serve(handler, counter, wire_bytes, port_out, tls, latency):
     server = Server(("127.0.0.1", 0), handler)
     server.counter = counter
+    server.wire_bytes = wire_bytes
     server.latency = latency
     if tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -165,9 +176,10 @@ class StandIn:
 
     def __init__(self, handler, tls=None, latency=0.0):
         self.counter = multiprocessing.Value("q", 0)
+        self.wire_bytes = multiprocessing.Value("q", 0)
         port = multiprocessing.Value("i", 0)
-        self.process = multiprocessing.Process(target=serve, args=(handler, self.counter, port, tls, latency),
-                                               daemon=True)
+        self.process = multiprocessing.Process(
+            target=serve, args=(handler, self.counter, self.wire_bytes, port, tls, latency), daemon=True)
         self.process.start()
         deadline = time.time() + 10
         while port.value == 0:
@@ -179,6 +191,8 @@ class StandIn:
     def reset(self):
         with self.counter.get_lock():
             self.counter.value = 0
+        with self.wire_bytes.get_lock():
+            self.wire_bytes.value = 0
 
     @property
     def count(self):
@@ -359,6 +373,8 @@ def main():
             ("input only", NULL, False, counted),
             ("core", CORE, False, delivered),
             ("fanout", FANOUT.replace("{firehose}", FANOUT_SAME), True, delivered),
+            ("fanout gzip", FANOUT.replace("{firehose}", FANOUT_SAME + "    compress gzip\n"), True, delivered),
+            ("fanout zstd3", FANOUT.replace("{firehose}", FANOUT_SAME + "    compress_level 3\n"), True, delivered),
             ("fanout+agg", FANOUT.replace("{firehose}", FANOUT_DEPLOYED), True, delivered),
         ]
         results = {}
@@ -373,7 +389,8 @@ def main():
                     f.write(outputs.format(dd_port=datadog.port, fh_port=firehose.port, ca=ca))
                 datadog.reset()
                 firehose.reset()
-                results[label] = run(config, env, done, label) + (datadog.count, firehose.count)
+                results[label] = run(config, env, done, label) + (datadog.count, firehose.count,
+                                                                  datadog.wire_bytes.value)
         finally:
             datadog.stop()
             firehose.stop()
@@ -391,20 +408,21 @@ def main():
 def print_local(results, size_mb):
     print(f"End to end: {RECORDS} FireLens records ({size_mb:.0f} MB of JSON) through {FLUENT_BIT}, "
           "tail -> outputs -> local stand-ins (their CPU excluded):")
-    print(f"  {'run':<12} {'CPU s':>7} {'peak RSS MiB':>13} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}")
-    for label, (cpu, rss, wall, dd, fh) in results.items():
-        print(f"  {label:<12} {cpu:7.2f} {rss:13.1f} {wall:7.1f} {dd:9} {fh:9}")
+    print(f"  {'run':<12} {'CPU s':>7} {'peak RSS MiB':>13} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}"
+          f" {'Datadog MB sent':>16}")
+    for label, (cpu, rss, wall, dd, fh, dd_bytes) in results.items():
+        print(f"  {label:<12} {cpu:7.2f} {rss:13.1f} {wall:7.1f} {dd:9} {fh:9} {dd_bytes / 1e6:16.1f}")
     if "input only" not in results or "core" not in results:
         return
     base_cpu = results["input only"][0]
     core_cpu, core_rss = results["core"][0], results["core"][1]
-    for label in ("fanout", "fanout+agg"):
+    for label in ("fanout", "fanout gzip", "fanout zstd3", "fanout+agg"):
         if label not in results:
             continue
         cpu, rss = results[label][0], results[label][1]
         print(f"  {label} vs core: CPU {cpu / core_cpu:.2f}x, peak RSS {rss / core_rss:.2f}x; "
               f"output CPU beyond the input {max(cpu - base_cpu, 0.01) / max(core_cpu - base_cpu, 0.01):.2f}x")
-    for label in ("core", "fanout", "fanout+agg"):
+    for label in ("core", "fanout", "fanout gzip", "fanout zstd3", "fanout+agg"):
         if label not in results:
             continue
         dd, fh = results[label][3], results[label][4]

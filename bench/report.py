@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Ratios from the pipeline benchmark just run: reads criterion's estimates (target/criterion)
-and prints, per record shape, MB/s of gzip alone (the floor), decode, and the full pipeline,
-and the pipeline's cost as a multiple of the floor."""
+and prints, per record shape, MB/s of gzip alone (the floor), decode, and the full pipeline
+with the default Datadog compression (zstd level 1), zstd level 3 and gzip, each as a share
+of the floor's speed (BENCH_CRITERION_DIR reads another run's results)."""
 import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRITERION = os.path.join(ROOT, "target", "criterion")
+CRITERION = os.environ.get("BENCH_CRITERION_DIR", os.path.join(ROOT, "target", "criterion"))
 SHAPES = ["firelens_200B", "firelens_4KB", "kubernetes_200B", "kubernetes_4KB"]
+PIPELINES = [("pipeline", "zstd 1 (default)"), ("pipeline_zstd3", "zstd 3"), ("pipeline_gzip", "gzip")]
 
 
 def estimate(group, function):
@@ -20,15 +22,25 @@ def estimate(group, function):
 
 
 def main():
-    print("Pipeline per 1 MB chunk (MB/s of msgpack input; criterion means, this run):")
-    print(f"  {'shape':<16} {'gzip floor':>11} {'decode':>9} {'pipeline':>9} {'pipeline cost':>15}")
+    print("Pipeline per 1 MB chunk (MB/s of msgpack input; criterion means, this run;")
+    print("x = share of gzip-alone's speed on the same bytes):")
+    header = "".join(f" {label:>22}" for _, label in PIPELINES)
+    print(f"  {'shape':<16} {'gzip floor':>11} {'decode':>9}{header}")
     for shape in SHAPES:
         try:
-            floor, decode, pipeline = (estimate(shape, f) for f in ("gzip_floor", "decode", "pipeline"))
+            floor = estimate(shape, "gzip_floor")
+            decode = estimate(shape, "decode")
         except (OSError, KeyError):
             print(f"  {shape:<16} (no results: run `cargo bench -p fanout --bench pipeline`)")
             continue
-        print(f"  {shape:<16} {floor:11.0f} {decode:9.0f} {pipeline:9.0f} {floor / pipeline:12.2f}x gzip")
+        cells = ""
+        for function, _ in PIPELINES:
+            try:
+                speed = estimate(shape, function)
+                cells += f" {speed:13.0f} ({speed / floor:4.2f}x)"
+            except (OSError, KeyError):
+                cells += f" {'-':>22}"
+        print(f"  {shape:<16} {floor:11.0f} {decode:9.0f}{cells}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
 //! Any bytes as a Fluent Bit chunk: the decoder returns events or an error, never panics,
-//! and every event it returns serializes to JSON that parses back.
+//! and every event it returns reads in place and writes JSON that parses.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(decoded) = fanout::decode::decode_chunk(data) {
-        for event in decoded.events {
-            let json = serde_json::to_vec(&event.body).expect("bodies serialize");
-            let _: serde_json::Value = serde_json::from_slice(&json).expect("and parse back");
+    if let Ok(decoded) = fanout::decode::decode_chunk(data.to_vec()) {
+        for event in decoded.records.iter() {
+            for fields in [event.body, event.metadata] {
+                let mut json = Vec::new();
+                fields.write_json(&mut json);
+                let _: serde_json::Value = serde_json::from_slice(&json).expect("JSON that parses");
+                for (key, value) in fields.iter() {
+                    let _ = fields.get(&key.text());
+                    let _ = value.to_text(fanout::view::FIELD_DEPTH);
+                }
+            }
         }
     }
 });

@@ -12,7 +12,7 @@ mod common;
 use common::log_line;
 use fanout::destinations::firehose::config::FirehoseConfig;
 use fanout::destinations::firehose::encode::{BILLING_UNIT, Encoder};
-use fanout::record::{Batch, EventTime, LogEvent, Map};
+use fanout::record::{Batch, EventTime, Records};
 use serde_json::json;
 
 const RECORDS: usize = 1_000_000;
@@ -32,7 +32,7 @@ fn config(aggregation: bool, gzip: bool) -> FirehoseConfig {
 }
 
 fn chunk(first: usize, log_len: usize) -> Batch {
-    let events: Vec<LogEvent> = (first..first + PER_CHUNK)
+    let events: Vec<(EventTime, serde_json::Value)> = (first..first + PER_CHUNK)
         .map(|n| {
             let service = ["checkout", "cart", "search"][n % 3];
             let body = json!({
@@ -42,14 +42,10 @@ fn chunk(first: usize, log_len: usize) -> Batch {
                 "source": "stdout",
                 "log": log_line(n, log_len),
             });
-            LogEvent {
-                time: EventTime::new(1_700_000_000 + n as i64, 0),
-                metadata: Map::new(),
-                body: body.as_object().expect("an object").clone(),
-            }
+            (EventTime::new(1_700_000_000 + n as i64, 0), body)
         })
         .collect();
-    Batch::new("firelens".into(), events)
+    Batch::new("firelens".into(), Records::from_json(&events))
 }
 
 #[derive(Clone, Copy)]

@@ -1,6 +1,6 @@
-//! `make bench` (criterion): the plugin's per-chunk work — decode, Datadog JSON + gzip request
-//! bodies, Firehose records and batches — against gzip alone on the same chunk bytes (the
-//! floor: any shipper that compresses pays at least that), on FireLens- and Kubernetes-shaped
+//! `make bench` (criterion): the plugin's per-chunk work — decode, Datadog JSON and compressed
+//! request bodies, Firehose records and batches — against gzip alone on the same chunk bytes
+//! (the floor: any shipper that compresses pays at least that), on FireLens- and Kubernetes-shaped
 //! records of ~200 B and ~4 KB, in chunks of about 1 MB as Fluent Bit flushes them.
 //! `bench/report.py` turns criterion's estimates into the ratios of BENCHMARKS.md.
 
@@ -124,8 +124,57 @@ fn gzip(data: &[u8]) -> usize {
     encoder.finish().unwrap().len()
 }
 
+/// What the plugin does with one chunk: copy and decode it, build and compress every Datadog
+/// request body, route and pack every Firehose record. Returns the bytes produced.
+fn pipeline(
+    chunk: &[u8],
+    datadog: &DatadogConfig,
+    firehose: &FirehoseConfig,
+    keys: &[String],
+) -> usize {
+    let decoded = decode_chunk(chunk.to_vec()).unwrap();
+    let batch = Batch::new("app".into(), decoded.records);
+    let encoder = DatadogEncoder {
+        config: datadog,
+        message_keys: keys,
+    };
+    let mut sent = 0;
+    for planned in encoder.plan(&batch) {
+        if let Planned::Request(request) = planned {
+            sent += datadog_body(&request.units, datadog.compression)
+                .unwrap()
+                .len();
+        }
+    }
+    let firehose = FirehoseEncoder {
+        config: firehose,
+        message_keys: keys,
+    };
+    for planned in firehose.plan(&batch) {
+        if let Planned::Request(request) = planned {
+            sent += request.units.bytes();
+        }
+    }
+    sent
+}
+
 fn bench(c: &mut Criterion) {
+    // The defaults (zstd level 1), zstd level 3, and gzip as the core output and earlier
+    // releases compress.
     let datadog = DatadogConfig::read(&props(&[("apikey", "k"), ("provider", "ecs")])).unwrap();
+    let datadog_gzip = DatadogConfig::read(&props(&[
+        ("apikey", "k"),
+        ("provider", "ecs"),
+        ("compress", "gzip"),
+    ]))
+    .unwrap();
+    let datadog_zstd3 = DatadogConfig::read(&props(&[
+        ("apikey", "k"),
+        ("provider", "ecs"),
+        ("compress", "zstd"),
+        ("compress_level", "3"),
+    ]))
+    .unwrap();
     let firehose = FirehoseConfig::read(&props(&[
         ("region", "us-east-1"),
         ("delivery_stream", "logs-$container_name || logs-$service"),
@@ -147,34 +196,17 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(gzip(black_box(chunk))))
         });
         group.bench_function("decode", |b| {
-            b.iter(|| black_box(decode_chunk(black_box(chunk)).unwrap()))
+            b.iter(|| black_box(decode_chunk(black_box(chunk).clone()).unwrap()))
         });
-        group.bench_function("pipeline", |b| {
-            b.iter(|| {
-                let decoded = decode_chunk(black_box(chunk)).unwrap();
-                let batch = Batch::new("app".into(), decoded.events);
-                let encoder = DatadogEncoder {
-                    config: &datadog,
-                    message_keys: &keys,
-                };
-                let mut sent = 0;
-                for planned in encoder.plan(&batch) {
-                    if let Planned::Request(request) = planned {
-                        sent += datadog_body(&request.units, true).len();
-                    }
-                }
-                let routed = FirehoseEncoder {
-                    config: &firehose,
-                    message_keys: &keys,
-                }
-                .encode(&batch);
-                for stream in &routed.streams {
-                    sent +=
-                        stream.calls().len() + stream.records.iter().map(Vec::len).sum::<usize>();
-                }
-                black_box(sent)
-            })
-        });
+        for (function, datadog) in [
+            ("pipeline", &datadog),
+            ("pipeline_zstd3", &datadog_zstd3),
+            ("pipeline_gzip", &datadog_gzip),
+        ] {
+            group.bench_function(function, |b| {
+                b.iter(|| black_box(pipeline(black_box(chunk), datadog, &firehose, &keys)))
+            });
+        }
         group.finish();
     }
 }

@@ -10,9 +10,8 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
-use crate::record::{Map, value_to_text};
+use crate::record::Fields;
+use crate::view::{FIELD_DEPTH, ValueRef};
 
 /// One step below the top-level key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,16 +45,21 @@ impl FieldPath {
     }
 
     /// The value at this path, if every step exists. `null` counts as absent.
-    pub fn lookup<'a>(&self, record: &'a Map) -> Option<&'a Value> {
+    pub fn lookup<'a>(&self, record: &Fields<'a>) -> Option<ValueRef<'a>> {
         let mut value = record.get(&self.root)?;
         for subkey in &self.subkeys {
             value = match (subkey, value) {
-                (Subkey::Key(k), Value::Object(map)) => map.get(k)?,
-                (Subkey::Index(i), Value::Array(items)) => items.get(*i)?,
+                (Subkey::Key(k), ValueRef::Map(map)) => map.get(k)?,
+                (Subkey::Index(i), ValueRef::Array(items)) => items.iter().nth(*i)?,
                 _ => return None,
             };
         }
         (!value.is_null()).then_some(value)
+    }
+
+    /// Depth of the value this path reaches (for the nesting limit of its JSON text).
+    pub fn depth(&self) -> usize {
+        FIELD_DEPTH + self.subkeys.len()
     }
 }
 
@@ -151,24 +155,52 @@ impl Template {
     }
 
     /// Renders the template, or names the first reference the record or tag lacks.
-    pub fn render(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
-        // Grows on the first push: a template whose first reference is missing allocates nothing.
+    pub fn render(&self, tag: &str, record: &Fields<'_>) -> Result<String, MissingField<'_>> {
+        // Allocated on the first push: a template whose first reference is missing (a
+        // fallback tried on every record) allocates nothing.
         let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Segment::Literal(text) => out.push_str(text),
-                Segment::Field(path) => match path.lookup(record) {
-                    Some(value) => out.push_str(&value_to_text(value)),
-                    None => return Err(MissingField::Field(path)),
-                },
-                Segment::Tag => out.push_str(tag),
-                Segment::TagPart(n) => match tag.split('.').nth(*n) {
-                    Some(piece) => out.push_str(piece),
-                    None => return Err(MissingField::TagPart(*n)),
-                },
-            }
-        }
+        self.render_into(tag, record, &mut out)?;
         Ok(out)
+    }
+
+    /// Appends the rendered template to `out`, or leaves `out` as it was and names the first
+    /// reference the record or tag lacks.
+    pub fn render_into(
+        &self,
+        tag: &str,
+        record: &Fields<'_>,
+        out: &mut String,
+    ) -> Result<(), MissingField<'_>> {
+        let start = out.len();
+        for part in &self.parts {
+            let missing = match part {
+                Segment::Literal(text) => {
+                    out.push_str(text);
+                    continue;
+                }
+                Segment::Field(path) => match path.lookup(record) {
+                    Some(value) => {
+                        out.push_str(&value.to_text(path.depth()));
+                        continue;
+                    }
+                    None => MissingField::Field(path),
+                },
+                Segment::Tag => {
+                    out.push_str(tag);
+                    continue;
+                }
+                Segment::TagPart(n) => match tag.split('.').nth(*n) {
+                    Some(piece) => {
+                        out.push_str(piece);
+                        continue;
+                    }
+                    None => MissingField::TagPart(*n),
+                },
+            };
+            out.truncate(start);
+            return Err(missing);
+        }
+        Ok(())
     }
 }
 
@@ -203,8 +235,16 @@ impl Choice {
     }
 
     /// The first alternative that renders, or `None` when none does.
-    pub fn render(&self, tag: &str, record: &Map) -> Option<String> {
+    pub fn render(&self, tag: &str, record: &Fields<'_>) -> Option<String> {
         self.resolve(tag, record).ok()
+    }
+
+    /// Appends the first alternative that renders to `out`; `false` (and `out` as it was) when
+    /// none does.
+    pub fn render_into(&self, tag: &str, record: &Fields<'_>, out: &mut String) -> bool {
+        self.options
+            .iter()
+            .any(|option| option.render_into(tag, record, out).is_ok())
     }
 
     /// How many `||` alternatives there are.
@@ -219,24 +259,29 @@ impl Choice {
     pub fn first_accepted(
         &self,
         tag: &str,
-        record: &Map,
+        record: &Fields<'_>,
         mut accept: impl FnMut(&str, bool) -> Result<(), String>,
     ) -> Result<String, String> {
-        let mut reason = String::from("no value");
+        // Why the last alternative was passed over, made into text only if none is taken.
+        let mut refused = None;
+        let mut missing = MissingField::Nothing;
         for (n, option) in self.options.iter().enumerate() {
             match option.render(tag, record) {
                 Ok(value) => match accept(&value, n + 1 == self.options.len()) {
                     Ok(()) => return Ok(value),
-                    Err(why) => reason = why,
+                    Err(why) => refused = Some(why),
                 },
-                Err(missing) => reason = missing.to_string(),
+                Err(field) => {
+                    missing = field;
+                    refused = None;
+                }
             }
         }
-        Err(reason)
+        Err(refused.unwrap_or_else(|| missing.to_string()))
     }
 
     /// Like [`Choice::render`], naming what the last alternative missed when none renders.
-    pub fn resolve(&self, tag: &str, record: &Map) -> Result<String, MissingField<'_>> {
+    pub fn resolve(&self, tag: &str, record: &Fields<'_>) -> Result<String, MissingField<'_>> {
         let mut missing = MissingField::Nothing;
         for option in &self.options {
             match option.render(tag, record) {
@@ -412,10 +457,15 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::record::{EventTime, Records};
+    use serde_json::{Value, json};
 
-    fn record(v: Value) -> Map {
-        v.as_object().unwrap().clone()
+    fn record(v: Value) -> Records {
+        Records::from_json(&[(EventTime::new(1, 0), v)])
+    }
+
+    fn body(r: &Records) -> Fields<'_> {
+        r.get(0).unwrap().body
     }
 
     #[test]
@@ -443,7 +493,7 @@ mod tests {
         for (template, expected) in cases {
             let t = Template::parse(template).unwrap();
             assert_eq!(
-                t.render("ecs.web.stdout", &r).unwrap(),
+                t.render("ecs.web.stdout", &body(&r)).unwrap(),
                 expected,
                 "{template}"
             );
@@ -455,14 +505,19 @@ mod tests {
         let r = record(json!({"kubernetes": {"labels": {}}, "gone": null}));
         let t = Template::parse("svc-$kubernetes['labels']['app']").unwrap();
         assert_eq!(
-            t.render("t", &r).unwrap_err().to_string(),
+            t.render("t", &body(&r)).unwrap_err().to_string(),
             "record has no $kubernetes['labels']['app']"
         );
-        assert!(Template::parse("$gone").unwrap().render("t", &r).is_err());
+        assert!(
+            Template::parse("$gone")
+                .unwrap()
+                .render("t", &body(&r))
+                .is_err()
+        );
         assert!(
             Template::parse("$TAG[3]")
                 .unwrap()
-                .render("a.b", &r)
+                .render("a.b", &body(&r))
                 .is_err()
         );
     }
@@ -471,7 +526,7 @@ mod tests {
     fn maps_render_as_json_and_quotes_escape() {
         let r = record(json!({"it's": {"a": 1}}));
         let t = Template::parse("$['it''s']").unwrap();
-        assert_eq!(t.render("t", &r).unwrap(), r#"{"a":1}"#);
+        assert_eq!(t.render("t", &body(&r)).unwrap(), r#"{"a":1}"#);
     }
 
     #[test]
@@ -488,13 +543,16 @@ mod tests {
         let c = Choice::parse("$kubernetes['labels']['app'] || svc-$container_name || unknown")
             .unwrap();
         assert_eq!(
-            c.render("t", &record(json!({"container_name": "web"})))
+            c.render("t", &body(&record(json!({"container_name": "web"}))))
                 .unwrap(),
             "svc-web"
         );
-        assert_eq!(c.render("t", &record(json!({}))).unwrap(), "unknown");
+        assert_eq!(c.render("t", &body(&record(json!({})))).unwrap(), "unknown");
         let no_default = Choice::parse("$a || $b").unwrap();
-        assert_eq!(no_default.render("t", &record(json!({"c": 1}))), None);
+        assert_eq!(
+            no_default.render("t", &body(&record(json!({"c": 1})))),
+            None
+        );
         assert!(Choice::parse(" || ").is_err());
     }
 

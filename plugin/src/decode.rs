@@ -17,28 +17,14 @@
 //! beyond what the remaining bytes could hold.
 
 use rmp::Marker;
-use serde_json::{Number, Value};
 
-use crate::record::{EventTime, LogEvent, Map};
+use crate::record::{ENTRY_BYTES, Entry, EventTime, Records, SLOT_BYTES, Slot, key_bit};
+use crate::view::{self, FIELD_DEPTH, MAX_DEPTH, Shape, ValueRef};
 
-/// Deepest nesting kept. Half of serde_json's parse limit (128), which common JSON peers share:
-/// destinations wrap records in envelopes (Datadog: an array of objects), and a body that
-/// passes the peer's limit only without its envelope would make the whole request fail.
-pub const MAX_DEPTH: usize = 64;
+pub use crate::view::{DEPTH_PLACEHOLDER, MAX_KEY_TEXT};
 
-/// Longest text kept for a map key that is not a string (its JSON, cut). Bounding it at every
-/// level matters: a chain of maps used as keys would otherwise double in length per level as
-/// each level escapes the quotes of the one inside.
-pub const MAX_KEY_TEXT: usize = 256;
-
-/// Most elements reserved up front for an array or map, whatever it claims: a claim is checked
-/// against the bytes left, but each byte can become a 32–100 byte value, so a container that
-/// claims a million elements grows as they are actually read instead of reserving ~100 MB on
-/// the promise.
-const MAX_PREALLOCATED: usize = 1024;
-
-/// Put in place of a value nested deeper than [`MAX_DEPTH`].
-pub const DEPTH_PLACEHOLDER: &str = "[fanout: nested deeper than 64 levels]";
+/// Most records reserved for up front, whatever the chunk's size suggests.
+const MAX_PREALLOCATED: usize = 64 * 1024;
 
 /// What was wrong with a chunk that was nevertheless decoded. Every field counts records or
 /// values; [`Anomalies::skipped_records`] is what did not become an event.
@@ -98,6 +84,8 @@ pub enum DecodeError {
     Truncated { offset: usize },
     /// A byte that is not a msgpack marker (0xc1).
     InvalidMarker { offset: usize, byte: u8 },
+    /// Over 4 GiB: beyond any chunk Fluent Bit makes, and beyond the index's offsets.
+    TooLarge { len: usize },
 }
 
 impl std::fmt::Display for DecodeError {
@@ -115,79 +103,70 @@ impl std::fmt::Display for DecodeError {
                     "chunk is not valid msgpack: byte 0x{byte:02x} at offset {offset}"
                 )
             }
+            DecodeError::TooLarge { len } => {
+                write!(f, "chunk of {len} bytes is over 4 GiB")
+            }
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
 
-/// The events of one chunk plus what had to be skipped or altered.
+/// The records of one chunk plus what had to be skipped or altered.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    pub events: Vec<LogEvent>,
+    pub records: Records,
     pub anomalies: Anomalies,
 }
 
-/// Heap a decoded value takes besides its bytes of text: the `Value` itself plus, in a map, the
-/// key's `String` and the index entry.
-const VALUE_OVERHEAD: u64 = std::mem::size_of::<Value>() as u64 + 16;
-const MAP_ENTRY_OVERHEAD: u64 = std::mem::size_of::<String>() as u64 + 16;
-
-/// About how many bytes of memory the decoded records of `chunk` will hold (at least its own
-/// length), found by walking its msgpack once without building anything: every value costs a
-/// `Value`, every map entry a key and an index slot, text its bytes. Small values expand a lot
-/// (an empty map is one byte of msgpack and ~100 bytes decoded), so the in-flight limit must be
-/// charged with this, not with the chunk's size. Iterative, allocation-free and bounded by the
-/// bytes present: safe on Fluent Bit's small flush stack and against lengths a chunk only
-/// claims. Broken framing ends the walk; the decoder reports it.
+/// About how many bytes of memory the decoded chunk `data` will hold (at most): its copy, an
+/// index entry per event and an index slot per map entry, found by walking the chunk without
+/// building anything. Iterative, allocation-free and bounded by the bytes present: safe on
+/// Fluent Bit's small flush stack and against lengths a chunk only claims. Broken framing ends
+/// the walk; the decoder reports it.
 pub fn decoded_size_estimate(data: &[u8]) -> u64 {
-    let mut reader = Reader {
-        buf: data,
-        pos: 0,
-        anomalies: Anomalies::default(),
-    };
-    let mut total = 0u64;
-    while reader.pos < data.len() {
-        let Ok(marker) = reader.marker() else { break };
-        total += VALUE_OVERHEAD;
-        let remaining = (data.len() - reader.pos) as u64;
-        if let Ok(Some(n)) = reader.map_len(marker) {
-            // Each entry takes at least two bytes of msgpack: a claimed count beyond that is
-            // not there.
-            total += (n as u64).min(remaining / 2) * MAP_ENTRY_OVERHEAD;
-            continue;
+    let mut rest = data;
+    let (mut values, mut map_entries) = (0u64, 0u64);
+    while let Some(byte) = view::read_u8(&mut rest) {
+        values += 1;
+        match view::shape(Marker::from_u8(byte), &mut rest) {
+            Some(Shape::Map(n)) => map_entries += n as u64,
+            Some(Shape::Array(_)) => {}
+            Some(Shape::Scalar(n) | Shape::Text(n)) if view::take(&mut rest, n).is_some() => {}
+            Some(Shape::Ext(n)) if view::take(&mut rest, n + 1).is_some() => {}
+            _ => break,
         }
-        if let Ok(Some(n)) = reader.array_len(marker) {
-            total += (n as u64).min(remaining) * 8;
-            continue;
-        }
-        // A scalar: its text (or number) bytes.
-        let start = reader.pos;
-        if reader.skip_scalar(marker).is_err() {
-            break;
-        }
-        total += (reader.pos - start) as u64;
     }
-    total.max(data.len() as u64)
+    // Every event is at least three values: its array, its time and its body.
+    data.len() as u64 + values / 3 * ENTRY_BYTES as u64 + map_entries * SLOT_BYTES as u64
 }
 
-/// Decodes one chunk. See the module documentation for the error policy.
-pub fn decode_chunk(data: &[u8]) -> Result<Decoded, DecodeError> {
-    let mut reader = Reader {
-        buf: data,
-        pos: 0,
+/// Decodes one chunk: checks its framing, counts what JSON cannot carry as it is, and indexes
+/// its events, which are then read in place. See the module documentation for the error policy.
+pub fn decode_chunk(data: Vec<u8>) -> Result<Decoded, DecodeError> {
+    if u32::try_from(data.len()).is_err() {
+        return Err(DecodeError::TooLarge { len: data.len() });
+    }
+    let mut walker = Walker {
+        data: &data,
+        rest: &data,
         anomalies: Anomalies::default(),
+        stack: Vec::new(),
+        keys: Vec::new(),
+        key_set: std::collections::HashMap::new(),
+        slots: Vec::with_capacity((data.len() / 16 + 1).min(8 * MAX_PREALLOCATED)),
     };
     // Small records are ~30 bytes in msgpack; this avoids most regrowth without over-reserving.
-    let mut events = Vec::with_capacity((data.len() / 64 + 1).min(64 * MAX_PREALLOCATED));
-    while reader.pos < data.len() {
-        if let Some(event) = reader.read_entry()? {
-            events.push(event);
+    let mut entries = Vec::with_capacity((data.len() / 64 + 1).min(MAX_PREALLOCATED));
+    while !walker.rest.is_empty() {
+        if let Some(entry) = walker.entry()? {
+            entries.push(entry);
         }
     }
+    let (anomalies, slots) = (walker.anomalies, walker.slots);
     Ok(Decoded {
-        events,
-        anomalies: reader.anomalies,
+        records: Records::new(data, entries, slots),
+        anomalies,
     })
 }
 
@@ -197,387 +176,354 @@ enum Timestamp {
     Invalid,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+struct Walker<'a> {
+    data: &'a [u8],
+    rest: &'a [u8],
     anomalies: Anomalies,
+    /// Values left in each open container (reused from value to value).
+    stack: Vec<u64>,
+    /// The current map's top-level string keys, to notice duplicates (reused).
+    keys: Vec<(&'a [u8], usize)>,
+    key_set: std::collections::HashMap<&'a [u8], usize>,
+    /// Every map's index, in order.
+    slots: Vec<Slot>,
 }
 
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+impl<'a> Walker<'a> {
+    fn offset(&self) -> usize {
+        self.data.len() - self.rest.len()
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated {
-                offset: self.buf.len(),
-            });
+    fn truncated(&self) -> DecodeError {
+        DecodeError::Truncated {
+            offset: self.data.len(),
         }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(bytes)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let bytes = self.take(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(bytes);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array()?))
     }
 
     fn marker(&mut self) -> Result<Marker, DecodeError> {
-        let offset = self.pos;
-        let byte = self.u8()?;
+        let offset = self.offset();
+        let byte = view::read_u8(&mut self.rest).ok_or_else(|| self.truncated())?;
         match Marker::from_u8(byte) {
             Marker::Reserved => Err(DecodeError::InvalidMarker { offset, byte }),
             marker => Ok(marker),
         }
     }
 
-    /// Element count of an array marker, reading any length bytes that follow it.
-    fn array_len(&mut self, marker: Marker) -> Result<Option<usize>, DecodeError> {
-        Ok(match marker {
-            Marker::FixArray(n) => Some(usize::from(n)),
-            Marker::Array16 => Some(usize::from(self.u16()?)),
-            Marker::Array32 => Some(self.u32()? as usize),
-            _ => None,
-        })
+    fn shape(&mut self, marker: Marker) -> Result<Shape, DecodeError> {
+        view::shape(marker, &mut self.rest).ok_or_else(|| self.truncated())
     }
 
-    fn map_len(&mut self, marker: Marker) -> Result<Option<usize>, DecodeError> {
-        Ok(match marker {
-            Marker::FixMap(n) => Some(usize::from(n)),
-            Marker::Map16 => Some(usize::from(self.u16()?)),
-            Marker::Map32 => Some(self.u32()? as usize),
-            _ => None,
-        })
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        view::take(&mut self.rest, n).ok_or_else(|| self.truncated())
     }
 
-    /// Length of the payload of a str/bin/ext marker (for ext: not counting the type byte).
-    fn payload_len(&mut self, marker: Marker) -> Result<Option<usize>, DecodeError> {
-        Ok(match marker {
-            Marker::FixStr(n) => Some(usize::from(n)),
-            Marker::Str8 | Marker::Bin8 | Marker::Ext8 => Some(usize::from(self.u8()?)),
-            Marker::Str16 | Marker::Bin16 | Marker::Ext16 => Some(usize::from(self.u16()?)),
-            Marker::Str32 | Marker::Bin32 | Marker::Ext32 => Some(self.u32()? as usize),
-            Marker::FixExt1 => Some(1),
-            Marker::FixExt2 => Some(2),
-            Marker::FixExt4 => Some(4),
-            Marker::FixExt8 => Some(8),
-            Marker::FixExt16 => Some(16),
-            _ => None,
-        })
-    }
-
-    fn is_ext(marker: Marker) -> bool {
-        matches!(
-            marker,
-            Marker::FixExt1
-                | Marker::FixExt2
-                | Marker::FixExt4
-                | Marker::FixExt8
-                | Marker::FixExt16
-                | Marker::Ext8
-                | Marker::Ext16
-                | Marker::Ext32
-        )
+    /// Skips `count` values (after their container's marker), checking their framing.
+    fn skip(&mut self, count: u64) -> Result<(), DecodeError> {
+        let mut count = count;
+        while count > 0 {
+            count -= 1;
+            let marker = self.marker()?;
+            match self.shape(marker)? {
+                Shape::Scalar(n) | Shape::Text(n) => {
+                    self.take(n)?;
+                }
+                Shape::Ext(n) => {
+                    self.take(n + 1)?;
+                }
+                Shape::Array(n) => count += n as u64,
+                Shape::Map(n) => count += 2 * n as u64,
+            }
+        }
+        Ok(())
     }
 
     /// Reads one top-level entry; `None` when it was skipped (and counted).
-    fn read_entry(&mut self) -> Result<Option<LogEvent>, DecodeError> {
+    fn entry(&mut self) -> Result<Option<Entry>, DecodeError> {
         let marker = self.marker()?;
-        if self.array_len(marker)? != Some(2) {
-            self.skip_after_marker(marker)?;
-            self.anomalies.not_events += 1;
-            return Ok(None);
+        match self.shape(marker)? {
+            Shape::Array(2) => {}
+            shape => {
+                self.skip_shape(shape)?;
+                self.anomalies.not_events += 1;
+                return Ok(None);
+            }
         }
+        let head_at = self.rest;
         let head = self.marker()?;
-        let (time, metadata) = match self.array_len(head)? {
-            Some(2) => {
-                let time_marker = self.marker()?;
-                let time = self.timestamp_after_marker(time_marker)?;
+        let (time, metadata) = match self.shape(head)? {
+            Shape::Array(2) => {
+                let time = self.timestamp()?;
                 let meta_marker = self.marker()?;
-                let metadata = match self.map_len(meta_marker)? {
-                    Some(n) => self.map_body(n, 1)?,
-                    None => {
+                let metadata = match self.shape(meta_marker)? {
+                    Shape::Map(n) => Some(self.map(n)?),
+                    shape => {
                         // Not produced by any Fluent Bit encoder; keep the event, drop the junk.
-                        self.skip_after_marker(meta_marker)?;
-                        Map::new()
+                        self.skip_shape(shape)?;
+                        None
                     }
                 };
                 (time, metadata)
             }
-            Some(n) => {
-                self.skip_values(n as u64)?;
-                (Timestamp::Invalid, Map::new())
+            Shape::Array(n) => {
+                self.skip(n as u64)?;
+                (Timestamp::Invalid, None)
             }
-            None => (self.timestamp_after_marker(head)?, Map::new()),
+            _ => {
+                self.rest = head_at;
+                (self.timestamp()?, None)
+            }
         };
         let body_marker = self.marker()?;
+        let body_shape = self.shape(body_marker)?;
         let time = match time {
             Timestamp::Event(time) => time,
             Timestamp::GroupMarker => {
-                self.skip_after_marker(body_marker)?;
+                self.skip_shape(body_shape)?;
                 self.anomalies.group_markers += 1;
                 return Ok(None);
             }
             Timestamp::Invalid => {
-                self.skip_after_marker(body_marker)?;
+                self.skip_shape(body_shape)?;
                 self.anomalies.invalid_timestamps += 1;
                 return Ok(None);
             }
         };
-        match self.map_len(body_marker)? {
-            Some(n) => Ok(Some(LogEvent {
-                time,
-                metadata,
-                body: self.map_body(n, 1)?,
-            })),
-            None => {
-                self.skip_after_marker(body_marker)?;
+        match body_shape {
+            Shape::Map(n) => {
+                let (body, body_other_keys, body_keys) = self.map(n)?;
+                let (metadata, metadata_other_keys, metadata_keys) =
+                    metadata.unwrap_or(((0, 0), false, 0));
+                Ok(Some(Entry {
+                    time,
+                    metadata,
+                    body,
+                    metadata_other_keys,
+                    body_other_keys,
+                    metadata_keys,
+                    body_keys,
+                }))
+            }
+            shape => {
+                self.skip_shape(shape)?;
                 self.anomalies.non_map_bodies += 1;
                 Ok(None)
             }
         }
     }
 
-    fn timestamp_after_marker(&mut self, marker: Marker) -> Result<Timestamp, DecodeError> {
+    fn skip_shape(&mut self, shape: Shape) -> Result<(), DecodeError> {
+        match shape {
+            Shape::Scalar(n) | Shape::Text(n) => self.take(n).map(|_| ()),
+            Shape::Ext(n) => self.take(n + 1).map(|_| ()),
+            Shape::Array(n) => self.skip(n as u64),
+            Shape::Map(n) => self.skip(2 * n as u64),
+        }
+    }
+
+    /// Walks a record's body or metadata map of `n` entries (its marker read) and indexes it:
+    /// a slot per distinct string key (a repeated key's slot takes the later value), a slot per
+    /// other key. Returns the slots' range and whether some key is not a string.
+    fn map(&mut self, n: usize) -> Result<((u32, u32), bool, u64), DecodeError> {
+        let first = self.slots.len();
+        let mut key_mask = 0u64;
+        self.keys.clear();
+        self.key_set.clear();
+        let mut other_keys = false;
+        for _ in 0..n {
+            let key_start = self.rest;
+            let key_at = self.offset();
+            let marker = self.marker()?;
+            let mut slot =
+                if let Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 = marker {
+                    let Shape::Text(len) = self.shape(marker)? else {
+                        unreachable!("str markers have a text shape")
+                    };
+                    let text_at = self.offset();
+                    let key = self.take(len)?;
+                    self.check_text(key);
+                    key_mask |= key_bit(key);
+                    Slot {
+                        key: text_at as u32,
+                        key_len: len as u32,
+                        value: 0,
+                        string_key: true,
+                    }
+                } else {
+                    other_keys = true;
+                    self.rest = key_start;
+                    self.value(FIELD_DEPTH)?;
+                    Slot {
+                        key: key_at as u32,
+                        key_len: 0,
+                        value: 0,
+                        string_key: false,
+                    }
+                };
+            slot.value = self.offset() as u32;
+            self.value(FIELD_DEPTH)?;
+            if slot.string_key {
+                let start = slot.key as usize;
+                let key = &self.data[start..start + slot.key_len as usize];
+                if let Some(earlier) = self.earlier(key, self.slots.len()) {
+                    self.slots[earlier].value = slot.value;
+                    continue;
+                }
+            }
+            self.slots.push(slot);
+        }
+        Ok((
+            (first as u32, (self.slots.len() - first) as u32),
+            other_keys,
+            key_mask,
+        ))
+    }
+
+    /// The slot of `key` if the current map already has it; otherwise remembers that `key` is
+    /// at `slot`. Small maps compare in a list; a map with many keys switches to a hash map, so
+    /// a hostile map of hundreds of thousands of keys costs linear time, not quadratic.
+    fn earlier(&mut self, key: &'a [u8], slot: usize) -> Option<usize> {
+        const LIST_MAX: usize = 32;
+        if self.keys.len() < LIST_MAX {
+            if let Some(&(_, at)) = self.keys.iter().find(|(k, _)| *k == key) {
+                return Some(at);
+            }
+            self.keys.push((key, slot));
+            return None;
+        }
+        if self.key_set.is_empty() {
+            self.key_set.extend(self.keys.iter().copied());
+        }
+        match self.key_set.entry(key) {
+            std::collections::hash_map::Entry::Occupied(at) => Some(*at.get()),
+            std::collections::hash_map::Entry::Vacant(at) => {
+                at.insert(slot);
+                None
+            }
+        }
+    }
+
+    fn check_text(&mut self, bytes: &[u8]) {
+        // ASCII (most text) is checked a word at a time without the UTF-8 decoder.
+        if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+            self.anomalies.invalid_utf8 += 1;
+        }
+    }
+
+    /// Walks one value at `depth` and everything in it, counting what JSON cannot carry as it
+    /// is, without recursion.
+    fn value(&mut self, depth: usize) -> Result<(), DecodeError> {
+        // Most values in a record are strings: no walk needed.
+        if let Some(&byte) = self.rest.first() {
+            let len = match Marker::from_u8(byte) {
+                Marker::FixStr(n) => Some(usize::from(n)),
+                Marker::Str8 => self.rest.get(1).map(|&n| usize::from(n) + 1),
+                _ => None,
+            };
+            if let Some(len) = len.filter(|len| *len < self.rest.len()) {
+                let header = 1 + usize::from(byte == 0xd9);
+                let text = &self.rest[header..=len];
+                self.check_text(text);
+                self.rest = &self.rest[len + 1..];
+                return Ok(());
+            }
+        }
+        self.stack.clear();
+        let mut pending = 1u64;
+        loop {
+            if pending == 0 {
+                match self.stack.pop() {
+                    Some(outer) => {
+                        pending = outer;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            pending -= 1;
+            let here = depth + self.stack.len();
+            let marker = self.marker()?;
+            match self.shape(marker)? {
+                Shape::Text(n) => {
+                    let bytes = self.take(n)?;
+                    self.check_text(bytes);
+                }
+                Shape::Ext(n) => {
+                    let kind = self.take(1)?[0] as i8;
+                    let payload = self.take(n)?;
+                    if view::event_time(kind, payload).is_none() {
+                        self.anomalies.ext_values += 1;
+                    }
+                }
+                Shape::Scalar(n) => {
+                    let bytes = self.take(n)?;
+                    let finite = match marker {
+                        Marker::F32 => bytes
+                            .try_into()
+                            .map(|b| f32::from_be_bytes(b).is_finite())
+                            .unwrap_or(true),
+                        Marker::F64 => bytes
+                            .try_into()
+                            .map(|b| f64::from_be_bytes(b).is_finite())
+                            .unwrap_or(true),
+                        _ => true,
+                    };
+                    if !finite {
+                        self.anomalies.non_finite_floats += 1;
+                    }
+                }
+                shape @ (Shape::Array(_) | Shape::Map(_)) => {
+                    let count = match shape {
+                        Shape::Map(n) => 2 * n as u64,
+                        Shape::Array(n) => n as u64,
+                        _ => 0,
+                    };
+                    if here >= MAX_DEPTH {
+                        // Written as a placeholder: nothing inside it is looked at again.
+                        self.anomalies.too_deep_values += 1;
+                        self.skip(count)?;
+                    } else {
+                        self.stack.push(pending);
+                        pending = count;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a timestamp value.
+    fn timestamp(&mut self) -> Result<Timestamp, DecodeError> {
+        let at = self.rest;
+        let marker = self.marker()?;
+        let shape = self.shape(marker)?;
+        if let Shape::Array(_) | Shape::Map(_) | Shape::Text(_) = shape {
+            self.skip_shape(shape)?;
+            return Ok(Timestamp::Invalid);
+        }
+        // A scalar or extension: its framing is checked, so it reads.
+        let mut value_at = at;
+        let value = view::read(&mut value_at).ok_or_else(|| self.truncated())?;
+        self.rest = value_at;
         let signed = |v: i64| match v {
             -1 | -2 => Timestamp::GroupMarker,
             v if v < 0 => Timestamp::Invalid,
             v => Timestamp::Event(EventTime::new(v, 0)),
         };
-        Ok(match marker {
-            Marker::FixPos(v) => Timestamp::Event(EventTime::new(i64::from(v), 0)),
-            Marker::U8 => Timestamp::Event(EventTime::new(i64::from(self.u8()?), 0)),
-            Marker::U16 => Timestamp::Event(EventTime::new(i64::from(self.u16()?), 0)),
-            Marker::U32 => Timestamp::Event(EventTime::new(i64::from(self.u32()?), 0)),
-            Marker::U64 => match i64::try_from(self.u64()?) {
+        Ok(match value {
+            ValueRef::UInt(v) => match i64::try_from(v) {
                 Ok(v) => Timestamp::Event(EventTime::new(v, 0)),
                 Err(_) => Timestamp::Invalid,
             },
-            Marker::FixNeg(v) => signed(i64::from(v)),
-            Marker::I8 => signed(i64::from(self.u8()? as i8)),
-            Marker::I16 => signed(i64::from(self.u16()? as i16)),
-            Marker::I32 => signed(i64::from(self.u32()? as i32)),
-            Marker::I64 => signed(self.u64()? as i64),
-            Marker::F32 => float_timestamp(f64::from(f32::from_bits(self.u32()?))),
-            Marker::F64 => float_timestamp(f64::from_bits(self.u64()?)),
-            m if Self::is_ext(m) => {
-                let len = self.payload_len(m)?.unwrap_or(0);
-                let ext_type = self.u8()? as i8;
-                let payload = self.take(len)?;
-                if ext_type != 0 || len != 8 {
-                    Timestamp::Invalid
-                } else {
-                    let secs = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                    let nanos =
-                        u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
-                    match secs {
-                        0xFFFF_FFFF | 0xFFFF_FFFE => Timestamp::GroupMarker,
-                        _ if nanos > 999_999_999 => Timestamp::Invalid,
-                        _ => Timestamp::Event(EventTime::new(i64::from(secs), nanos)),
-                    }
-                }
-            }
-            other => {
-                self.skip_after_marker(other)?;
-                Timestamp::Invalid
-            }
-        })
-    }
-
-    fn map_body(&mut self, len: usize, depth: usize) -> Result<Map, DecodeError> {
-        // Each entry takes at least two bytes, so a lying length cannot over-allocate.
-        let mut map = Map::with_capacity(len.min(self.remaining() / 2).min(MAX_PREALLOCATED));
-        for _ in 0..len {
-            let key_marker = self.marker()?;
-            let key = match self.value_after_marker(key_marker, depth + 1)? {
-                Value::String(s) => s,
-                other => key_text(&other),
-            };
-            let value_marker = self.marker()?;
-            let value = self.value_after_marker(value_marker, depth + 1)?;
-            map.insert(key, value);
-        }
-        Ok(map)
-    }
-
-    fn string(&mut self, len: usize) -> Result<Value, DecodeError> {
-        let bytes = self.take(len)?;
-        Ok(Value::String(match std::str::from_utf8(bytes) {
-            Ok(s) => s.to_owned(),
-            Err(_) => {
-                self.anomalies.invalid_utf8 += 1;
-                String::from_utf8_lossy(bytes).into_owned()
-            }
-        }))
-    }
-
-    fn float(&mut self, f: f64) -> Value {
-        match Number::from_f64(f) {
-            Some(n) => Value::Number(n),
-            None => {
-                self.anomalies.non_finite_floats += 1;
-                Value::Null
-            }
-        }
-    }
-
-    fn value_after_marker(&mut self, marker: Marker, depth: usize) -> Result<Value, DecodeError> {
-        let nested = matches!(
-            marker,
-            Marker::FixArray(_)
-                | Marker::Array16
-                | Marker::Array32
-                | Marker::FixMap(_)
-                | Marker::Map16
-                | Marker::Map32
-        );
-        if nested && depth >= MAX_DEPTH {
-            self.skip_after_marker(marker)?;
-            self.anomalies.too_deep_values += 1;
-            return Ok(Value::String(DEPTH_PLACEHOLDER.to_owned()));
-        }
-        Ok(match marker {
-            Marker::Null => Value::Null,
-            Marker::True => Value::Bool(true),
-            Marker::False => Value::Bool(false),
-            Marker::FixPos(v) => Value::from(v),
-            Marker::FixNeg(v) => Value::from(v),
-            Marker::U8 => Value::from(self.u8()?),
-            Marker::U16 => Value::from(self.u16()?),
-            Marker::U32 => Value::from(self.u32()?),
-            Marker::U64 => Value::from(self.u64()?),
-            Marker::I8 => Value::from(self.u8()? as i8),
-            Marker::I16 => Value::from(self.u16()? as i16),
-            Marker::I32 => Value::from(self.u32()? as i32),
-            Marker::I64 => Value::from(self.u64()? as i64),
-            Marker::F32 => {
-                let f = f64::from(f32::from_bits(self.u32()?));
-                self.float(f)
-            }
-            Marker::F64 => {
-                let f = f64::from_bits(self.u64()?);
-                self.float(f)
-            }
-            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                let len = self.payload_len(marker)?.unwrap_or(0);
-                self.string(len)?
-            }
-            // Fluent Bit's own msgpack-to-JSON writes binary as a string; do the same.
-            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-                let len = self.payload_len(marker)?.unwrap_or(0);
-                self.string(len)?
-            }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let len = self.array_len(marker)?.unwrap_or(0);
-                let mut items = Vec::with_capacity(len.min(self.remaining()).min(MAX_PREALLOCATED));
-                for _ in 0..len {
-                    let m = self.marker()?;
-                    items.push(self.value_after_marker(m, depth + 1)?);
-                }
-                Value::Array(items)
-            }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let len = self.map_len(marker)?.unwrap_or(0);
-                Value::Object(self.map_body(len, depth)?)
-            }
-            m if Self::is_ext(m) => {
-                let len = self.payload_len(m)?.unwrap_or(0);
-                let ext_type = self.u8()? as i8;
-                let payload = self.take(len)?;
-                if ext_type == 0 && len == 8 {
-                    // An EventTime nested in a body: keep it as fractional seconds.
-                    let secs = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                    let nanos =
-                        u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
-                    self.float(EventTime::new(i64::from(secs), nanos).as_f64())
-                } else {
-                    self.anomalies.ext_values += 1;
-                    Value::Null
-                }
-            }
-            Marker::Reserved => unreachable!("marker() rejects reserved bytes"),
-            _ => unreachable!("every msgpack marker is handled above"),
-        })
-    }
-
-    /// Skips the rest of a value whose marker was already read.
-    fn skip_after_marker(&mut self, marker: Marker) -> Result<(), DecodeError> {
-        let pending = match marker {
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                self.array_len(marker)?.unwrap_or(0) as u64
-            }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                2 * self.map_len(marker)?.unwrap_or(0) as u64
-            }
-            scalar => {
-                self.skip_scalar(scalar)?;
-                0
-            }
-        };
-        self.skip_values(pending)
-    }
-
-    /// Skips `count` whole values without recursion: containers add their elements to the count.
-    fn skip_values(&mut self, mut count: u64) -> Result<(), DecodeError> {
-        while count > 0 {
-            count -= 1;
-            let marker = self.marker()?;
-            match marker {
-                Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                    count += self.array_len(marker)?.unwrap_or(0) as u64;
-                }
-                Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                    count += 2 * self.map_len(marker)?.unwrap_or(0) as u64;
-                }
-                scalar => self.skip_scalar(scalar)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn skip_scalar(&mut self, marker: Marker) -> Result<(), DecodeError> {
-        let fixed = match marker {
-            Marker::U8 | Marker::I8 => 1,
-            Marker::U16 | Marker::I16 => 2,
-            Marker::U32 | Marker::I32 | Marker::F32 => 4,
-            Marker::U64 | Marker::I64 | Marker::F64 => 8,
-            m => match self.payload_len(m)? {
-                Some(len) => len + usize::from(Self::is_ext(m)),
-                None => 0,
+            ValueRef::Int(v) => signed(v),
+            ValueRef::Float(f) => float_timestamp(f),
+            ValueRef::Ext(kind, payload) => match view::event_time(kind, payload) {
+                Some(t) if t.secs == 0xFFFF_FFFF || t.secs == 0xFFFF_FFFE => Timestamp::GroupMarker,
+                Some(t) if t.nanos > 999_999_999 => Timestamp::Invalid,
+                Some(t) => Timestamp::Event(t),
+                None => Timestamp::Invalid,
             },
-        };
-        self.take(fixed).map(|_| ())
+            _ => Timestamp::Invalid,
+        })
     }
-}
-
-/// The text of a non-string map key: its JSON, at most [`MAX_KEY_TEXT`] bytes.
-fn key_text(key: &Value) -> String {
-    let mut text = key.to_string();
-    if text.len() > MAX_KEY_TEXT {
-        let mut cut = MAX_KEY_TEXT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
 }
 
 fn float_timestamp(seconds: f64) -> Timestamp {
@@ -593,7 +539,7 @@ mod tests {
     //! bytes it did not produce. The end-to-end tests in tests/host drive the built library.
     use super::*;
     use rmp::encode;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[derive(Default)]
     struct Chunk(Vec<u8>);
@@ -638,13 +584,15 @@ mod tests {
         let mut c = Chunk::default();
         c.v1(100, &[("log", "legacy")]);
         c.v2(200, 7, &[("otel", "x")], &[("log", "v2")]);
-        let d = decode_chunk(&c.0).unwrap();
-        assert_eq!(d.events.len(), 2);
-        assert_eq!(d.events[0].time, EventTime::new(100, 0));
-        assert!(d.events[0].metadata.is_empty());
-        assert_eq!(d.events[0].body["log"], "legacy");
-        assert_eq!(d.events[1].time, EventTime::new(200, 7));
-        assert_eq!(d.events[1].metadata["otel"], "x");
+        let d = decode_chunk(c.0.clone()).unwrap();
+        assert_eq!(d.records.len(), 2);
+        let (first, second) = (d.records.get(0).unwrap(), d.records.get(1).unwrap());
+        assert_eq!(first.time, EventTime::new(100, 0));
+        assert!(first.metadata.is_empty());
+        assert_eq!(first.body.to_json_map()["log"], "legacy");
+        assert_eq!(second.time, EventTime::new(200, 7));
+        assert_eq!(second.metadata.to_json_map()["otel"], "x");
+        assert_eq!(second.body.to_json_map()["log"], "v2");
         assert_eq!(d.anomalies, Anomalies::default());
     }
 
@@ -657,9 +605,15 @@ mod tests {
         encode::write_array_len(&mut buf, 2).unwrap();
         encode::write_f64(&mut buf, 1_700_000_000.5).unwrap();
         encode::write_map_len(&mut buf, 0).unwrap();
-        let d = decode_chunk(&buf).unwrap();
-        assert_eq!(d.events[0].time, EventTime::new(1_700_000_000, 0));
-        assert_eq!(d.events[1].time, EventTime::new(1_700_000_000, 500_000_000));
+        let d = decode_chunk(buf.clone()).unwrap();
+        assert_eq!(
+            d.records.get(0).unwrap().time,
+            EventTime::new(1_700_000_000, 0)
+        );
+        assert_eq!(
+            d.records.get(1).unwrap().time,
+            EventTime::new(1_700_000_000, 500_000_000)
+        );
     }
 
     #[test]
@@ -676,8 +630,8 @@ mod tests {
         encode::write_array_len(&mut c.0, 2).unwrap();
         encode::write_sint(&mut c.0, -1).unwrap();
         c.map(&[]);
-        let d = decode_chunk(&c.0).unwrap();
-        assert_eq!(d.events.len(), 1);
+        let d = decode_chunk(c.0.clone()).unwrap();
+        assert_eq!(d.records.len(), 1);
         assert_eq!(d.anomalies.group_markers, 3);
         assert_eq!(d.anomalies.skipped_records(), 0);
     }
@@ -690,8 +644,8 @@ mod tests {
         encode::write_str(&mut c.0, "not a map").unwrap();
         encode::write_str(&mut c.0, "stray").unwrap();
         c.v1(2, &[("log", "ok")]);
-        let d = decode_chunk(&c.0).unwrap();
-        assert_eq!(d.events.len(), 1);
+        let d = decode_chunk(c.0.clone()).unwrap();
+        assert_eq!(d.records.len(), 1);
         assert_eq!(d.anomalies.non_map_bodies, 1);
         assert_eq!(d.anomalies.not_events, 1);
         assert!(
@@ -709,7 +663,7 @@ mod tests {
         for cut in 1..c.0.len() {
             assert!(
                 matches!(
-                    decode_chunk(&c.0[..cut]),
+                    decode_chunk(c.0[..cut].to_vec()),
                     Err(DecodeError::Truncated { .. })
                 ),
                 "cut at {cut}"
@@ -719,7 +673,7 @@ mod tests {
 
     #[test]
     fn reserved_byte_is_rejected() {
-        let err = decode_chunk(&[0x92, 0xc1]).unwrap_err();
+        let err = decode_chunk(vec![0x92, 0xc1]).unwrap_err();
         assert_eq!(
             err,
             DecodeError::InvalidMarker {
@@ -736,7 +690,7 @@ mod tests {
         buf.extend_from_slice(&u32::MAX.to_be_bytes());
         buf.extend_from_slice(&[0xa1, b'k', 0x01]);
         assert!(matches!(
-            decode_chunk(&buf),
+            decode_chunk(buf.clone()),
             Err(DecodeError::Truncated { .. })
         ));
     }
@@ -747,9 +701,10 @@ mod tests {
         let mut buf = vec![0x92, 0x01, 0x81, 0xa1, b'k'];
         buf.extend(std::iter::repeat_n(0x91u8, depth));
         buf.push(0xc0);
-        let d = decode_chunk(&buf).unwrap();
+        let d = decode_chunk(buf.clone()).unwrap();
         assert_eq!(d.anomalies.too_deep_values, 1);
-        let mut v = &d.events[0].body["k"];
+        let body = d.records.get(0).unwrap().body.to_json_map();
+        let mut v = &body["k"];
         let mut levels = 0;
         while let Value::Array(items) = v {
             v = &items[0];
@@ -773,8 +728,8 @@ mod tests {
         encode::write_str(&mut buf, "int key").unwrap();
         encode::write_str(&mut buf, "neg").unwrap();
         encode::write_sint(&mut buf, -300).unwrap();
-        let d = decode_chunk(&buf).unwrap();
-        let body = &d.events[0].body;
+        let d = decode_chunk(buf.clone()).unwrap();
+        let body = d.records.get(0).unwrap().body.to_json_map();
         assert_eq!(body["nan"], Value::Null);
         assert_eq!(body["bin"], "\u{fffd}ab");
         assert_eq!(body["ext"], Value::Null);
@@ -793,14 +748,51 @@ mod tests {
         buf.extend(std::iter::repeat_n(0x81u8, 52));
         buf.extend(std::iter::repeat_n(0xa0u8, 53));
         buf.extend(std::iter::repeat_n(0xa0u8, 53));
-        let d = decode_chunk(&buf).unwrap();
-        let key = d.events[0].body.keys().next().unwrap();
-        assert!(key.len() <= MAX_KEY_TEXT, "{}", key.len());
+        let d = decode_chunk(buf.clone()).unwrap();
+        let body = d.records.get(0).unwrap().body;
+        let (key, _) = body.iter().next().unwrap();
+        assert!(key.text().len() <= MAX_KEY_TEXT, "{}", key.text().len());
+        let mut json = Vec::new();
+        body.write_json(&mut json);
+        assert!(json.len() < 2 * MAX_KEY_TEXT, "{}", json.len());
+    }
+
+    #[test]
+    fn a_map_with_many_repeated_keys_is_decoded_in_linear_time() {
+        // 300,000 distinct keys, then the first one again: neither the duplicate check nor
+        // the de-duplicated walk may be quadratic (this would take hours).
+        let n = 300_000u32;
+        let mut buf = vec![0x92, 0x01, 0xdf];
+        buf.extend_from_slice(&(n + 1).to_be_bytes());
+        for i in 0..n {
+            encode::write_str(&mut buf, &format!("k{i}")).unwrap();
+            encode::write_uint(&mut buf, 1).unwrap();
+        }
+        encode::write_str(&mut buf, "k0").unwrap();
+        encode::write_uint(&mut buf, 2).unwrap();
+        let d = decode_chunk(buf).unwrap();
+        let body = d.records.get(0).unwrap().body;
+        assert_eq!(body.iter().count(), n as usize);
+        assert_eq!(body.iter().next().unwrap().1, ValueRef::UInt(2));
+        assert_eq!(body.get("k0"), Some(ValueRef::UInt(2)));
+    }
+
+    #[test]
+    fn estimate_bounds_the_copy_and_its_index() {
+        let mut c = Chunk::default();
+        c.v2(1, 2, &[], &[("log", "a")]);
+        c.v2(1, 2, &[], &[("log", "b"), ("n", "1")]);
+        // 2 events of 7 and 9 values (array, [time, meta], time, meta, body and its entries).
+        assert_eq!(
+            decoded_size_estimate(&c.0),
+            c.0.len() as u64 + 16 / 3 * ENTRY_BYTES as u64 + 3 * SLOT_BYTES as u64
+        );
+        assert!(decoded_size_estimate(&c.0) >= c.0.len() as u64 + 2 * ENTRY_BYTES as u64);
     }
 
     #[test]
     fn empty_chunk_is_empty() {
-        let d = decode_chunk(&[]).unwrap();
-        assert!(d.events.is_empty());
+        let d = decode_chunk(Vec::new()).unwrap();
+        assert!(d.records.is_empty());
     }
 }

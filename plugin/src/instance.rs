@@ -206,8 +206,9 @@ impl Instance {
 
     fn hand_over(&self, data: &[u8], tag: &[u8]) -> FlushStatus {
         let pipeline = &self.pipeline;
-        // What this chunk will hold while it is processed: its copy plus its decoded records.
-        let size = data.len() as u64 + crate::decode::decoded_size_estimate(data);
+        // What this chunk will hold while it is processed: its copy, read in place, plus an
+        // index entry per record.
+        let size = crate::decode::decoded_size_estimate(data);
         if !pipeline.reserve(size) {
             return FlushStatus::Retry;
         }
@@ -471,13 +472,13 @@ impl Pipeline {
 
     /// With `exit_on_job_end`: whether the chunk holds the wrapper's real end-of-job record.
     /// Look-alikes without the run's token are counted and ignored.
-    fn holds_job_end(&self, events: &[crate::record::LogEvent], tag: &str) -> bool {
+    fn holds_job_end(&self, records: &crate::record::Records, tag: &str) -> bool {
         let Some(end) = &self.job_end else {
             return false;
         };
         let mut genuine = false;
         let mut forged = 0u64;
-        for event in events {
+        for event in records.iter() {
             if let Some(carried) = event.job_end_claim(&self.config.message_keys) {
                 match end.judge(carried.as_deref()) {
                     Claim::Genuine => genuine = true,
@@ -514,21 +515,21 @@ impl Pipeline {
             cancel,
         } = job;
         stats::add(&self.stats.chunks, 1);
-        let decoded = match decode_chunk(&chunk) {
+        let id = ChunkId::of(&tag, &chunk);
+        let chunk_len = chunk.len();
+        // The records are read in place: the chunk's copy lives as long as its batch.
+        let decoded = match decode_chunk(chunk) {
             Ok(decoded) => decoded,
             Err(e) => {
                 stats::add(&self.stats.rejected_chunks, 1);
                 self.log.error(format_args!(
-                    "dropping a chunk of {} bytes with tag '{}': {e}",
-                    chunk.len(),
+                    "dropping a chunk of {chunk_len} bytes with tag '{}': {e}",
                     shorten(&tag)
                 ));
                 let _ = reply.send(FlushStatus::Error);
                 return (FlushStatus::Error, false);
             }
         };
-        let id = ChunkId::of(&tag, &chunk);
-        drop(chunk);
         stats::add(
             &self.stats.skipped_records,
             decoded.anomalies.skipped_records(),
@@ -543,14 +544,14 @@ impl Pipeline {
                 shorten(&tag)
             ));
         }
-        let records = decoded.events.len();
+        let records = decoded.records.len();
         stats::add(&self.stats.records, records as u64);
         if records == 0 {
             let _ = reply.send(FlushStatus::Ok);
             return (FlushStatus::Ok, false);
         }
-        let job_end = self.holds_job_end(&decoded.events, &tag);
-        let batch = Arc::new(Batch::new(tag, decoded.events));
+        let job_end = self.holds_job_end(&decoded.records, &tag);
+        let batch = Arc::new(Batch::new(tag, decoded.records));
         // This delivery owns the chunk's progress until it answers: taken from the ledger now,
         // put back only if Fluent Bit is to resend.
         let mut progress = self.ledger.take(id, self.destinations.len());

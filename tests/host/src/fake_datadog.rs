@@ -1,7 +1,7 @@
 //! A stand-in for the Datadog Logs intake on 127.0.0.1, for tests and the demo.
 //!
 //! It checks what the real intake checks — method and path, `DD-API-KEY`, JSON content type,
-//! gzip when announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413
+//! gzip or zstd when announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413
 //! otherwise) — records every request, and answers from a script (202 when the script is
 //! empty), so tests can make it fail on schedule. Like the real intake refusing a malformed
 //! log, it answers 400 to any request holding an entry whose message is [`REFUSED_MESSAGE`].
@@ -27,6 +27,9 @@ pub enum Reply {
     RetryAfter(u16, u32),
     /// A redirect (301, 302, 307, 308) with this `Location`.
     Redirect(u16, String),
+    /// 415 Unsupported Media Type for a body with this `Content-Encoding`; otherwise accepted
+    /// (an intake that does not take zstd).
+    RefuseEncoding(String),
 }
 
 /// One request as the intake saw it.
@@ -96,15 +99,29 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
     let _ = request.as_reader().read_to_end(&mut raw);
     let mut violation = None;
     let mut body = Vec::new();
-    if header("Content-Encoding").as_deref() == Some("gzip") {
-        if flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut body)
-            .is_err()
-        {
-            violation = Some("Content-Encoding gzip but the body is not gzip".to_string());
+    match header("Content-Encoding").as_deref() {
+        Some("gzip") => {
+            if flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut body)
+                .is_err()
+            {
+                violation = Some("Content-Encoding gzip but the body is not gzip".to_string());
+            }
         }
-    } else {
-        body = raw;
+        Some("zstd") => match zstd::stream::decode_all(&raw[..]) {
+            Ok(decoded) => body = decoded,
+            Err(e) => {
+                violation = Some(format!(
+                    "Content-Encoding zstd but the body is not zstd: {e}"
+                ))
+            }
+        },
+        None => body = raw,
+        Some(other) => {
+            violation = Some(format!(
+                "Content-Encoding {other} is not one the intake takes"
+            ))
+        }
     }
     let entries: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
@@ -157,6 +174,12 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
                     status = s;
                     location = Some(to);
                 }
+                Some(Reply::RefuseEncoding(refused))
+                    if header("Content-Encoding").as_deref() == Some(refused.as_str()) =>
+                {
+                    status = 415;
+                }
+                Some(Reply::RefuseEncoding(_)) => {}
                 None => {}
             }
         }

@@ -88,7 +88,7 @@ fn firelens_records_arrive_with_service_source_and_tags() {
     let request = &received[0];
     assert_eq!(request.violation, None);
     assert_eq!(request.header("DD-API-KEY"), Some(API_KEY));
-    assert_eq!(request.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(request.header("Content-Encoding"), Some("zstd"));
     assert_eq!(request.header("Content-Type"), Some("application/json"));
     assert!(
         request
@@ -114,6 +114,82 @@ fn firelens_records_arrive_with_service_source_and_tags() {
         request.entries[1]["ddtags"],
         "container_name:cart,env:staging"
     );
+}
+
+#[test]
+fn every_compression_setting_arrives_intact() {
+    let plugin = load();
+    for (settings, encoding) in [
+        (&[][..], Some("zstd")),
+        (
+            &[("compress", "zstd"), ("compress_level", "19")],
+            Some("zstd"),
+        ),
+        (&[("compress", "gzip")], Some("gzip")),
+        (
+            &[("compress", "gzip"), ("compress_level", "1")],
+            Some("gzip"),
+        ),
+        (&[("compress", "none")], None),
+    ] {
+        let intake = FakeDatadog::start();
+        let instance = plugin
+            .init(&props("dd-compress", &intake, settings))
+            .unwrap();
+        let chunk = (0..300).fold(Chunk::new(), |c, n| {
+            c.event(1_700_000_000, &firelens("checkout", n))
+        });
+        assert_eq!(instance.flush(chunk.bytes(), "app"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let received = intake.received();
+        assert_eq!(received.len(), 1, "{settings:?}");
+        assert_eq!(received[0].violation, None, "{settings:?}");
+        assert_eq!(received[0].header("Content-Encoding"), encoding);
+        assert_eq!(received[0].entries.len(), 300, "{settings:?}");
+        let mut expected: Vec<String> = (0..300).map(|n| format!("checkout request {n}")).collect();
+        expected.sort();
+        assert_eq!(messages(&received[0].entries), expected, "{settings:?}");
+    }
+}
+
+#[test]
+fn an_intake_that_refuses_zstd_gets_the_same_request_with_gzip_and_gzip_from_then_on() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    intake.outage(
+        std::time::Duration::from_secs(600),
+        Reply::RefuseEncoding("zstd".into()),
+    );
+    let instance = plugin.init(&props("dd-no-zstd", &intake, &[])).unwrap();
+    for chunk in 0..3 {
+        let records = (0..10).fold(Chunk::new(), |c, n| {
+            c.event(1_700_000_000, &firelens("checkout", chunk * 10 + n))
+        });
+        assert_eq!(instance.flush(records.bytes(), "app"), FLB_OK);
+    }
+    assert_eq!(instance.exit(), FLB_OK);
+    let received = intake.received();
+    let seen: Vec<(Option<&str>, u16)> = received
+        .iter()
+        .map(|r| (r.header("Content-Encoding"), r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("zstd"), 415),
+            (Some("gzip"), 202),
+            (Some("gzip"), 202),
+            (Some("gzip"), 202)
+        ]
+    );
+    let mut expected: Vec<String> = (0..30).map(|n| format!("checkout request {n}")).collect();
+    expected.sort();
+    assert_eq!(messages(&intake.accepted()), expected, "each record once");
+    let switched: Vec<_> = logs_of("dd-no-zstd")
+        .into_iter()
+        .filter(|l| l.text.contains("refused a zstd body (HTTP 415"))
+        .collect();
+    assert_eq!(switched.len(), 1, "said once: {switched:?}");
 }
 
 #[test]

@@ -15,12 +15,13 @@ use fanout::delivery::execute::Planned;
 use fanout::destinations::DestinationKind;
 use fanout::destinations::datadog::{config::DatadogConfig, encode as datadog_encode};
 use fanout::destinations::firehose::{config::FirehoseConfig, encode as firehose_encode};
-use fanout::record::{Batch, EventTime, LogEvent, Map};
+use fanout::record::{Batch, EventTime, Records};
 use serde_json::Value;
 
 /// Records from JSON lines: plain objects, `[time, record]` (forward), or what Fluent Bit's
 /// `stdout` output writes with `Format json_lines` (a FireLens capture: `date` is the time).
-pub fn parse_records(text: &str) -> Result<Vec<LogEvent>, String> {
+/// Each is a time and a JSON object.
+pub fn parse_records(text: &str) -> Result<Vec<(EventTime, Value)>, String> {
     let now = EventTime::from_f64(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -57,14 +58,7 @@ pub fn parse_records(text: &str) -> Result<Vec<LogEvent>, String> {
                     ));
                 }
             };
-            let Value::Object(body) = body else {
-                unreachable!("checked above")
-            };
-            Ok(LogEvent {
-                time,
-                metadata: Map::new(),
-                body,
-            })
+            Ok((time, body))
         })
         .collect()
 }
@@ -72,7 +66,7 @@ pub fn parse_records(text: &str) -> Result<Vec<LogEvent>, String> {
 /// The preview of every `[OUTPUT] Name fanout` section of `config` for `records`.
 pub fn preview(
     config: &Path,
-    records: &[LogEvent],
+    records: &[(EventTime, Value)],
     tag: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
@@ -136,9 +130,8 @@ pub fn preview(
         if let Some(dd) = &datadog {
             let _ = writeln!(
                 out,
-                "  datadog: POST {} (gzip {})",
-                dd.url,
-                if dd.gzip { "on" } else { "off" }
+                "  datadog: POST {} (compress {})",
+                dd.url, dd.compression
             );
         }
         if let Some(fh) = &firehose {
@@ -155,13 +148,12 @@ pub fn preview(
             );
         }
         for (i, event) in records.iter().enumerate() {
-            let batch = Batch::new(tag.to_owned(), vec![event.clone()]);
-            let _ = writeln!(
-                out,
-                "\n  record {} (tag {tag}): {}",
-                i + 1,
-                Value::Object(event.body.clone())
+            // Through a real chunk, as Fluent Bit would hand it over.
+            let batch = Batch::new(
+                tag.to_owned(),
+                Records::from_json(std::slice::from_ref(event)),
             );
+            let _ = writeln!(out, "\n  record {} (tag {tag}): {}", i + 1, event.1);
             if let Some(dd) = &datadog {
                 let encoder = datadog_encode::Encoder {
                     config: dd,

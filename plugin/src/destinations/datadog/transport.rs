@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
 
-use super::config::DatadogConfig;
+use super::config::{Compression, DatadogConfig};
 use crate::delivery::execute::Sent;
 use crate::delivery::retry::parse_retry_after;
 
@@ -39,9 +39,6 @@ impl Transport {
         key.set_sensitive(true);
         headers.insert("DD-API-KEY", key);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if config.gzip {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
         headers.insert("DD-EVP-ORIGIN", HeaderValue::from_static("flb-fanout"));
         headers.insert(
             "DD-EVP-ORIGIN-VERSION",
@@ -67,30 +64,48 @@ impl Transport {
         super::config::url_for_logs(&self.url)
     }
 
-    /// One POST of an already-encoded body.
-    pub async fn post(&self, body: bytes::Bytes, deadline: Instant) -> Sent {
+    /// One POST of an already-encoded body, compressed as `compression` says: how it went, and
+    /// the HTTP status when there was an answer.
+    pub async fn post(
+        &self,
+        body: bytes::Bytes,
+        compression: Compression,
+        deadline: Instant,
+    ) -> (Sent, Option<u16>) {
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .min(REQUEST_TIMEOUT)
             .max(Duration::from_millis(1));
+        let mut headers = self.headers.clone();
+        if let Some(encoding) = compression.content_encoding() {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
         let response = self
             .client
             .post(&self.url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .timeout(timeout)
             .body(body)
             .send()
             .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(e) => {
-                return Sent::Retry {
+        match response {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (self.classify(response).await, Some(status))
+            }
+            Err(e) => (
+                Sent::Retry {
                     reason: self.redact(&describe_transport_error(&e)),
                     after: None,
                     serious: false,
-                };
-            }
-        };
+                },
+                None,
+            ),
+        }
+    }
+
+    /// What an answer means for the request.
+    async fn classify(&self, response: reqwest::Response) -> Sent {
         let status = response.status();
         if status.is_success() {
             return Sent::Accepted;

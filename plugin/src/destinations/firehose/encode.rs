@@ -21,17 +21,16 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::ops::Range;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use serde_json::Value;
-
 use super::config::FirehoseConfig;
 use crate::delivery::batch::{self, Limits};
 use crate::delivery::execute::{Planned, Request};
 use crate::delivery::json::Object;
 use crate::delivery::shrink;
 use crate::delivery::units::Units;
-use crate::record::{Batch, LogEvent};
+use crate::record::{Batch, Record};
+use crate::view::ValueRef;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 /// Largest Firehose record, before base64 (1000 KiB).
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
@@ -64,6 +63,8 @@ const MISSING_STREAMS_KEPT: usize = 1024;
 #[derive(Default)]
 pub struct MissingStreams {
     seen: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Some stream was ever reported missing: until then, records route without the lock.
+    any: std::sync::atomic::AtomicBool,
 }
 
 impl MissingStreams {
@@ -80,9 +81,13 @@ impl MissingStreams {
             seen.remove(&oldest);
         }
         seen.insert(stream.to_owned(), now);
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn contains(&self, stream: &str) -> bool {
+        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.get(stream)
             .is_some_and(|at| at.elapsed() < MISSING_STREAM_TTL)
@@ -162,11 +167,12 @@ pub struct Plan<'a> {
     batch: &'a Batch,
     next: usize,
     streams: Vec<OpenStream>,
-    index: HashMap<String, usize>,
     ready: VecDeque<Planned<String>>,
     finished: bool,
     /// Streams not to route to (reported missing recently).
     missing: Option<&'a MissingStreams>,
+    /// The current record's line (reused from record to record).
+    line: Vec<u8>,
     pub counts: Counts,
 }
 
@@ -192,10 +198,10 @@ impl Iterator for Plan<'_> {
             let position = self.next;
             self.next += 1;
             let (encoder, tag, counts) = (self.encoder, &self.batch.tag, &mut self.counts);
-            let open = &self.index;
+            let open = &self.streams;
             let missing = self.missing;
             let routed = encoder
-                .route(event, tag, counts, |stream, last| {
+                .route(&event, tag, counts, |stream, last| {
                     if !valid_stream_name(stream) {
                         return Err(format!(
                             "'{}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
@@ -210,7 +216,7 @@ impl Iterator for Plan<'_> {
                     }
                     // The last alternative (the fallback) may take the last slot.
                     let room = MAX_STREAMS_PER_CHUNK - usize::from(!last);
-                    if !open.contains_key(stream) && open.len() >= room {
+                    if open.len() >= room && !open.iter().any(|s| s.name == stream) {
                         return Err(format!(
                             "'{stream}' would be stream number {} of this chunk (at most {MAX_STREAMS_PER_CHUNK})",
                             open.len() + 1
@@ -218,8 +224,11 @@ impl Iterator for Plan<'_> {
                     }
                     Ok(())
                 })
-                .and_then(|stream| Ok((stream, encoder.line(event, tag, counts)?)));
-            let (stream, line) = match routed {
+                .and_then(|stream| {
+                    encoder.line(&event, tag, counts, &mut self.line)?;
+                    Ok(stream)
+                });
+            let stream = match routed {
                 Ok(routed) => routed,
                 Err(cause) => {
                     return Some(Planned::Dropped {
@@ -228,10 +237,10 @@ impl Iterator for Plan<'_> {
                     });
                 }
             };
-            let slot = match self.index.get(&stream) {
-                Some(&slot) => slot,
+            // At most MAX_STREAMS_PER_CHUNK streams: a scan beats hashing every record's name.
+            let slot = match self.streams.iter().position(|s| s.name == stream) {
+                Some(slot) => slot,
                 None => {
-                    self.index.insert(stream.clone(), self.streams.len());
                     self.streams.push(OpenStream {
                         name: stream,
                         aggregate: Vec::new(),
@@ -242,7 +251,14 @@ impl Iterator for Plan<'_> {
                     self.streams.len() - 1
                 }
             };
-            self.streams[slot].add(position, line, self.encoder.config, &mut self.ready);
+            let left = self.batch.len() - self.next;
+            self.streams[slot].add(
+                position,
+                &self.line,
+                left,
+                self.encoder.config,
+                &mut self.ready,
+            );
         }
     }
 }
@@ -258,7 +274,8 @@ impl OpenStream {
     fn add(
         &mut self,
         position: usize,
-        line: Vec<u8>,
+        line: &[u8],
+        records_left: usize,
         config: &FirehoseConfig,
         ready: &mut VecDeque<Planned<String>>,
     ) {
@@ -270,31 +287,43 @@ impl OpenStream {
         if !self.aggregate.is_empty() && self.aggregate.len() + line.len() > limit {
             self.seal_aggregate(config, ready);
         }
-        self.aggregate.extend_from_slice(&line);
+        if self.aggregate.is_empty() {
+            // Room for as many lines like this one as the chunk may still bring, up to a full
+            // record: grown by doubling, a 1 MB aggregate would be copied ~20 times.
+            self.aggregate
+                .reserve(line.len().saturating_mul(records_left + 1).min(limit));
+        }
+        self.aggregate.extend_from_slice(line);
         self.aggregate_sources.push(position);
     }
 
     fn seal_aggregate(&mut self, config: &FirehoseConfig, ready: &mut VecDeque<Planned<String>>) {
         let record = std::mem::take(&mut self.aggregate);
         let sources = std::mem::take(&mut self.aggregate_sources);
-        self.push_record(record, &sources, config, ready);
+        self.push_record(&record, &sources, config, ready);
     }
 
     fn push_record(
         &mut self,
-        raw: Vec<u8>,
+        raw: &[u8],
         sources: &[usize],
         config: &FirehoseConfig,
         ready: &mut VecDeque<Planned<String>>,
     ) {
-        let record = if config.gzip { gzip(&raw) } else { raw };
+        let compressed;
+        let record = if config.gzip {
+            compressed = gzip(raw);
+            &compressed[..]
+        } else {
+            raw
+        };
         let cost = base64_len(record.len()) + CALL_LIMITS.per_entry_overhead;
         let full = self.call.len() >= CALL_LIMITS.max_entries
             || self.call_bytes + cost > CALL_LIMITS.max_bytes;
         if full && !self.call.is_empty() {
             self.emit(ready);
         }
-        self.call.push(&record, sources);
+        self.call.push(record, sources);
         self.call_bytes += cost;
     }
 
@@ -339,10 +368,10 @@ impl<'a> Encoder<'a> {
             batch,
             next: 0,
             streams: Vec::new(),
-            index: HashMap::new(),
             ready: VecDeque::new(),
             finished: false,
             counts: Counts::default(),
+            line: Vec::with_capacity(512),
         }
     }
 
@@ -385,7 +414,7 @@ impl<'a> Encoder<'a> {
     /// The record's delivery stream: the first alternative `accept` takes, or why none is.
     fn route(
         &self,
-        event: &LogEvent,
+        event: &Record<'_>,
         tag: &str,
         counts: &mut Counts,
         accept: impl FnMut(&str, bool) -> Result<(), String>,
@@ -407,9 +436,16 @@ impl<'a> Encoder<'a> {
             })
     }
 
-    /// One newline-terminated line for an event, within the record size limit, or why the
-    /// event cannot be sent.
-    fn line(&self, event: &LogEvent, tag: &str, counts: &mut Counts) -> Result<Vec<u8>, String> {
+    /// One newline-terminated line for an event, within the record size limit, written into
+    /// `line` (replacing what it held), or why the event cannot be sent.
+    fn line(
+        &self,
+        event: &Record<'_>,
+        tag: &str,
+        counts: &mut Counts,
+        line: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        line.clear();
         let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
         let oversize = |counts: &mut Counts| {
             counts.dropped_oversize += 1;
@@ -420,30 +456,30 @@ impl<'a> Encoder<'a> {
                 counts.missing_log_key += 1;
                 return Err(format!("no log_key field '{log_key}'"));
             };
-            let mut line = match value {
-                Value::String(s) if s.len() + 1 > limit => {
+            match value.as_str() {
+                Some(s) if s.len() + 1 > limit => {
                     counts.truncated += 1;
-                    shrink::cut(s, limit - 1 - TRUNCATION_MARKER.len(), TRUNCATION_MARKER)
-                        .into_bytes()
+                    let cut =
+                        shrink::cut(&s, limit - 1 - TRUNCATION_MARKER.len(), TRUNCATION_MARKER);
+                    line.extend_from_slice(cut.as_bytes());
                 }
-                Value::String(s) => s.as_bytes().to_vec(),
-                other => other.to_string().into_bytes(),
-            };
+                Some(s) => line.extend_from_slice(s.as_bytes()),
+                None => line.extend_from_slice(value.to_text(crate::view::FIELD_DEPTH).as_bytes()),
+            }
             if line.len() + 1 > limit {
                 return oversize(counts);
             }
             line.push(b'\n');
-            return Ok(line);
+            return Ok(());
         }
-        let mut line = Vec::with_capacity(256);
-        self.write_json(event, tag, None, &mut line);
+        self.write_json(event, tag, None, line);
         if line.len() + 1 > limit {
             let message = event.message(self.message_keys);
-            let message_len = message.and_then(|(_, v)| v.as_str()).map_or(0, str::len);
+            let message_len = message.and_then(|(_, v)| v.as_str()).map_or(0, |m| m.len());
             let full = line.len() + 1;
             let fitted = shrink::fit(limit, full, message_len, TRUNCATION_MARKER, |keep| {
                 line.clear();
-                self.write_json(event, tag, Some(keep), &mut line);
+                self.write_json(event, tag, Some(keep), line);
                 line.len() + 1
             });
             if fitted.is_none() {
@@ -452,12 +488,12 @@ impl<'a> Encoder<'a> {
             counts.truncated += 1;
         }
         line.push(b'\n');
-        Ok(line)
+        Ok(())
     }
 
     fn write_json(
         &self,
-        event: &LogEvent,
+        event: &Record<'_>,
         tag: &str,
         message_limit: Option<usize>,
         out: &mut Vec<u8>,
@@ -465,18 +501,22 @@ impl<'a> Encoder<'a> {
         let body = &event.body;
         let message_key = message_limit.and(event.message(self.message_keys).map(|(k, _)| k));
         let mut object = Object::start(out);
-        for (key, value) in body {
-            match (Some(key.as_str()) == message_key, value, message_limit) {
-                (true, Value::String(s), Some(limit)) => {
-                    object.field(key, &shrink::cut(s, limit, TRUNCATION_MARKER))
-                }
-                _ => object.field(key, value),
+        for (key, value) in body.iter() {
+            let cut = match (message_key, message_limit, value) {
+                (Some(k), Some(limit), ValueRef::Str(_)) if key.is(k) => value
+                    .as_str()
+                    .map(|s| shrink::cut(&s, limit, TRUNCATION_MARKER)),
+                _ => None,
+            };
+            match cut {
+                Some(text) => object.text(&key.text(), &text),
+                None => object.value(key, value),
             }
         }
         if let Some(time_key) = &self.config.time_key {
             if !body.contains_key(time_key) {
                 if let Some(time) = event.time.to_datetime() {
-                    object.field(
+                    object.text(
                         time_key,
                         &time.format(&self.config.time_key_format).to_string(),
                     );
@@ -486,7 +526,7 @@ impl<'a> Encoder<'a> {
         for (name, template) in &self.config.partition_keys {
             if !body.contains_key(name) {
                 if let Ok(value) = template.render(tag, body) {
-                    object.field(name, &value);
+                    object.text(name, &value);
                 }
             }
         }
@@ -515,8 +555,8 @@ pub fn valid_stream_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{EventTime, Map};
-    use serde_json::json;
+    use crate::record::EventTime;
+    use serde_json::{Value, json};
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> FirehoseConfig {
@@ -533,16 +573,10 @@ mod tests {
 
     fn encode(config: &FirehoseConfig, bodies: &[Value]) -> Routed {
         let keys = vec!["log".to_string(), "message".to_string()];
-        let batch = Batch::new(
-            "ecs.app".into(),
-            bodies
-                .iter()
-                .map(|b| LogEvent {
-                    time: EventTime::new(1_700_000_000, 250_000_000),
-                    metadata: Map::new(),
-                    body: b.as_object().unwrap().clone(),
-                })
-                .collect(),
+        let batch = Batch::from_json(
+            "ecs.app",
+            EventTime::new(1_700_000_000, 250_000_000),
+            bodies,
         );
         Encoder {
             config,
@@ -623,19 +657,13 @@ mod tests {
     fn streams_reported_missing_are_routed_around_without_a_call() {
         let c = config(&[("delivery_stream", "logs-$container_name || logs-unrouted")]);
         let keys = vec!["log".to_string()];
-        let batch = Batch::new(
-            "t".into(),
-            [
+        let batch = Batch::from_json(
+            "t",
+            EventTime::new(1, 0),
+            &[
                 json!({"container_name": "gone", "log": "a"}),
                 json!({"container_name": "web", "log": "b"}),
-            ]
-            .iter()
-            .map(|b| LogEvent {
-                time: EventTime::new(1, 0),
-                metadata: Map::new(),
-                body: b.as_object().unwrap().clone(),
-            })
-            .collect(),
+            ],
         );
         let missing = MissingStreams::default();
         missing.insert("logs-gone");
