@@ -135,13 +135,6 @@ impl<'a> MapRef<'a> {
         }
         found
     }
-
-    /// The value of the first entry whose key text is `name`.
-    pub fn get_first(&self, name: &str) -> Option<ValueRef<'a>> {
-        self.iter()
-            .find(|(key, _)| key.is(name))
-            .map(|(_, value)| value)
-    }
 }
 
 impl<'a> ArrayRef<'a> {
@@ -417,35 +410,12 @@ pub fn read<'a>(bytes: &mut &'a [u8]) -> Option<ValueRef<'a>> {
 /// skipped over (reading a record's field by its index needs no end).
 pub fn peek(bytes: &[u8]) -> Option<ValueRef<'_>> {
     let mut cursor = bytes;
-    let marker = Marker::from_u8(*bytes.first()?);
-    match marker {
-        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-            let marker = Marker::from_u8(read_u8(&mut cursor)?);
-            let Shape::Array(n) = shape(marker, &mut cursor)? else {
-                return None;
-            };
-            Some(ValueRef::Array(ArrayRef {
-                len: n,
-                bytes: cursor,
-            }))
-        }
-        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-            let marker = Marker::from_u8(read_u8(&mut cursor)?);
-            let Shape::Map(n) = shape(marker, &mut cursor)? else {
-                return None;
-            };
-            Some(ValueRef::Map(MapRef {
-                len: n,
-                bytes: cursor,
-            }))
-        }
-        _ => read(&mut cursor),
+    let marker = Marker::from_u8(read_u8(&mut cursor)?);
+    match shape(marker, &mut cursor)? {
+        Shape::Array(len) => Some(ValueRef::Array(ArrayRef { len, bytes: cursor })),
+        Shape::Map(len) => Some(ValueRef::Map(MapRef { len, bytes: cursor })),
+        _ => read(&mut &bytes[..]),
     }
-}
-
-/// A map whose entries start at `bytes` (validated by the decoder).
-pub fn map_at(bytes: &[u8], len: usize) -> MapRef<'_> {
-    MapRef { len, bytes }
 }
 
 /// An EventTime extension's time, if `payload` is one (type 0, 8 bytes).
@@ -643,7 +613,8 @@ mod tests {
         };
         assert_eq!(map.len(), 3);
         assert_eq!(map.get("a"), Some(ValueRef::Str(b"last")));
-        assert!(matches!(map.get_first("a"), Some(ValueRef::Array(_))));
+        let first_a = map.iter().find(|(key, _)| key.is("a")).map(|(_, v)| v);
+        assert!(matches!(first_a, Some(ValueRef::Array(_))));
         assert_eq!(map.get("b"), Some(ValueRef::Bool(true)));
         assert_eq!(map.get("c"), None);
         assert_eq!(json(&buf), r#"{"a":[1,-2],"b":true,"a":"last"}"#);
@@ -732,7 +703,9 @@ mod tests {
         encode::write_map_len(&mut buf, 2).unwrap();
         encode::write_str(&mut buf, "a").unwrap();
         encode::write_str(&mut buf, "b").unwrap();
-        let map = map_at(&buf[1..], 2);
+        let Some(ValueRef::Map(map)) = peek(&buf) else {
+            panic!("a map, read without its end")
+        };
         assert_eq!(map.iter().count(), 1);
         let mut cursor = &[0xc1u8][..];
         assert!(read(&mut cursor).is_none());
