@@ -22,6 +22,9 @@ plus `fanout` with the shipped `workers 2`.
 The core Datadog output sends a whole chunk per request, ignoring the intake's 1000-entry
 limit; `fanout` respects it and overlaps its requests instead.
 
+BENCH_E2E_PLUGIN=/path/to/fanout.so runs another build of the plugin (e.g. the previous
+release) for a before/after comparison; BENCH_E2E_ONLY=label,... picks runs.
+
 A run ends when both stand-ins have counted every record (or, for the input-only run, when
 the `null` output has, read from Fluent Bit's metrics endpoint); Fluent Bit is then stopped with SIGTERM and its own rusage (CPU seconds, peak
 RSS) read with wait4. The stand-ins are separate processes: their CPU is not counted. Firehose
