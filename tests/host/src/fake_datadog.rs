@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::scripted::{Script, ScriptedServer};
+use crate::scripted::{Answer, Incoming, Script, ScriptedServer};
 
 pub const MAX_ENTRIES: usize = 1000;
 pub const MAX_UNCOMPRESSED: usize = 5_000_000;
@@ -83,32 +83,21 @@ impl FakeDatadog {
     }
 }
 
-fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>>) {
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut raw = Vec::new();
-    let _ = request.as_reader().read_to_end(&mut raw);
+fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
+    let header = |name: &str| request.header(name).map(str::to_owned);
+    let raw = &request.body[..];
     let mut violation = None;
     let mut body = Vec::new();
     match header("Content-Encoding").as_deref() {
         Some("gzip") => {
-            if flate2::read::GzDecoder::new(&raw[..])
+            if flate2::read::GzDecoder::new(raw)
                 .read_to_end(&mut body)
                 .is_err()
             {
                 violation = Some("Content-Encoding gzip but the body is not gzip".to_string());
             }
         }
-        Some("zstd") => match zstd::stream::decode_all(&raw[..]) {
+        Some("zstd") => match zstd::stream::decode_all(raw) {
             Ok(decoded) => body = decoded,
             Err(e) => {
                 violation = Some(format!(
@@ -116,7 +105,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
                 ))
             }
         },
-        None => body = raw,
+        None => body = raw.to_vec(),
         Some(other) => {
             violation = Some(format!(
                 "Content-Encoding {other} is not one the intake takes"
@@ -134,31 +123,30 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
             Vec::new()
         }
     };
-    let mut status =
-        if request.method() != &tiny_http::Method::Post || request.url() != "/api/v2/logs" {
-            violation.get_or_insert(format!("{} {}", request.method(), request.url()));
-            404
-        } else if header("DD-API-KEY").is_none_or(|k| k.is_empty()) {
-            violation.get_or_insert("no DD-API-KEY".into());
-            401
-        } else if header("Content-Type").as_deref() != Some("application/json") {
-            violation.get_or_insert("Content-Type is not application/json".into());
-            400
-        } else if violation.is_some() {
-            400
-        } else if entries.iter().any(|e| e["message"] == REFUSED_MESSAGE) {
-            violation = Some("a refused log".into());
-            400
-        } else if entries.len() > MAX_ENTRIES || body.len() > MAX_UNCOMPRESSED {
-            violation = Some(format!(
-                "{} entries, {} bytes uncompressed",
-                entries.len(),
-                body.len()
-            ));
-            413
-        } else {
-            202
-        };
+    let mut status = if request.method != "POST" || request.target != "/api/v2/logs" {
+        violation.get_or_insert(format!("{} {}", request.method, request.target));
+        404
+    } else if header("DD-API-KEY").is_none_or(|k| k.is_empty()) {
+        violation.get_or_insert("no DD-API-KEY".into());
+        401
+    } else if header("Content-Type").as_deref() != Some("application/json") {
+        violation.get_or_insert("Content-Type is not application/json".into());
+        400
+    } else if violation.is_some() {
+        400
+    } else if entries.iter().any(|e| e["message"] == REFUSED_MESSAGE) {
+        violation = Some("a refused log".into());
+        400
+    } else if entries.len() > MAX_ENTRIES || body.len() > MAX_UNCOMPRESSED {
+        violation = Some(format!(
+            "{} entries, {} bytes uncompressed",
+            entries.len(),
+            body.len()
+        ));
+        413
+    } else {
+        202
+    };
     let mut retry_after = None;
     let mut location = None;
     {
@@ -184,25 +172,27 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
             }
         }
         state.seen.push(Received {
-            headers,
+            headers: request.headers.clone(),
             body_len: body.len(),
             entries,
             status,
             violation,
         });
     }
-    let mut response = tiny_http::Response::from_string(if status < 300 {
-        "{}"
-    } else {
-        r#"{"errors":["scripted"]}"#
-    })
-    .with_status_code(status);
+    let mut headers = Vec::new();
     if let Some(secs) = retry_after {
-        response
-            .add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap());
+        headers.push(("Retry-After", secs.to_string()));
     }
     if let Some(to) = location {
-        response.add_header(tiny_http::Header::from_bytes("Location", to).unwrap());
+        headers.push(("Location", to));
     }
-    let _ = request.respond(response);
+    Answer {
+        status,
+        headers,
+        body: if status < 300 {
+            "{}".to_owned()
+        } else {
+            r#"{"errors":["scripted"]}"#.to_owned()
+        },
+    }
 }

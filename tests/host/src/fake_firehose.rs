@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::scripted::{Script, ScriptedServer};
+use crate::scripted::{Answer, Incoming, Script, ScriptedServer};
 
 /// A stream that does not exist: every call to it is answered `ResourceNotFoundException`,
 /// whatever the script says (the script is not consumed).
@@ -81,20 +81,12 @@ impl FakeFirehose {
     }
 }
 
-fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>>) {
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
-    };
+fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
+    let header = |name: &str| request.header(name).map(str::to_owned);
     let target = header("X-Amz-Target").unwrap_or_default();
     let authorization = header("Authorization");
     let security_token = header("X-Amz-Security-Token");
-    let mut body = Vec::new();
-    let _ = request.as_reader().read_to_end(&mut body);
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let parsed: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let stream = parsed["DeliveryStreamName"]
         .as_str()
         .unwrap_or_default()
@@ -157,19 +149,17 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<Script<Reply, Received>
         authorization,
         security_token,
     });
-    let response = tiny_http::Response::from_string(response.to_string())
-        .with_status_code(status)
-        .with_header(
-            tiny_http::Header::from_bytes("Content-Type", "application/x-amz-json-1.1").unwrap(),
-        )
-        .with_header(
-            tiny_http::Header::from_bytes(
+    Answer {
+        status,
+        headers: vec![
+            ("Content-Type", "application/x-amz-json-1.1".to_owned()),
+            (
                 "x-amzn-RequestId",
-                "00000000-0000-0000-0000-000000000000",
-            )
-            .unwrap(),
-        );
-    let _ = request.respond(response);
+                "00000000-0000-0000-0000-000000000000".to_owned(),
+            ),
+        ],
+        body: response.to_string(),
+    }
 }
 
 fn batch_response(n: usize, failed: &[usize], code: &str) -> Value {
