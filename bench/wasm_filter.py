@@ -1,11 +1,21 @@
 #!/usr/bin/env python3
-"""filter_wasm with k8s-metadata.wasm versus record_modifier adding the same kind of keys,
-through a real Fluent Bit (FLUENT_BIT=/path/to/fluent-bit; skipped otherwise).
+"""filter_wasm with k8s-metadata.wasm against its floor and record_modifier, through a real
+Fluent Bit (FLUENT_BIT=/path/to/fluent-bit; skipped otherwise).
 
-Each run tails a file of BENCH_WASM_RECORDS lines (default 50 000) with the cri parser, runs
-the filter into the `null` output, and is stopped once Fluent Bit's CPU time has stopped
-growing (the file is processed); Fluent Bit's CPU seconds (its own process, read from /proc)
-are compared, measured in this run.
+Four runs, each tailing the same file of BENCH_WASM_RECORDS lines (default 50 000) with the cri
+parser into the `null` output:
+  input only         no filter: what tail, the parser and the engine cost;
+  record_modifier    six flat keys added by a core filter;
+  filter_wasm floor  filter_wasm with bench/wasm-floor, which hands every record back unchanged:
+                     what filter_wasm itself costs (JSON out, into the interpreter, JSON back);
+  k8s-metadata.wasm  the shipped module.
+With WAMRC=/path/to/wamrc (WAMR's ahead-of-time compiler, of the WAMR version the Fluent Bit
+bundles; see README "Ahead-of-time compiled filter"), the floor and the module also run compiled
+ahead of time (`.aot`), the floor against the floor.
+Each run is stopped once Fluent Bit's CPU time has stopped growing (the file is processed);
+Fluent Bit's CPU seconds (its own process, read from /proc, best of BENCH_WASM_RUNS, default 2)
+are compared beyond the input-only run, all measured in this run. The goal: k8s-metadata.wasm
+within 1.5x the floor.
 """
 import os
 import subprocess
@@ -16,7 +26,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLUENT_BIT = os.environ.get("FLUENT_BIT")
 RECORDS = int(os.environ.get("BENCH_WASM_RECORDS", "50000"))
-MODULE = os.path.join(ROOT, "dist", "k8s-metadata.wasm")
+RUNS = int(os.environ.get("BENCH_WASM_RUNS", "2"))
+MODULE = os.environ.get("BENCH_WASM_MODULE", os.path.join(ROOT, "dist", "k8s-metadata.wasm"))
+FLOOR = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "wasm_floor.wasm")
+WAMRC = os.environ.get("WAMRC")
+
+
+def aot(wamrc, module, out):
+    """Compiles a module ahead of time the way `make aot` does."""
+    subprocess.run([wamrc, "--target=x86_64", "--cpu=x86-64", "--disable-simd", "-o", out, module],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
 
 COMMON = """
 [SERVICE]
@@ -40,7 +60,7 @@ WASM = """
     Name wasm
     Match *
     WASM_Path {module}
-    Function_Name k8s_metadata
+    Function_Name {function}
     accessible_paths {podinfo}
 """
 
@@ -97,19 +117,42 @@ def main():
         with open(log, "w") as f:
             for n in range(RECORDS):
                 f.write(f"2026-11-22T02:00:00.{n % 1000000:06d}000Z stdout F line {n} GET /api/v1/orders 200 12ms\n")
+        if not os.path.exists(FLOOR):
+            subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "wasm-floor",
+                            "--target", "wasm32-wasip1"], cwd=ROOT, check=True)
+        filters = [
+            ("input only", ""),
+            ("record_modifier", MODIFIER),
+            ("floor", WASM.format(module=FLOOR, function="passthrough", podinfo=podinfo)),
+            ("k8s-metadata", WASM.format(module=MODULE, function="k8s_metadata", podinfo=podinfo)),
+        ]
+        if WAMRC:
+            filters += [
+                ("floor (aot)", WASM.format(module=aot(WAMRC, FLOOR, os.path.join(tmp, "floor.aot")),
+                                            function="passthrough", podinfo=podinfo)),
+                ("k8s-metadata (aot)", WASM.format(module=aot(WAMRC, MODULE, os.path.join(tmp, "k8s.aot")),
+                                                   function="k8s_metadata", podinfo=podinfo)),
+            ]
         results = {}
-        for name, filt in [("record_modifier", MODIFIER), ("k8s-metadata.wasm", WASM)]:
-            config = os.path.join(tmp, f"{name}.conf")
+        for name, filt in filters:
+            config = os.path.join(tmp, name.replace(" ", "_").replace("(", "").replace(")", "") + ".conf")
             with open(config, "w") as f:
-                f.write(COMMON.format(log=log, filter=filt.format(module=MODULE, podinfo=podinfo)))
-            results[name] = min(run(config) for _ in range(2))
-        print(f"filter_wasm vs record_modifier, {RECORDS} tail records through {FLUENT_BIT} (best of 2):")
+                f.write(COMMON.format(log=log, filter=filt))
+            results[name] = min(run(config) for _ in range(RUNS))
+        print(f"filter_wasm, {RECORDS} tail records through {FLUENT_BIT} (best of {RUNS}):")
+        base = results["input only"][1]
         for name, (wall, cpu) in results.items():
-            print(f"  {name:<18} {RECORDS / cpu:10.0f} records per CPU second  (cpu {cpu:5.2f} s, wall {wall:5.2f} s)")
-        base, wasm = results["record_modifier"][1], results["k8s-metadata.wasm"][1]
-        print(f"  k8s-metadata.wasm costs {wasm / base:.2f}x the CPU of record_modifier "
-              "(and adds pod metadata, labels, service tags, CRI/JSON handling)")
-
+            beyond = "" if name == "input only" else \
+                f"  beyond input {cpu - base:5.2f} s, {RECORDS / max(cpu - base, 1e-9):8.0f} records/s"
+            print(f"  {name:<19} cpu {cpu:5.2f} s (wall {wall:5.2f} s){beyond}")
+        beyond = {name: cpu - base for name, (_, cpu) in results.items()}
+        print(f"  floor (filter_wasm's own JSON round trip) is "
+              f"{beyond['floor'] / beyond['record_modifier']:.1f}x record_modifier")
+        for mode in ["", " (aot)"]:
+            if "k8s-metadata" + mode in beyond:
+                ratio = beyond["k8s-metadata" + mode] / beyond["floor" + mode]
+                print(f"  k8s-metadata{mode} beyond input: {ratio:.2f}x the floor{mode} (goal <= 1.5x), "
+                      f"{beyond['k8s-metadata' + mode] / beyond['record_modifier']:.1f}x record_modifier")
 
 if __name__ == "__main__":
     main()

@@ -11,13 +11,13 @@ use serde_json::{Map, Value};
 use crate::podinfo::{Config, PodInfo};
 use crate::tagpath;
 
-const KUBERNETES: &str = "kubernetes";
+pub const KUBERNETES: &str = "kubernetes";
 
 /// Where a record's own `kubernetes` value goes when the filter knows the pod.
 const RECORD_KUBERNETES: &str = "kubernetes_from_record";
 
 /// Keys whose string value may hold a JSON object to merge (`merge_log`), in order.
-const LOG_KEYS: [&str; 2] = ["log", "message"];
+pub const LOG_KEYS: [&str; 2] = ["log", "message"];
 
 pub fn enrich(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo, config: &Config) {
     if config.parse_cri {
@@ -87,6 +87,21 @@ fn merge_log(record: &mut Map<String, Value>, keep_log: bool) {
 }
 
 fn add_kubernetes(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo, exclude: &[String]) {
+    let Some(kubernetes) = kubernetes_map(tag, pod, exclude) else {
+        return;
+    };
+    // What the pod says about itself is authoritative: the `kubernetes` map is the filter's,
+    // and a value the record brought (a JSON log line parsed upstream) is kept aside, never
+    // merged in, so no log line can change the pod, namespace or labels that route it.
+    if let Some(own) = record.remove(KUBERNETES) {
+        record.insert(RECORD_KUBERNETES.into(), own);
+    }
+    record.insert(KUBERNETES.into(), Value::Object(kubernetes));
+}
+
+/// The `kubernetes` map for records of `tag`, or `None` when nothing is known about the pod
+/// (the record is then left as it is).
+pub fn kubernetes_map(tag: &str, pod: &PodInfo, exclude: &[String]) -> Option<Map<String, Value>> {
     let path = tagpath::parse(tag);
     let mut found: Vec<(&str, Value)> = Vec::new();
     let text = |v: Option<&String>| v.map(|s| Value::String(s.clone()));
@@ -131,34 +146,35 @@ fn add_kubernetes(record: &mut Map<String, Value>, tag: &str, pod: &PodInfo, exc
             found.push((key, Value::Object(object)));
         }
     }
-    if found.is_empty() {
-        return;
-    }
-    // What the pod says about itself is authoritative: the `kubernetes` map is the filter's,
-    // and a value the record brought (a JSON log line parsed upstream) is kept aside, never
-    // merged in, so no log line can change the pod, namespace or labels that route it.
-    if let Some(own) = record.remove(KUBERNETES) {
-        record.insert(RECORD_KUBERNETES.into(), own);
-    }
-    let kubernetes = found
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value))
-        .collect();
-    record.insert(KUBERNETES.into(), Value::Object(kubernetes));
+    (!found.is_empty()).then(|| {
+        found
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect()
+    })
 }
 
 /// `service`, `env`, `version` from Datadog's unified service tagging labels, then the
 /// `app.kubernetes.io` ones, unless the record has them.
 fn add_service_tags(record: &mut Map<String, Value>) {
-    let labels = match record.get("kubernetes").and_then(|k| k.get("labels")) {
-        Some(Value::Object(labels)) => labels.clone(),
+    let tags = match record.get(KUBERNETES).and_then(|k| k.get("labels")) {
+        Some(Value::Object(labels)) => service_tags(labels),
         _ => return,
     };
+    for (field, value) in tags {
+        if !record.contains_key(field) {
+            record.insert(field.to_owned(), Value::String(value));
+        }
+    }
+}
+
+/// The `service`/`env`/`version` values these labels give, in that order.
+pub fn service_tags(labels: &Map<String, Value>) -> Vec<(&'static str, String)> {
     let label = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| labels.get(*k).and_then(Value::as_str).map(str::to_owned))
     };
-    for (field, keys) in [
+    [
         (
             "service",
             &["tags.datadoghq.com/service", "app.kubernetes.io/name"][..],
@@ -168,13 +184,10 @@ fn add_service_tags(record: &mut Map<String, Value>) {
             "version",
             &["tags.datadoghq.com/version", "app.kubernetes.io/version"][..],
         ),
-    ] {
-        if !record.contains_key(field)
-            && let Some(value) = label(keys)
-        {
-            record.insert(field.to_owned(), Value::String(value));
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(field, keys)| label(keys).map(|value| (field, value)))
+    .collect()
 }
 
 #[cfg(test)]

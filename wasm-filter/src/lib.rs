@@ -20,6 +20,7 @@ pub mod depth;
 pub mod enrich;
 pub mod msgpack;
 pub mod podinfo;
+pub mod splice;
 pub mod tagpath;
 
 use std::cell::Cell;
@@ -28,11 +29,15 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use podinfo::{Config, PodInfo};
+use splice::Prepared;
 
 struct State {
     config: Config,
     pod: PodInfo,
     read_at: Instant,
+    /// The metadata of the last tag seen (its bytes as the host passed them), serialized
+    /// (`None` inside: nothing known about the pod), until the files are read again.
+    prepared: Option<(Vec<u8>, Option<Prepared>)>,
     /// Config problems still to report (on the first record, once).
     config_problems: Option<String>,
 }
@@ -45,7 +50,6 @@ thread_local! {
 /// Processes one record and returns the bytes to hand back, NUL-terminated.
 pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<u8>) {
     out.clear();
-    let tag = String::from_utf8_lossy(tag);
     let Some(record) = record else {
         // The host could not copy the record into the module (its heap was too small).
         let marker = serde_json::json!({
@@ -72,17 +76,19 @@ pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<
             config,
             pod,
             read_at: Instant::now(),
+            prepared: None,
             config_problems,
         })
     });
     if state.read_at.elapsed().as_secs() >= state.config.refresh_seconds {
         state.pod = PodInfo::read(&state.config.podinfo_dir);
         state.read_at = Instant::now();
+        state.prepared = None;
     }
     if json_mode {
-        json_record(record, &tag, &mut state, out);
+        json_record(record, tag, &mut state, out);
     } else {
-        msgpack_record(record, &tag, &mut state, out);
+        msgpack_record(record, &String::from_utf8_lossy(tag), &mut state, out);
     }
     STATE.set(Some(state));
     out.push(0);
@@ -108,7 +114,23 @@ fn report_config_problems(map: &mut Map<String, Value>, state: &mut State) {
     }
 }
 
-fn json_record(record: &[u8], tag: &str, state: &mut State, out: &mut Vec<u8>) {
+fn json_record(record: &[u8], tag: &[u8], state: &mut State, out: &mut Vec<u8>) {
+    if state.config_problems.is_none() {
+        if !state
+            .prepared
+            .as_ref()
+            .is_some_and(|(seen, _)| splice::same_bytes(seen, tag))
+        {
+            let prepared = Prepared::new(&String::from_utf8_lossy(tag), &state.pod, &state.config);
+            state.prepared = Some((tag.to_vec(), prepared));
+        }
+        if let Some((_, Some(prepared))) = &state.prepared
+            && splice::splice(record, prepared, &state.config, out)
+        {
+            return;
+        }
+    }
+    let tag = &*String::from_utf8_lossy(tag);
     let mut map = if depth::json_exceeds(record, depth::MAX_DEPTH) {
         error_record(
             format!("the record nests deeper than {} levels", depth::MAX_DEPTH),
