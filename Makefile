@@ -9,7 +9,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup setup-build build dist test demo bench lint fmt bindings fuzz clean
+.PHONY: all setup setup-build build dist test demo bench aot lint fmt bindings fuzz clean
 
 all: dist
 
@@ -54,6 +54,15 @@ test: setup dist
 demo: setup dist
 	$(CARGO) run -q -p fanout-testhost --bin fanout-demo
 
+## aot: dist/k8s-metadata.aot, the WASM filter compiled ahead of time (3-4x less filter CPU
+##      than WAMR's interpreter). WAMRC=/path/to/wamrc, built from the WAMR release the target
+##      Fluent Bit bundles (WAMR-2.4.1 for 4.1.2-5.1.x); AOT_TARGET=x86_64 (default) or aarch64v8
+WAMRC ?= wamrc
+AOT_TARGET ?= x86_64
+AOT_CPU ?= $(if $(filter x86_64,$(AOT_TARGET)),x86-64,generic)
+aot: $(DIST)/k8s-metadata.wasm
+	$(WAMRC) --target=$(AOT_TARGET) --cpu=$(AOT_CPU) --disable-simd -o $(DIST)/k8s-metadata.aot $<
+
 ## bench: benchmarks that print ratios against a baseline measured in the same run
 ##        (FLUENT_BIT=/path/to/fluent-bit adds the runs through a real Fluent Bit)
 bench: setup-build dist
@@ -62,6 +71,7 @@ bench: setup-build dist
 	$(CARGO) bench -p fanout --bench decode
 	$(CARGO) bench -p fanout --bench firehose_billing
 	python3 bench/job_wrapper.py
+	$(CARGO) build --release -p wasm-floor --target wasm32-wasip1
 	python3 bench/wasm_filter.py
 	python3 -m pip install --quiet --disable-pip-version-check 'zstandard==0.25.0'
 	python3 bench/end_to_end.py

@@ -8,7 +8,8 @@
 //! serde_json (no values built) checks that the text is a JSON object and finds those keys;
 //! anything unusual — invalid JSON, an escape where a decision needs the text — goes to the
 //! full path, which gives the same record. The record's own bytes are kept as the host wrote
-//! them, numbers included.
+//! them, numbers included, and so are bytes inside its strings, which the scan does not
+//! decode (invalid UTF-8 the host wrote goes back to it unchanged).
 //!
 //! The metadata depends only on the tag and the Downward API files, so it is serialized once per
 //! tag and kept until the files are read again.
@@ -305,10 +306,14 @@ mod tests {
     }
 
     fn spliced(record: &str) -> Option<Vec<u8>> {
+        spliced_bytes(record.as_bytes())
+    }
+
+    fn spliced_bytes(record: &[u8]) -> Option<Vec<u8>> {
         let config = Config::default();
         let prepared = Prepared::new(TAG, &pod(), &config).unwrap();
         let mut out = Vec::new();
-        splice(record.as_bytes(), &prepared, &config, &mut out).then_some(out)
+        splice(record, &prepared, &config, &mut out).then_some(out)
     }
 
     #[test]
@@ -365,6 +370,21 @@ mod tests {
             assert!(!same_bytes(tag, &other), "byte {i}");
         }
         assert!(!same_bytes(tag, &tag[..tag.len() - 1]));
+    }
+
+    /// The scan checks the structure, not the bytes inside strings: what the host wrote is
+    /// handed back with the metadata added (the full path would replace the record by an error
+    /// marker). Control characters in strings and invalid keys still go to the full path.
+    #[test]
+    fn string_bytes_are_the_hosts_and_stay_as_they_are() {
+        for record in [&b"{\"a\":\"\xff\"}"[..], b"{\"a\":\"\\ud800\"}"] {
+            let out = spliced_bytes(record).expect("spliced");
+            assert!(out.starts_with(&record[..record.len() - 1]));
+            assert!(out.ends_with(b"}"));
+        }
+        for record in [&b"{\"a\":\"x\x01y\"}"[..], b"{\"\xff\":1}"] {
+            assert!(spliced_bytes(record).is_none());
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Release {
 }
 
 /// Writes one line to the test binary's real stderr, past the harness's capture.
-fn announce(line: &str) {
+pub fn announce(line: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{line}");
 }

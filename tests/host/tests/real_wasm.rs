@@ -5,11 +5,18 @@
 //! another pod. Every record must come out enriched with the real pod: a trap would drop the
 //! record (and, before the module kept its state in `Cell`s, disable it for good).
 //!
+//! The same records go through the module compiled ahead of time (`make aot`) when `WAMRC`
+//! names WAMR's compiler: native code must keep every guarantee the interpreter gives.
+//!
 //! Needs `FLUENT_BIT` (filter_wasm is 2.1+, so there is no 1.9 leg).
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use fanout_testhost::fluent_bit::{FluentBit, Release, Scratch, binary, forward_unix, wait_until};
+use fanout_testhost::fluent_bit::{
+    FluentBit, Release, Scratch, announce, binary, forward_unix, wait_until,
+};
 use fanout_testhost::workspace_root;
 use serde_json::{Value, json};
 
@@ -56,6 +63,40 @@ fn hostile_records_never_disable_the_filter_in_wamr() {
     let Some(fluent_bit) = binary(Release::Current, test) else {
         return;
     };
+    hostile_records_through(
+        &fluent_bit,
+        &workspace_root().join("dist/k8s-metadata.wasm"),
+    );
+}
+
+#[test]
+fn hostile_records_never_disable_the_aot_compiled_filter() {
+    let test = "hostile_records_never_disable_the_aot_compiled_filter";
+    let Some(wamrc) = std::env::var_os("WAMRC").filter(|v| !v.is_empty()) else {
+        announce(&format!(
+            "real-host: SKIPPED {test}: WAMRC is not set (WAMR's wamrc, of the WAMR version the Fluent Bit bundles: README, ahead-of-time compiled filter)"
+        ));
+        return;
+    };
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let scratch = Scratch::new("real-wasm-aot");
+    let aot = scratch.path("/k8s-metadata.aot");
+    // The flags `make aot` uses.
+    let status = Command::new(wamrc)
+        .args(["--target=x86_64", "--cpu=x86-64", "--disable-simd", "-o"])
+        .arg(&aot)
+        .arg(workspace_root().join("dist/k8s-metadata.wasm"))
+        .status()
+        .expect("wamrc runs");
+    assert!(status.success(), "wamrc compiles the module");
+    hostile_records_through(&fluent_bit, &aot);
+}
+
+/// Sends the hostile records through `module` (`.wasm` or `.aot`) in a real Fluent Bit and
+/// checks every one comes out enriched with the real pod.
+fn hostile_records_through(fluent_bit: &Path, module: &Path) {
     let scratch = Scratch::new("real-wasm");
     let podinfo = scratch.dir("/etc/podinfo");
     std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
@@ -67,7 +108,6 @@ fn hostile_records_never_disable_the_filter_in_wamr() {
     .unwrap();
     let out_dir = scratch.dir("/out");
     let socket = scratch.path("/run/forward.sock");
-    let wasm = workspace_root().join("dist/k8s-metadata.wasm");
     let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
     // `threaded on`: in 5.1.1 a non-threaded forward input runs filters where WAMR reports a
     // native stack overflow for every record (README: the k8s-metadata filter).
@@ -79,7 +119,7 @@ fn hostile_records_never_disable_the_filter_in_wamr() {
              [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
              [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
             socket = socket.display(),
-            wasm = wasm.display(),
+            wasm = module.display(),
             podinfo = podinfo.display(),
             settings = shipped_filter_settings(),
             out = out_dir.display(),
@@ -87,7 +127,7 @@ fn hostile_records_never_disable_the_filter_in_wamr() {
     )
     .unwrap();
     let mut fb = FluentBit::start(
-        &fluent_bit,
+        fluent_bit,
         ["-c", config.to_str().unwrap()],
         &[],
         &scratch.root,
