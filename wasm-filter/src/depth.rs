@@ -5,6 +5,31 @@
 /// Levels of arrays/maps a record may have.
 pub const MAX_DEPTH: usize = 64;
 
+/// [`json_exceeds`], quick for the usual record: text with at most `max` opening brackets in
+/// all cannot nest deeper, and counting them takes a few operations per eight bytes, where the
+/// exact scan takes several per byte (an interpreter pays for each).
+pub fn json_may_exceed(text: &[u8], max: usize) -> bool {
+    opening_brackets_at_least(text) > max && json_exceeds(text, max)
+}
+
+/// At least the number of `{` and `[` bytes in `text` (a byte 0x7c or 0x5c right after one may
+/// count too), a word at a time.
+fn opening_brackets_at_least(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Flags every zero byte of `x`, and possibly a 0x01 byte above one (the borrow).
+    let zero_bytes = |x: u64| (x.wrapping_sub(ONES) & !x & HIGHS).count_ones() as usize;
+    let words = text.chunks_exact(8);
+    let tail = words.remainder();
+    let mut count = tail.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    for word in words {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        count += zero_bytes(word ^ (ONES * u64::from(b'{')));
+        count += zero_bytes(word ^ (ONES * u64::from(b'[')));
+    }
+    count
+}
+
 /// Whether JSON text opens more than `max` arrays/objects at once (brackets inside strings do
 /// not count). Invalid JSON is left to the parser to report.
 pub fn json_exceeds(text: &[u8], max: usize) -> bool {
@@ -44,5 +69,35 @@ mod tests {
         assert!(json_exceeds(br#"{"a":[[[["x"]]]]}"#, 4));
         assert!(!json_exceeds(br#"{"a":"[[[[[[\"[[[["}"#, 2));
         assert!(json_exceeds("[".repeat(100_000).as_bytes(), MAX_DEPTH));
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_exact_one() {
+        for text in [
+            "[".repeat(65),
+            "[".repeat(64),
+            format!("{{\"a\":{}1{}}}", "[".repeat(63), "]".repeat(63)),
+            format!("{{\"a\":{}1{}}}", "[".repeat(64), "]".repeat(64)),
+            format!("{{\"s\":\"{}\"}}", "{[".repeat(100)),
+            "{\"a\":1}".to_owned(),
+        ] {
+            assert_eq!(
+                json_may_exceed(text.as_bytes(), MAX_DEPTH),
+                json_exceeds(text.as_bytes(), MAX_DEPTH),
+                "{text}"
+            );
+        }
+        // Never fewer than there are, wherever they fall in a word.
+        for len in 0..40 {
+            for at in 0..len {
+                let mut text = vec![b'a'; len];
+                text[at] = b'{';
+                assert!(opening_brackets_at_least(&text) >= 1);
+                text[at] = b'[';
+                assert!(opening_brackets_at_least(&text) >= 1);
+            }
+            let all = vec![b'['; len];
+            assert_eq!(opening_brackets_at_least(&all), len);
+        }
     }
 }

@@ -131,36 +131,49 @@ fn json_record(record: &[u8], tag: &[u8], state: &mut State, out: &mut Vec<u8>) 
         }
     }
     let tag = &*String::from_utf8_lossy(tag);
-    let mut map = if depth::json_exceeds(record, depth::MAX_DEPTH) {
-        error_record(
-            format!("the record nests deeper than {} levels", depth::MAX_DEPTH),
-            record,
-        )
+    let parsed = if depth::json_may_exceed(record, depth::MAX_DEPTH) {
+        Err(format!(
+            "the record nests deeper than {} levels",
+            depth::MAX_DEPTH
+        ))
     } else {
         match serde_json::from_slice::<Value>(record) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => error_record("the record is not a JSON object".into(), record),
-            Err(e) => error_record(format!("the record is not valid JSON: {e}"), record),
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err("the record is not a JSON object".into()),
+            Err(e) => Err(format!("the record is not valid JSON: {e}")),
         }
     };
-    if !map.contains_key("k8s_metadata_error") {
-        enrich::enrich(&mut map, tag, &state.pod, &state.config);
-    }
-    report_config_problems(&mut map, state);
+    let map = enriched(parsed, record, tag, state);
     let _ = serde_json::to_writer(&mut *out, &map);
 }
 
-fn msgpack_record(record: &[u8], tag: &str, state: &mut State, out: &mut Vec<u8>) {
-    let mut map = match msgpack::decode(record) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => error_record("the record is not a msgpack map".into(), record),
-        Err(e) => error_record(format!("the record is not valid msgpack: {}", e.0), record),
+/// The parsed record enriched, or the error marker when it could not be parsed; either way
+/// marked with the config problems on the first record. Whether it parsed is what decides, not
+/// its keys: a record holding its own `k8s_metadata_error` is enriched like any other.
+fn enriched(
+    parsed: Result<Map<String, Value>, String>,
+    record: &[u8],
+    tag: &str,
+    state: &mut State,
+) -> Map<String, Value> {
+    let mut map = match parsed {
+        Ok(mut map) => {
+            enrich::enrich(&mut map, tag, &state.pod, &state.config);
+            map
+        }
+        Err(reason) => error_record(reason, record),
     };
-    if !map.contains_key("k8s_metadata_error") {
-        enrich::enrich(&mut map, tag, &state.pod, &state.config);
-    }
     report_config_problems(&mut map, state);
-    let value = Value::Object(map);
+    map
+}
+
+fn msgpack_record(record: &[u8], tag: &str, state: &mut State, out: &mut Vec<u8>) {
+    let parsed = match msgpack::decode(record) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the record is not a msgpack map".into()),
+        Err(e) => Err(format!("the record is not valid msgpack: {}", e.0)),
+    };
+    let value = Value::Object(enriched(parsed, record, tag, state));
     if let Err(msgpack::NeedsZeroByte(shape)) = msgpack::encode_zero_free(&value, out) {
         out.clear();
         let reason = format!(

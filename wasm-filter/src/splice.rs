@@ -8,8 +8,9 @@
 //! serde_json (no values built) checks that the text is a JSON object and finds those keys;
 //! anything unusual — invalid JSON, an escape where a decision needs the text — goes to the
 //! full path, which gives the same record. The record's own bytes are kept as the host wrote
-//! them, numbers included, and so are bytes inside its strings, which the scan does not
-//! decode (invalid UTF-8 the host wrote goes back to it unchanged).
+//! them, numbers included, and so are escapes inside its strings, which the scan does not
+//! decode (a lone surrogate `\ud800` the host wrote goes back to it unchanged, where the full
+//! path would mark the record as invalid JSON). Invalid UTF-8 takes the full path.
 //!
 //! The metadata depends only on the tag and the Downward API files, so it is serialized once per
 //! tag and kept until the files are read again.
@@ -151,9 +152,15 @@ struct Scan<'a> {
 impl<'a> Scan<'a> {
     /// `None` when the record is not a JSON object the full path would accept as it is.
     fn of(record: &'a [u8], config: &Config) -> Option<Scan<'a>> {
-        // No depth limit needed: serde_json skips values (`IgnoredAny`, `RawValue`) with a loop
-        // and a stack on the heap, never recursing, so nesting cannot exhaust the wasm stack.
-        let mut deserializer = serde_json::Deserializer::from_slice(record);
+        // Records deeper than the limit get the full path's marker. (The scan itself would cope:
+        // serde_json skips values with a loop and a heap stack, never recursing.)
+        if crate::depth::json_may_exceed(record, crate::depth::MAX_DEPTH) {
+            return None;
+        }
+        // Invalid UTF-8 takes the full path, which reports it; valid text is scanned as `str`,
+        // so the scan does not check it again.
+        let text = std::str::from_utf8(record).ok()?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut scan = deserializer.deserialize_map(ScanVisitor).ok()?;
         deserializer.end().ok()?;
         let has = |key: TopKey| scan.present & key.bit() != 0;
@@ -325,6 +332,7 @@ mod tests {
             r#"{"log":"  \n not json","service":"mine","nested":{"kubernetes":{"pod_name":"x"}}}"#,
             r#"{"l\u006fg":"escaped key, plain text","message":42}"#,
             r#"{"log":"2026-11-22 not a CRI line","stream":"stderr"}"#,
+            r#"{"k8s_metadata_error":"printed by the app","log":"x"}"#,
         ] {
             let out = spliced(record).unwrap_or_else(|| panic!("spliced: {record}"));
             let value: Value = serde_json::from_slice(&out).unwrap();
@@ -372,17 +380,20 @@ mod tests {
         assert!(!same_bytes(tag, &tag[..tag.len() - 1]));
     }
 
-    /// The scan checks the structure, not the bytes inside strings: what the host wrote is
+    /// The scan checks the structure, not the escapes inside strings: what the host wrote is
     /// handed back with the metadata added (the full path would replace the record by an error
-    /// marker). Control characters in strings and invalid keys still go to the full path.
+    /// marker). Invalid UTF-8 and control characters in strings go to the full path.
     #[test]
-    fn string_bytes_are_the_hosts_and_stay_as_they_are() {
-        for record in [&b"{\"a\":\"\xff\"}"[..], b"{\"a\":\"\\ud800\"}"] {
-            let out = spliced_bytes(record).expect("spliced");
-            assert!(out.starts_with(&record[..record.len() - 1]));
-            assert!(out.ends_with(b"}"));
-        }
-        for record in [&b"{\"a\":\"x\x01y\"}"[..], b"{\"\xff\":1}"] {
+    fn escapes_are_the_hosts_and_stay_as_they_are() {
+        let record = br#"{"a":"\ud800"}"#;
+        let out = spliced_bytes(record).expect("spliced");
+        assert!(out.starts_with(&record[..record.len() - 1]));
+        assert!(out.ends_with(b"}"));
+        for record in [
+            &b"{\"a\":\"x\x01y\"}"[..],
+            b"{\"\xff\":1}",
+            b"{\"a\":\"\xff\"}",
+        ] {
             assert!(spliced_bytes(record).is_none());
         }
     }

@@ -299,6 +299,33 @@ fn bad_input_is_marked_never_dropped() {
     );
 }
 
+/// With the pod known, records take the splice path: what it hands to the full path (invalid
+/// UTF-8) is still reported, and a key the application printed decides nothing.
+#[test]
+fn bad_input_and_printed_markers_with_the_pod_known() {
+    let dir = podinfo();
+    let mut filter = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
+    let raw = filter
+        .call("app", 1, b"{\"log\":\"caf\xe9\"}", true)
+        .unwrap();
+    let out: Value = serde_json::from_slice(&raw).unwrap();
+    assert!(out["k8s_metadata_error"].is_string(), "{out}");
+
+    let printed = r#"{"k8s_metadata_error":"printed","log":"x"}"#;
+    let out = filter.json("app", 1, printed);
+    assert_eq!(out["kubernetes"]["pod_name"], "report-28190012-x7k2p");
+    assert_eq!(out["k8s_metadata_error"], "printed");
+    let mut packed = Vec::new();
+    rmp::encode::write_map_len(&mut packed, 1).unwrap();
+    rmp::encode::write_str(&mut packed, "k8s_metadata_error").unwrap();
+    rmp::encode::write_str(&mut packed, "printed").unwrap();
+    let out = filter.msgpack("app", 1, &packed);
+    assert_eq!(
+        out["kubernetes"]["pod_name"], "report-28190012-x7k2p",
+        "the full path too"
+    );
+}
+
 #[test]
 fn huge_records_and_many_calls_keep_memory_bounded() {
     let dir = podinfo();
