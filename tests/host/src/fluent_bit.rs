@@ -314,7 +314,8 @@ pub fn wait_until(
 }
 
 /// Places the built artifacts where the images put them (`docker/Dockerfile`):
-/// `/fluent-bit/plugins/fanout.so` and `/fluent-bit/plugins/k8s-metadata.wasm`.
+/// `/fluent-bit/plugins/fanout.so`, `/fluent-bit/plugins/k8s-metadata.wasm`, and
+/// `k8s-metadata.aot` beside it when `make aot` made one.
 pub fn install_artifacts(scratch: &Scratch) {
     let root = crate::host::workspace_root();
     for (built, installed) in [
@@ -330,6 +331,12 @@ pub fn install_artifacts(scratch: &Scratch) {
             built.display()
         );
         std::os::unix::fs::symlink(&built, scratch.path(installed)).expect("symlink an artifact");
+    }
+    // Made only where WAMR's compiler is (`make aot`).
+    let aot = root.join("dist/k8s-metadata.aot");
+    if aot.exists() {
+        std::os::unix::fs::symlink(&aot, scratch.path("/fluent-bit/plugins/k8s-metadata.aot"))
+            .expect("symlink an artifact");
     }
 }
 
