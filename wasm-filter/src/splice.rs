@@ -163,8 +163,8 @@ impl<'a> Scan<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut scan = deserializer.deserialize_map(ScanVisitor).ok()?;
         deserializer.end().ok()?;
-        let has = |key: TopKey| scan.present & key.bit() != 0;
-        let cri_candidate = config.parse_cri && !has(TopKey::Stream) && !has(TopKey::Logtag);
+        let cri_candidate =
+            config.parse_cri && !scan.has(TopKey::Stream) && !scan.has(TopKey::Logtag);
         scan.needs_full_path |= scan.texts.iter().flatten().any(|(key, raw)| {
             let text = raw.get().as_bytes();
             (config.merge_log && may_hold_an_object(text))
