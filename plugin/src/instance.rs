@@ -16,7 +16,7 @@
 //! being told, or when a destination itself resends a request whose answer was lost.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -30,6 +30,7 @@ use crate::destinations::{Destination, Shared};
 use crate::job_end::{Claim, JobEnd};
 use crate::ledger::{ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
+use crate::metrics::{Exporter, Gauges, MetricsHost};
 use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
 
@@ -50,6 +51,20 @@ const DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
 /// After cancelling a job, how long the flush side waits for it to record its progress.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the counters are published to the host's metrics when nothing settles (gauges
+/// and flush results change without a chunk settling). Fluent Bit's own collector runs about
+/// as often.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the instance's counters can go besides the stats line.
+pub enum MetricsOffer {
+    /// The host's metrics registry for this instance, and the instance's name there (its
+    /// `label` when the host does not say).
+    Host(Box<dyn MetricsHost>, Option<String>),
+    /// The host offers none: why, as the startup line says it.
+    Unavailable(&'static str),
+}
 
 /// Asks the process hosting the plugin to shut down gracefully (Fluent Bit: SIGTERM, which
 /// stops inputs and flushes what is pending for its `Grace` period).
@@ -73,6 +88,8 @@ struct Pipeline {
     shutdown: Arc<dyn HostShutdown>,
     /// Set with `exit_on_job_end`.
     job_end: Option<JobEnd>,
+    /// Set when the host took the counters on its metrics.
+    metrics: OnceLock<Exporter>,
 }
 
 struct Job {
@@ -93,6 +110,8 @@ pub struct Instance {
     /// With `exit_on_job_end`: stops Fluent Bit `job_end_timeout` after the Job ended, if the
     /// end-of-job record has not done it by then.
     job_end_fallback: Mutex<Option<JoinHandle<()>>>,
+    /// Publishes the counters to the host's metrics every [`METRICS_INTERVAL`].
+    metrics_publisher: Mutex<Option<JoinHandle<()>>>,
     handle: Handle,
     /// When the counters were last logged.
     stats_logged: Mutex<Instant>,
@@ -155,6 +174,7 @@ impl Instance {
             in_flight: Mutex::new(0),
             room: Condvar::new(),
             shutdown,
+            metrics: OnceLock::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let dispatcher = handle.spawn(dispatch(Arc::clone(&pipeline), rx));
@@ -177,11 +197,51 @@ impl Instance {
             jobs: Mutex::new(Some(tx)),
             dispatcher: Mutex::new(Some(dispatcher)),
             job_end_fallback: Mutex::new(job_end_fallback),
+            metrics_publisher: Mutex::new(None),
             handle,
             stats_logged: Mutex::new(Instant::now()),
             engine_thread: std::thread::current().id(),
             engine_thread_warned: AtomicBool::new(false),
         })
+    }
+
+    /// Puts the counters on the host's metrics when it offers them; says once per process
+    /// when it does not. Call once, right after [`Instance::start`], on the Init thread.
+    pub fn export_metrics(&self, offer: MetricsOffer) {
+        static UNAVAILABLE_SAID: AtomicBool = AtomicBool::new(false);
+        let pipeline = &self.pipeline;
+        match offer {
+            MetricsOffer::Host(host, name) => {
+                let name = name.unwrap_or_else(|| pipeline.config.label.clone());
+                let destinations: Vec<&str> =
+                    pipeline.destination_stats.iter().map(|d| d.name).collect();
+                match Exporter::register(host, &name, &destinations) {
+                    Ok(exporter) => {
+                        let _ = pipeline.metrics.set(exporter);
+                        let publisher = self
+                            .handle
+                            .spawn(publish_metrics_every_interval(Arc::clone(pipeline)));
+                        *self
+                            .metrics_publisher
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(publisher);
+                        pipeline.log.info(format_args!(
+                            "counters published on Fluent Bit's metrics as fluentbit_fanout_*{{name=\"{name}\"}} (and in the stats line)"
+                        ));
+                    }
+                    Err(metric) => pipeline.log.warn(format_args!(
+                        "Fluent Bit's metrics refused {metric}: the counters are only in the stats line (stats_interval)"
+                    )),
+                }
+            }
+            MetricsOffer::Unavailable(why) => {
+                if !UNAVAILABLE_SAID.swap(true, Ordering::Relaxed) {
+                    pipeline.log.info(format_args!(
+                        "{why}: the counters are only in the stats line (stats_interval)"
+                    ));
+                }
+            }
+        }
     }
 
     /// The counters, as the stats line shows them.
@@ -303,6 +363,14 @@ impl Instance {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        let publisher = self
+            .metrics_publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(publisher) = publisher {
+            publisher.abort();
+        }
         if let Some(mut dispatcher) = dispatcher {
             let timeout = self.pipeline.config.exit_timeout;
             let finished = self
@@ -314,6 +382,12 @@ impl Instance {
                     "deliveries still running after exit_timeout ({timeout:?}) were cancelled"
                 ));
             }
+        }
+        // The host destroys the instance's metrics context after exit: last values, then
+        // nothing more.
+        self.pipeline.publish_metrics();
+        if let Some(exporter) = self.pipeline.metrics.get() {
+            exporter.close();
         }
         self.pipeline
             .log
@@ -372,11 +446,21 @@ async fn run_job(pipeline: Arc<Pipeline>, job: Job) {
     let (status, job_end) = pipeline.process(job).await;
     // The reply was sent inside `process`; the bytes are free once the chunk is settled.
     drop(reserved);
+    pipeline.publish_metrics();
     if let Some(end) = &pipeline.job_end {
         if job_end && status != FlushStatus::Retry {
             end.mark_settled();
         }
         pipeline.stop_if_job_ended(end);
+    }
+}
+
+async fn publish_metrics_every_interval(pipeline: Arc<Pipeline>) {
+    let mut tick = tokio::time::interval(METRICS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        pipeline.publish_metrics();
     }
 }
 
@@ -495,6 +579,24 @@ impl Pipeline {
             ));
         }
         genuine
+    }
+
+    /// Sets the host's metrics from the counters, when the host took them. Never waits for
+    /// another publisher.
+    fn publish_metrics(&self) {
+        let Some(exporter) = self.metrics.get() else {
+            return;
+        };
+        let gauges = Gauges {
+            in_flight_bytes: *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()),
+            ledger_entries: self.ledger.len(),
+            requests_in_flight: self
+                .destinations
+                .iter()
+                .map(|d| d.requests_in_flight())
+                .collect(),
+        };
+        exporter.publish(&self.stats, &self.destination_stats, &gauges);
     }
 
     fn release(&self, size: u64) {

@@ -4,8 +4,9 @@
 //! Layout: [`ffi`] is the thin unsafe shim Fluent Bit calls; [`instance`] runs one
 //! `[OUTPUT]` section; [`decode`] checks and indexes chunks into [`record`]s, read in place
 //! through [`view`]; [`accessor`] resolves
-//! per-record templates; [`destinations`] deliver; [`config`], [`log`] and [`runtime`] are the
-//! plumbing they share.
+//! per-record templates; [`destinations`] deliver; [`stats`] counts and [`metrics`] publishes
+//! the counts on Fluent Bit's metrics; [`config`], [`log`] and [`runtime`] are the plumbing
+//! they share.
 
 pub mod accessor;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod instance;
 pub mod job_end;
 pub mod ledger;
 pub mod log;
+pub mod metrics;
 pub mod record;
 pub mod runtime;
 pub mod stats;

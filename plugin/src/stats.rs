@@ -1,9 +1,8 @@
 //! The plugin's own counters, per instance and per destination.
 //!
 //! Reported as one `info` line every `stats_interval` (written from the next flush, on
-//! Fluent Bit's thread, so it lands in Fluent Bit's log) and at exit. Fluent Bit's metrics
-//! endpoint is not used: the proxy API hands plugins an opaque cmetrics context whose C API
-//! differs between versions, and a wrong guess would corrupt the host's memory.
+//! Fluent Bit's thread, so it lands in Fluent Bit's log) and at exit, and published on Fluent
+//! Bit's metrics where the host offers them ([`crate::metrics`]).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -122,6 +122,12 @@ impl Requests {
         }
     }
 
+    /// Requests holding a slot now: sent and waiting for an answer, or waiting to retry.
+    pub fn in_flight(&self) -> usize {
+        self.concurrency
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// Sends `plan` through `endpoint` by `deadline`, writing fates into `outcome`.
     pub async fn run<E: Endpoint>(
         &self,

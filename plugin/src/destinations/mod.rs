@@ -89,6 +89,15 @@ impl Destination {
         }
     }
 
+    /// Requests sent and not answered yet (or waiting to retry); the file destination has none.
+    pub fn requests_in_flight(&self) -> usize {
+        match self {
+            Destination::Datadog(d) => d.requests_in_flight(),
+            Destination::Firehose(d) => d.requests_in_flight(),
+            Destination::File(_) => 0,
+        }
+    }
+
     /// Delivers the batch by `deadline`, writing each record's fate into `outcome` as it
     /// settles (records left pending are for Fluent Bit to resend).
     pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {

@@ -19,6 +19,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 mod bindings;
+mod cmt;
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,7 +33,7 @@ use bindings::{
 };
 
 use crate::config::Properties;
-use crate::instance::{FlushStatus, HostShutdown, Instance};
+use crate::instance::{FlushStatus, HostShutdown, Instance, MetricsOffer};
 use crate::log::{HostThread, Level, LogSink, StderrSink};
 use crate::runtime::RuntimeLease;
 
@@ -63,7 +64,8 @@ struct Context {
 /// ExitCtx with the *same* context for every instance; this keeps that from freeing twice.
 static LIVE_CONTEXTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// Numbers instances in Init order for their default label (`fanout.0`, `fanout.1`, …).
+/// Numbers instances in Init order for their default label (`fanout.0`, `fanout.1`, …) on a
+/// host that does not say the instance's name.
 static NEXT_ORDINAL: AtomicUsize = AtomicUsize::new(0);
 
 fn live_contexts() -> std::sync::MutexGuard<'static, Vec<usize>> {
@@ -89,20 +91,57 @@ fn status_code(status: FlushStatus) -> c_int {
 fn host_has_log_api() -> bool {
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
-        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"flb_output_log_check".as_ptr()) }.is_null()
+        // SAFETY: the type is flb_output_log_check's signature; it is only looked up here.
+        unsafe { host_function::<LogCheck>(c"flb_output_log_check") }.is_some()
     })
 }
 
 type GetProperty = unsafe extern "C" fn(*const c_char, *mut c_void) -> *const c_char;
 type LogPrint = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, ...);
 type LogCheck = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
+type GetCmt = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+
+/// Looks a function of the host executable up by name.
+///
+/// # Safety
+/// `F` must be a function pointer type matching the symbol's C signature.
+unsafe fn host_function<F: Copy>(name: &CStr) -> Option<F> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
+    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    if address.is_null() {
+        return None;
+    }
+    debug_assert_eq!(size_of::<F>(), size_of::<*mut c_void>());
+    // SAFETY: F is a function pointer type (pointer-sized) whose signature the caller vouches
+    // for; the address is a function the host exports under that name.
+    Some(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
+}
+
+type OutputName = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+
+/// The instance's name in Fluent Bit (its `alias`, else `fanout.<n>`), as Fluent Bit's own log
+/// lines and `fluentbit_output_*` metrics show it; `None` if the host does not export
+/// `const char *flb_output_name(struct flb_output_instance *)` (same from 1.9.10 to 5.1.1).
+fn output_name(o_ins: *mut c_void) -> Option<String> {
+    static GETTER: OnceLock<Option<OutputName>> = OnceLock::new();
+    // SAFETY: OutputName is flb_output_name's signature, unchanged from 1.9.10 to 5.1.1.
+    let getter = (*GETTER.get_or_init(|| unsafe { host_function(c"flb_output_name") }))?;
+    // SAFETY: o_ins is this instance's flb_output_instance (valid during Init, where this is
+    // called); the getter returns its alias or name, NUL-terminated and owned by the host,
+    // copied before returning.
+    unsafe {
+        let name = getter(o_ins);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
 
 /// The host's view of one output instance: property getter and logging.
 struct HostOutput {
     o_ins: *mut c_void,
     get_property: GetProperty,
     log: Option<(LogPrint, LogCheck)>,
+    /// `output_get_cmt_instance` (≥ 2.0.0, set when Fluent Bit is built with metrics).
+    get_cmt: Option<GetCmt>,
 }
 
 // SAFETY: `o_ins` and the host functions stay valid from Init until ExitCtx returns, and the
@@ -122,23 +161,26 @@ impl HostOutput {
         // SAFETY: output_get_property is the first member on every host version; reading it
         // alone never touches bytes past the 1.9 table.
         let get_property = unsafe { addr_of!((*api).output_get_property).read() }?;
-        let log = if host_has_log_api() {
+        let (log, get_cmt) = if host_has_log_api() {
             // SAFETY: hosts exporting flb_output_log_check (≥ 2.0.0) allocate the 56-byte table
-            // with log_print at offset 32 and output_log_check at offset 48.
-            let (print, check) = unsafe {
+            // with output_get_cmt_instance at offset 16, log_print at 32 and
+            // output_log_check at 48.
+            let (print, check, get_cmt) = unsafe {
                 (
                     addr_of!((*api).log_print).read(),
                     addr_of!((*api).output_log_check).read(),
+                    addr_of!((*api).output_get_cmt_instance).read(),
                 )
             };
-            print.zip(check)
+            (print.zip(check), get_cmt)
         } else {
-            None
+            (None, None)
         };
         Some(HostOutput {
             o_ins,
             get_property,
             log,
+            get_cmt,
         })
     }
 }
@@ -194,6 +236,21 @@ impl HostShutdown for HostOutput {
         unsafe {
             libc::kill(libc::getpid(), libc::SIGTERM);
         }
+    }
+}
+
+/// The instance's metrics context on the host, if it offers one it can use.
+fn metrics_offer(host: &HostOutput, name: Option<String>) -> MetricsOffer {
+    // SAFETY: get_cmt is the host's output_get_cmt_instance and o_ins this instance, during
+    // Init.
+    match unsafe { cmt::CmtHost::new(host.get_cmt, host.o_ins) } {
+        Ok(registry) => MetricsOffer::Host(Box::new(registry), name),
+        Err(cmt::Unavailable::NoContext) => MetricsOffer::Unavailable(
+            "this Fluent Bit gives external plugins no metrics context (it is older than 2.0 or built without metrics)",
+        ),
+        Err(cmt::Unavailable::NoFunctions) => MetricsOffer::Unavailable(
+            "this Fluent Bit does not export the cmetrics functions (cmt_counter_create, cmt_counter_set, cmt_gauge_create, cmt_gauge_set)",
+        ),
     }
 }
 
@@ -258,7 +315,11 @@ pub extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
             return 0;
         };
         let host = Arc::new(host);
-        let label = format!("fanout.{}", NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed));
+        let ordinal = NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed);
+        let host_name = output_name(o_ins);
+        let label = host_name
+            .clone()
+            .unwrap_or_else(|| format!("fanout.{ordinal}"));
         let runtime = match RuntimeLease::acquire() {
             Ok(runtime) => runtime,
             Err(e) => {
@@ -278,6 +339,7 @@ pub extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
         ) else {
             return 0;
         };
+        instance.export_metrics(metrics_offer(&host, host_name));
         let context_ptr = Box::into_raw(Box::new(Context {
             instance,
             _runtime: runtime,

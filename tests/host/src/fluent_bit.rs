@@ -181,6 +181,16 @@ impl FluentBit {
         }
     }
 
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where its stdout and stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Everything Fluent Bit printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -266,7 +276,12 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").ok()?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
+    // Fluent Bit 1.9's server may keep the connection open after the answer: what arrived
+    // before the read timeout is the answer then.
+    let _ = stream.read_to_end(&mut response);
+    if response.is_empty() {
+        return None;
+    }
     let text = String::from_utf8_lossy(&response);
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text

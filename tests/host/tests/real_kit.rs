@@ -326,7 +326,17 @@ fn fluent_bit_endpoints_named_by_the_kit_answer_in_the_shipped_eks_config() {
         Duration::from_secs(20),
     );
     for path in &endpoints {
-        let answer = http_get(&format!("http://127.0.0.1:{port}{path}"));
+        // The metrics pages answer 404 until Fluent Bit's first collection (a few seconds).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let answer = loop {
+            let answer = http_get(&format!("http://127.0.0.1:{port}{path}"));
+            if answer.as_ref().is_some_and(|(code, _)| *code == 200)
+                || std::time::Instant::now() >= deadline
+            {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
         assert!(
             answer.as_ref().is_some_and(|(code, _)| *code == 200),
             "{path}, named by the kit, answers {answer:?} in Fluent Bit with the shipped [SERVICE]"

@@ -70,6 +70,11 @@ impl DatadogDestination {
         })
     }
 
+    /// Requests holding one of its `max_concurrent_requests` slots now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.in_flight()
+    }
+
     pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
         let encoder = Encoder {
             config: &self.config,
