@@ -9,7 +9,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup setup-build build dist test demo bench aot lint fmt bindings fuzz clean
+.PHONY: all setup setup-build build dist test core-wasm demo bench aot lint fmt bindings fuzz clean
 
 all: dist
 
@@ -47,8 +47,12 @@ $(DIST)/job-wrapper: setup-build FORCE
 FORCE:
 
 ## test: every test, against the dist build (what users load)
-test: setup dist
+test: setup dist core-wasm
 	$(CARGO) test --workspace --no-fail-fast
+
+## core-wasm: fanout-core builds for the browser (wasm32-unknown-unknown): it stays free of I/O
+core-wasm: setup-build
+	$(CARGO) build -p fanout-core --no-default-features --target wasm32-unknown-unknown
 
 ## demo: sample FireLens and Kubernetes records through the real plugin, no cloud, no Fluent Bit
 demo: setup dist
@@ -89,6 +93,7 @@ fuzz: setup
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p fanout-core --no-default-features --target wasm32-unknown-unknown -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

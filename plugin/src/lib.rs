@@ -2,16 +2,15 @@
 //! interface, that decodes each chunk once and fans its records out to destinations.
 //!
 //! Layout: [`ffi`] is the thin unsafe shim Fluent Bit calls; [`instance`] runs one
-//! `[OUTPUT]` section; [`decode`] checks and indexes chunks into [`record`]s, read in place
-//! through [`view`]; [`accessor`] resolves
-//! per-record templates; [`destinations`] deliver; [`stats`] counts and [`metrics`] publishes
-//! the counts on Fluent Bit's metrics; [`config`], [`log`] and [`runtime`] are the plumbing
-//! they share.
+//! `[OUTPUT]` section; [`destinations`] deliver, through the executor in [`delivery`];
+//! [`stats`] counts and [`metrics`] publishes the counts on Fluent Bit's metrics; [`log`] and
+//! [`runtime`] are the plumbing they share. Decoding, templates, configuration and encoding
+//! ([`decode`], [`record`], [`view`], [`accessor`], [`config`], each destination's `config`
+//! and `encode`) are `fanout-core`'s, re-exported here: the same code `preview` runs, and it
+//! builds for the browser.
 
-pub mod accessor;
-pub mod config;
-pub mod decode;
 pub mod delivery;
+pub use fanout_core::{accessor, config, decode, record, view};
 pub mod destinations;
 mod ffi;
 pub mod instance;
@@ -19,7 +18,5 @@ pub mod job_end;
 pub mod ledger;
 pub mod log;
 pub mod metrics;
-pub mod record;
 pub mod runtime;
 pub mod stats;
-pub mod view;

@@ -158,16 +158,8 @@ impl Logger {
     }
 }
 
-/// Text from a record (a tag, a rendered stream name) as a log line shows it: at most `max`
-/// characters, then `…`.
-pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.chars().count() <= max {
-        std::borrow::Cow::Borrowed(text)
-    } else {
-        let cut: String = text.chars().take(max).collect();
-        std::borrow::Cow::Owned(format!("{cut}…"))
-    }
-}
+/// Text from a record (a tag, a rendered stream name) as a log line shows it.
+pub use fanout_core::text::shorten;
 
 #[cfg(test)]
 pub(crate) mod testing {

@@ -27,24 +27,7 @@ use super::outcome::{Outcome, SharedOutcome};
 use super::retry::Backoff;
 use super::units::Units;
 use crate::log::Logger;
-
-/// One request of a plan: where it goes (a Firehose stream; nothing for Datadog) and what.
-#[derive(Clone, Debug)]
-pub struct Request<K> {
-    pub key: K,
-    pub units: Units,
-}
-
-/// What a plan yields, in order.
-#[derive(Debug)]
-pub enum Planned<K> {
-    Request(Request<K>),
-    /// Records the destination will not send, and why (too large, no stream, no `log_key`).
-    Dropped {
-        positions: Vec<usize>,
-        cause: String,
-    },
-}
+pub use fanout_core::delivery::plan::{MAX_CONCURRENCY, Planned, Request};
 
 /// How the remote answered one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,9 +71,6 @@ pub trait Endpoint: Send + Sync {
     /// How the key reads in log lines (e.g. `stream 'logs-x': `).
     fn describe(&self, key: &Self::Key) -> String;
 }
-
-/// The most concurrent requests a destination may be configured for.
-pub const MAX_CONCURRENCY: usize = 64;
 
 /// Requests a destination keeps in flight before it has seen how long they take.
 pub const EAGER_CONCURRENCY: usize = 2;

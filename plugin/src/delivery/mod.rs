@@ -4,10 +4,8 @@
 //! resends, splits — writing each record's fate into an [`outcome::Outcome`]. Destinations keep
 //! only what is specific to their API: encoding, limits and how an answer reads.
 
-pub mod batch;
 pub mod execute;
-pub mod json;
 pub mod outcome;
 pub mod retry;
-pub mod shrink;
-pub mod units;
+
+pub use fanout_core::delivery::{batch, json, plan, shrink, units};

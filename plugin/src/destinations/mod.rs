@@ -17,36 +17,7 @@ use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
 use crate::record::Batch;
 
-/// The destinations this build knows, as named in the `destinations` property.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DestinationKind {
-    Datadog,
-    Firehose,
-    File,
-}
-
-impl DestinationKind {
-    pub const ALL: &'static [DestinationKind] = &[
-        DestinationKind::Datadog,
-        DestinationKind::Firehose,
-        DestinationKind::File,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DestinationKind::Datadog => "datadog",
-            DestinationKind::Firehose => "firehose",
-            DestinationKind::File => "file",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<DestinationKind> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().eq_ignore_ascii_case(name.trim()))
-    }
-}
+pub use fanout_core::destinations::DestinationKind;
 
 /// Settings shared by all destinations of an instance.
 pub struct Shared {

@@ -17,9 +17,8 @@
 //! the executor asks), [`transport`] (one POST and how its answer is classified). Concurrency,
 //! retries and splits come from [`crate::delivery::execute`].
 
-pub mod config;
-pub mod encode;
 pub mod transport;
+pub use fanout_core::destinations::datadog::{config, encode};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

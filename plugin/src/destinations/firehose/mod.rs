@@ -14,9 +14,8 @@
 //! the executor asks),
 //! [`transport`] (one call and its classification), [`credentials`] (the AWS chain).
 
-pub mod config;
 pub mod credentials;
-pub mod encode;
+pub use fanout_core::destinations::firehose::{config, encode};
 pub mod transport;
 
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
-use self::encode::{Encoder, MissingStreams};
+use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
@@ -43,13 +42,13 @@ pub struct FirehoseDestination {
     log: Arc<Logger>,
     requests: Requests,
     /// Streams Firehose said do not exist, not asked again for a while.
-    missing: MissingStreams,
+    missing: RecentlyMissing,
 }
 
 /// The calls of one flush: the client they go through.
 struct Calls<'a> {
     client: &'a aws_sdk_firehose::Client,
-    missing: &'a MissingStreams,
+    missing: &'a RecentlyMissing,
 }
 
 impl FirehoseDestination {
@@ -74,7 +73,7 @@ impl FirehoseDestination {
             message_keys: shared.message_keys.clone(),
             log: Arc::clone(&shared.log),
             requests: Requests::new(shared.max_concurrent_requests),
-            missing: MissingStreams::default(),
+            missing: RecentlyMissing::default(),
         })
     }
 
@@ -150,5 +149,46 @@ impl Endpoint for Calls<'_> {
 
     fn describe(&self, stream: &String) -> String {
         format!("stream '{stream}': ")
+    }
+}
+
+/// Streams remembered as missing at most (the oldest is forgotten first).
+const MISSING_STREAMS_KEPT: usize = 1024;
+
+/// Streams Firehose reported missing within [`MISSING_STREAM_TTL`] (the clock lives here, not in
+/// `fanout-core`).
+#[derive(Default)]
+pub struct RecentlyMissing {
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Some stream was ever reported missing: until then, records route without the lock.
+    any: std::sync::atomic::AtomicBool,
+}
+
+impl RecentlyMissing {
+    pub fn insert(&self, stream: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < MISSING_STREAM_TTL);
+        if seen.len() >= MISSING_STREAMS_KEPT
+            && let Some(oldest) = seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+        {
+            seen.remove(&oldest);
+        }
+        seen.insert(stream.to_owned(), now);
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl MissingStreams for RecentlyMissing {
+    fn contains(&self, stream: &str) -> bool {
+        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(stream)
+            .is_some_and(|at| at.elapsed() < MISSING_STREAM_TTL)
     }
 }

@@ -284,14 +284,14 @@ impl CoreConfig {
             Some(v) => v
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1..=crate::delivery::execute::MAX_CONCURRENCY).contains(n))
+                .filter(|n| (1..=crate::delivery::plan::MAX_CONCURRENCY).contains(n))
                 .ok_or_else(|| {
                     ConfigError::invalid(
                         "max_concurrent_requests",
                         &v,
                         &format!(
                             "a whole number from 1 to {}",
-                            crate::delivery::execute::MAX_CONCURRENCY
+                            crate::delivery::plan::MAX_CONCURRENCY
                         ),
                     )
                 })?,

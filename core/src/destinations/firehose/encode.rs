@@ -23,8 +23,8 @@ use std::ops::Range;
 
 use super::config::FirehoseConfig;
 use crate::delivery::batch::{self, Limits};
-use crate::delivery::execute::{Planned, Request};
 use crate::delivery::json::Object;
+use crate::delivery::plan::{Planned, Request};
 use crate::delivery::shrink;
 use crate::delivery::units::Units;
 use crate::record::{Batch, Record};
@@ -55,43 +55,10 @@ pub const MAX_STREAMS_PER_CHUNK: usize = 32;
 /// How long a stream Firehose reported missing (`ResourceNotFoundException`) is not asked again.
 pub const MISSING_STREAM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Streams remembered as missing at most (the oldest is forgotten first).
-const MISSING_STREAMS_KEPT: usize = 1024;
-
 /// Streams Firehose recently reported missing: records for them fall through to the next
-/// `||` alternative without a call.
-#[derive(Default)]
-pub struct MissingStreams {
-    seen: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    /// Some stream was ever reported missing: until then, records route without the lock.
-    any: std::sync::atomic::AtomicBool,
-}
-
-impl MissingStreams {
-    pub fn insert(&self, stream: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        seen.retain(|_, at| now.duration_since(*at) < MISSING_STREAM_TTL);
-        if seen.len() >= MISSING_STREAMS_KEPT
-            && let Some(oldest) = seen
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(k, _)| k.clone())
-        {
-            seen.remove(&oldest);
-        }
-        seen.insert(stream.to_owned(), now);
-        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn contains(&self, stream: &str) -> bool {
-        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
-            return false;
-        }
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.get(stream)
-            .is_some_and(|at| at.elapsed() < MISSING_STREAM_TTL)
-    }
+/// `||` alternative without a call. The plugin remembers them for [`MISSING_STREAM_TTL`].
+pub trait MissingStreams: Sync {
+    fn contains(&self, stream: &str) -> bool;
 }
 
 /// Firehose bills ingestion per record rounded up to 5 KB.
@@ -170,7 +137,7 @@ pub struct Plan<'a> {
     ready: VecDeque<Planned<String>>,
     finished: bool,
     /// Streams not to route to (reported missing recently).
-    missing: Option<&'a MissingStreams>,
+    missing: Option<&'a dyn MissingStreams>,
     /// The current record's line (reused from record to record).
     line: Vec<u8>,
     pub counts: Counts,
@@ -205,7 +172,7 @@ impl Iterator for Plan<'_> {
                     if !valid_stream_name(stream) {
                         return Err(format!(
                             "'{}' is not a valid delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
-                            crate::log::shorten(stream, 80)
+                            crate::text::shorten(stream, 80)
                         ));
                     }
                     if missing.is_some_and(|m| m.contains(stream)) {
@@ -360,7 +327,7 @@ impl<'a> Encoder<'a> {
     pub fn plan_avoiding(
         &'a self,
         batch: &'a Batch,
-        missing: Option<&'a MissingStreams>,
+        missing: Option<&'a dyn MissingStreams>,
     ) -> Plan<'a> {
         Plan {
             missing,
@@ -665,8 +632,13 @@ mod tests {
                 json!({"container_name": "web", "log": "b"}),
             ],
         );
-        let missing = MissingStreams::default();
-        missing.insert("logs-gone");
+        struct Gone;
+        impl MissingStreams for Gone {
+            fn contains(&self, stream: &str) -> bool {
+                stream == "logs-gone"
+            }
+        }
+        let missing = Gone;
         let encoder = Encoder {
             config: &c,
             message_keys: &keys,
