@@ -9,7 +9,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         := dist
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup setup-build build dist test core-wasm demo bench aot lint fmt bindings fuzz clean
+.PHONY: all setup setup-build build dist test core-wasm playground demo bench aot lint fmt bindings fuzz clean
 
 all: dist
 
@@ -47,8 +47,15 @@ $(DIST)/job-wrapper: setup-build FORCE
 FORCE:
 
 ## test: every test, against the dist build (what users load)
-test: setup dist core-wasm
+test: setup dist core-wasm playground
 	$(CARGO) test --workspace --no-fail-fast
+
+## playground: the browser playground in dist/playground/ (open dist/playground/index.html)
+playground: setup-build
+	$(CARGO) build -p fanout-playground --release --target wasm32-unknown-unknown
+	wasm-bindgen --target no-modules --no-typescript --out-dir target/playground-bindgen \
+	    target/wasm32-unknown-unknown/release/fanout_playground.wasm
+	python3 playground/bundle.py target/playground-bindgen $(DIST)/playground
 
 ## core-wasm: fanout-core builds for the browser (wasm32-unknown-unknown): it stays free of I/O
 core-wasm: setup-build
@@ -94,6 +101,7 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fanout-core --no-default-features --target wasm32-unknown-unknown -- -D warnings
+	$(CARGO) clippy -p fanout-playground --target wasm32-unknown-unknown -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

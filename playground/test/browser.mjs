@@ -1,0 +1,94 @@
+// The built playground in headless Chromium, from file:// as a user opens it:
+//   node playground/test/browser.mjs dist/playground/index.html target/playground.png
+// 1. without any interaction the shipped FireLens sample is rendered: the `firelens` output,
+//    its streams (logs-checkout, logs-cart) and services;
+// 2. an invalid property shows the plugin's own error line;
+// 3. the EKS preset routes the Kubernetes sample;
+// 4. a phone-sized viewport has no horizontal scroll.
+// Screenshots (laptop and phone) are kept for people to look at. Exits non-zero on failure.
+import { chromium } from "playwright-core";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import assert from "node:assert/strict";
+
+const [page_path, screenshot] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const failures = [];
+let passed = 0;
+async function check(name, body) {
+  try {
+    await body();
+    passed += 1;
+    console.log(`playground: ok: ${name}`);
+  } catch (e) {
+    failures.push(name);
+    console.log(`playground: FAILED: ${name}: ${e.message}`);
+  }
+}
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
+  // Nothing may leave the page: any request other than its own files fails the test.
+  const requests = [];
+  page.on("request", (r) => { if (!r.url().startsWith("file://")) requests.push(r.url()); });
+  await page.goto(pathToFileURL(path.resolve(page_path)).href);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
+
+  await check("the shipped FireLens sample renders without interaction", async () => {
+    const heading = await page.textContent(".output h2");
+    assert.match(heading, /\[OUTPUT\] fanout 'firelens' \(Match_Regex \^\(\?!firelens-healthcheck\$\)\.\*\): datadog, firehose/);
+    const streams = await page.$$eval(".pill.stream", (n) => n.map((e) => e.textContent));
+    assert.deepEqual(streams, ["logs-checkout", "logs-cart"]);
+    const text = await page.textContent("#results");
+    assert.ok(text.includes("service checkout"), "service checkout");
+    assert.ok(text.includes("service cart"), "service cart");
+    assert.ok(text.includes("Firehose billed 5 KB units"), "billing totals");
+    assert.equal(await page.$$eval(".error", (n) => n.length), 0);
+    await page.screenshot({ path: screenshot, fullPage: true });
+  });
+
+  await check("an invalid property shows the plugin's error line", async () => {
+    const config = await page.inputValue("#config");
+    await page.fill("#config", config.replace(/^(\s*workers\s+2)$/m, "$1\n    flush_timeout   soon"));
+    await page.waitForSelector(".output .error", { timeout: 5000 });
+    assert.equal(
+      await page.textContent(".output .error"),
+      "[error] [output:fanout:firelens] property 'flush_timeout': invalid value 'soon': expected a duration such as 30s, 500ms, 2m or 1h",
+    );
+  });
+
+  await check("the EKS preset routes the Kubernetes sample", async () => {
+    await page.selectOption("#preset", "eks");
+    await page.waitForFunction(() => document.querySelector(".output h2")?.textContent.includes("'eks'"));
+    const text = await page.textContent("#results");
+    assert.ok(text.includes("service nightly-report"), text.slice(0, 400));
+    assert.ok(text.includes("logs-nightly-report"), "stream");
+  });
+
+  await check("readable on a phone: no horizontal scroll at 390 px", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.selectOption("#preset", "firelens");
+    await page.waitForSelector(".pill.stream");
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
+    await page.screenshot({ path: screenshot.replace(/\.png$/, "-phone.png"), fullPage: false });
+  });
+
+  await check("no script errors and no network", async () => {
+    assert.deepEqual(problems, []);
+    assert.deepEqual(requests, []);
+  });
+} finally {
+  await browser.close();
+}
+console.log(`playground browser test: ${passed} passed, ${failures.length} failed; screenshot ${screenshot}`);
+process.exit(failures.length === 0 ? 0 : 1);
