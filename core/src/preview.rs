@@ -129,6 +129,9 @@ pub enum FirehoseRoute {
         gzip: bool,
         /// The record's text (gunzipped when `compression gzip`).
         record: String,
+        /// `partition_keys` and their values in this record: what Firehose dynamic
+        /// partitioning (`!{partitionKeyFromQuery:<key>}`) builds the S3 prefix from.
+        partition_keys: Vec<(String, String)>,
     },
     NotRouted {
         reason: String,
@@ -362,11 +365,29 @@ fn firehose_route(config: &FirehoseConfig, keys: &[String], batch: &Batch) -> Fi
     } else {
         String::from_utf8_lossy(record).into_owned()
     };
+    let fields: Value = text
+        .lines()
+        .next()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or(Value::Null);
+    let partition_keys = config
+        .partition_keys
+        .iter()
+        .map(|(key, _)| {
+            let value = match &fields[key] {
+                Value::String(text) => text.clone(),
+                Value::Null => "-".to_owned(),
+                other => other.to_string(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
     FirehoseRoute::Sent {
         stream: stream.stream.clone(),
         bytes: record.len(),
         gzip: config.gzip,
         record: text.trim_end().to_owned(),
+        partition_keys,
     }
 }
 
@@ -442,12 +463,21 @@ impl Report {
                         bytes,
                         gzip,
                         record,
+                        partition_keys,
                     }) => {
                         let _ = writeln!(
                             out,
                             "    firehose: stream={stream} ({bytes} bytes{})\n              record {record}",
                             if *gzip { ", gzip" } else { "" },
                         );
+                        if !partition_keys.is_empty() {
+                            let keys: Vec<String> = partition_keys
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            let _ =
+                                writeln!(out, "              partition keys {}", keys.join(" "));
+                        }
                     }
                     Some(FirehoseRoute::NotRouted { reason }) => {
                         let _ = writeln!(
@@ -536,6 +566,22 @@ mod tests {
         let text = report.text();
         assert!(text.contains("firehose: stream=logs-web"), "{text}");
         assert!(text.contains("firehose 2 calls"), "{text}");
+    }
+
+    #[test]
+    fn partition_keys_show_what_the_s3_prefix_is_built_from() {
+        let config = CONFIG.replace(
+            "simple_aggregation on",
+            "simple_aggregation on\n    partition_keys service=$container_name",
+        );
+        let report = report(&sections(&config), &records(), "app").unwrap();
+        match &report.outputs[0].records[0].firehose {
+            Some(FirehoseRoute::Sent { partition_keys, .. }) => {
+                assert_eq!(partition_keys, &[("service".to_owned(), "web".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(report.text().contains("partition keys service=web"));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 // 1. without any interaction the shipped FireLens sample is rendered: the `firelens` output,
 //    its streams (logs-checkout, logs-cart) and services;
 // 2. an invalid property shows the plugin's own error line;
-// 3. the EKS preset routes the Kubernetes sample;
-// 4. a phone-sized viewport has no horizontal scroll.
+// 3. partition keys show the values the S3 prefix is built from;
+// 4. the EKS preset routes the Kubernetes sample;
+// 5. a phone-sized viewport has no horizontal scroll; 6. no script errors, no network.
 // Screenshots (laptop and phone) are kept for people to look at. Exits non-zero on failure.
 import { chromium } from "playwright-core";
 import path from "node:path";
@@ -56,14 +57,23 @@ try {
     await page.screenshot({ path: screenshot, fullPage: true });
   });
 
+  const shipped_config = await page.inputValue("#config");
+  const config_with = (line) => shipped_config.replace(/^(\s*workers\s+2)$/m, `$1\n${line}`);
+
   await check("an invalid property shows the plugin's error line", async () => {
-    const config = await page.inputValue("#config");
-    await page.fill("#config", config.replace(/^(\s*workers\s+2)$/m, "$1\n    flush_timeout   soon"));
+    await page.fill("#config", config_with("    flush_timeout   soon"));
     await page.waitForSelector(".output .error", { timeout: 5000 });
     assert.equal(
       await page.textContent(".output .error"),
       "[error] [output:fanout:firelens] property 'flush_timeout': invalid value 'soon': expected a duration such as 30s, 500ms, 2m or 1h",
     );
+  });
+
+  await check("partition keys show what the S3 prefix is built from", async () => {
+    await page.fill("#config", config_with("    partition_keys  service=$container_name"));
+    await page.waitForSelector(".pill.prefix", { timeout: 5000 });
+    const keys = await page.$$eval(".pill.prefix", (n) => n.map((e) => e.textContent));
+    assert.deepEqual(keys, ["S3 prefix key service=checkout", "S3 prefix key service=cart"]);
   });
 
   await check("the EKS preset routes the Kubernetes sample", async () => {

@@ -81,6 +81,8 @@
       return row;
     }
     row.append(pill(route.stream, "stream"), pill(route.bytes + " bytes" + (route.gzip ? ", gzip" : "")));
+    // The S3 prefix is the stream's own, or with dynamic partitioning built from these values.
+    for (const [key, value] of route.partition_keys) row.append(pill(`S3 prefix key ${key}=${value}`, "prefix"));
     const payload = el("details");
     payload.append(el("summary", null, "record (Data of the Firehose record)"), el("pre", null, route.record));
     row.append(payload);
