@@ -4,7 +4,7 @@
 //    its streams (logs-checkout, logs-cart) and services;
 // 2. an invalid property shows the plugin's own error line;
 // 3. partition keys show the values the S3 prefix is built from;
-// 4. the EKS preset routes the Kubernetes sample;
+// 4. a config loaded from a file is previewed; the EKS preset routes the Kubernetes sample;
 // 5. a phone-sized viewport has no horizontal scroll; 6. no script errors, no network.
 // Screenshots (laptop and phone) are kept for people to look at. Exits non-zero on failure.
 import { chromium } from "playwright-core";
@@ -74,6 +74,16 @@ try {
     await page.waitForSelector(".pill.prefix", { timeout: 5000 });
     const keys = await page.$$eval(".pill.prefix", (n) => n.map((e) => e.textContent));
     assert.deepEqual(keys, ["S3 prefix key service=checkout", "S3 prefix key service=cart"]);
+  });
+
+  await check("a config loaded from a file is previewed", async () => {
+    await page.setInputFiles("#config-file", {
+      name: "mine.conf",
+      mimeType: "text/plain",
+      buffer: Buffer.from("[OUTPUT]\n    Name fanout\n    Match *\n    label mine\n    destinations file\n    path /var/log/out.jsonl\n"),
+    });
+    await page.waitForFunction(() => document.querySelector(".output h2")?.textContent.includes("'mine'"));
+    assert.ok((await page.textContent("#results")).includes("appended to /var/log/out.jsonl"));
   });
 
   await check("the EKS preset routes the Kubernetes sample", async () => {

@@ -156,13 +156,15 @@
 
   for (const input of Object.values(inputs)) input.addEventListener("input", schedule);
   $("preset").addEventListener("change", (e) => load(e.target.value));
-  $("records-file").addEventListener("change", async (e) => {
-    const file = e.target.files[0];
-    if (file) {
-      inputs.records.value = await file.text();
-      render();
-    }
-  });
+  for (const [picker, input] of [["config-file", inputs.config], ["records-file", inputs.records]]) {
+    $(picker).addEventListener("change", async (e) => {
+      const file = e.target.files[0];
+      if (file) {
+        input.value = await file.text();
+        render();
+      }
+    });
+  }
   load("firelens");
   document.body.dataset.ready = "true";
 })();

@@ -2,7 +2,7 @@
 //! headless Chromium (Debian's `chromium`, driven by playwright-core from
 //! `playground/test/`). The checks are in `playground/test/browser.mjs`: the shipped FireLens
 //! sample routed without interaction, an invalid property showing the plugin's error line,
-//! partition keys, the EKS preset, a phone-sized viewport, no script errors and no network. Screenshots are kept
+//! partition keys, a config loaded from a file, the EKS preset, a phone-sized viewport, no script errors and no network. Screenshots are kept
 //! in `target/playground.png` and `target/playground-phone.png`.
 
 use std::process::Command;
@@ -37,6 +37,6 @@ fn the_playground_renders_the_shipped_sample_in_chromium() {
     );
     eprintln!("{report}");
     assert!(output.status.success(), "{report}");
-    assert!(report.contains("6 passed, 0 failed"), "{report}");
+    assert!(report.contains("7 passed, 0 failed"), "{report}");
     assert!(screenshot.exists());
 }
