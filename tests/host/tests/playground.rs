@@ -2,8 +2,9 @@
 //! headless Chromium (Debian's `chromium`, driven by playwright-core from
 //! `playground/test/`). The checks are in `playground/test/browser.mjs`: the shipped FireLens
 //! sample routed without interaction, an invalid property showing the plugin's error line,
-//! partition keys, a config loaded from a file, the EKS preset, a phone-sized viewport, no script errors and no network. Screenshots are kept
-//! in `target/playground.png` and `target/playground-phone.png`.
+//! partition keys, a config loaded from a file, the EKS preset, a phone-sized viewport, no
+//! script errors and no network. Screenshots are kept in `target/playground.png` and
+//! `target/playground-phone.png`.
 
 use std::process::Command;
 
