@@ -205,46 +205,16 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         records: Vec::new(),
         totals: Totals::default(),
     };
-    // The line the plugin logs (Fluent Bit adds the time) before Fluent Bit refuses to start.
-    let refused = |e: String| Some(format!("[error] [output:fanout:{label}] {e}"));
-    let core = match CoreConfig::read(&props, label.clone()) {
-        Ok(core) => core,
+    let (core, datadog, firehose) = match configs(&mut props, &label, &mut report.notes) {
+        Ok(configs) => configs,
         Err(e) => {
-            report.error = refused(e.to_string());
+            // The line the plugin logs (Fluent Bit adds the time) before Fluent Bit refuses
+            // to start.
+            report.error = Some(format!("[error] [output:fanout:{label}] {e}"));
             return report;
         }
     };
     report.destinations = core.destinations.iter().map(|d| d.name()).collect();
-    if core.destinations.contains(&DestinationKind::Datadog) && !props.contains_key("apikey") {
-        props.insert("apikey".into(), "preview-placeholder".into());
-        report
-            .notes
-            .push("apikey is not set (its environment variable is empty here)".into());
-    }
-    let datadog = match core
-        .destinations
-        .contains(&DestinationKind::Datadog)
-        .then(|| DatadogConfig::read(&props))
-        .transpose()
-    {
-        Ok(config) => config,
-        Err(e) => {
-            report.error = refused(e.to_string());
-            return report;
-        }
-    };
-    let firehose = match core
-        .destinations
-        .contains(&DestinationKind::Firehose)
-        .then(|| FirehoseConfig::read(&props))
-        .transpose()
-    {
-        Ok(config) => config,
-        Err(e) => {
-            report.error = refused(e.to_string());
-            return report;
-        }
-    };
     report.datadog = datadog.as_ref().map(|dd| DatadogSummary {
         url: dd.url.clone(),
         compress: dd.compression.to_string(),
@@ -323,6 +293,29 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
             .collect();
     }
     report
+}
+
+/// The core configuration and each destination's, read as the plugin reads them.
+fn configs(
+    props: &mut HashMap<String, String>,
+    label: &str,
+    notes: &mut Vec<String>,
+) -> Result<(CoreConfig, Option<DatadogConfig>, Option<FirehoseConfig>), String> {
+    let core = CoreConfig::read(props, label.to_owned()).map_err(|e| e.to_string())?;
+    let uses = |kind| core.destinations.contains(&kind);
+    if uses(DestinationKind::Datadog) && !props.contains_key("apikey") {
+        props.insert("apikey".into(), "preview-placeholder".into());
+        notes.push("apikey is not set (its environment variable is empty here)".into());
+    }
+    let datadog = uses(DestinationKind::Datadog)
+        .then(|| DatadogConfig::read(props))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let firehose = uses(DestinationKind::Firehose)
+        .then(|| FirehoseConfig::read(props))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok((core, datadog, firehose))
 }
 
 fn datadog_route(config: &DatadogConfig, keys: &[String], batch: &Batch) -> DatadogRoute {
