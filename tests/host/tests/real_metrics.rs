@@ -117,6 +117,41 @@ fn start(fluent_bit: &Path, scratch: &Scratch, config_text: &str) -> FluentBit {
     fb
 }
 
+/// The stand-ins, the scratch root and Fluent Bit running [`config`] against them.
+struct Run {
+    intake: FakeDatadog,
+    firehose: FakeFirehose,
+    scratch: Scratch,
+    fb: FluentBit,
+    http_port: u16,
+}
+
+fn launch(fluent_bit: &Path, name: &str, workers: bool, archive: bool, hot_reload: bool) -> Run {
+    let intake = FakeDatadog::start();
+    let firehose = FakeFirehose::start();
+    let scratch = Scratch::new(name);
+    install_artifacts(&scratch);
+    let http_port = free_port();
+    let mut text = config(
+        &scratch,
+        http_port,
+        (&intake.url, &firehose.url),
+        workers,
+        archive,
+    );
+    if !hot_reload {
+        text = text.replace("    Hot_Reload On\n", "");
+    }
+    let fb = start(fluent_bit, &scratch, &text);
+    Run {
+        intake,
+        firehose,
+        scratch,
+        fb,
+        http_port,
+    }
+}
+
 fn now() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -298,19 +333,13 @@ fn metrics_endpoint_shows_the_counters_per_instance_and_destination() {
     let Some(fluent_bit) = binary(Release::Current, test) else {
         return;
     };
-    let intake = FakeDatadog::start();
-    let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("metrics");
-    install_artifacts(&scratch);
-    let http_port = free_port();
-    let text = config(
-        &scratch,
+    let Run {
+        intake,
+        firehose,
+        scratch,
+        mut fb,
         http_port,
-        (&intake.url, &firehose.url),
-        true,
-        true,
-    );
-    let mut fb = start(&fluent_bit, &scratch, &text);
+    } = launch(&fluent_bit, "metrics", true, true, true);
     fb.wait_http_ok(
         &format!("http://127.0.0.1:{http_port}/api/v1/uptime"),
         Duration::from_secs(20),
@@ -428,22 +457,15 @@ fn metrics_fall_back_to_the_stats_line_in_fluent_bit_1_9() {
     let Some(fluent_bit) = binary(Release::V1_9, test) else {
         return;
     };
-    let intake = FakeDatadog::start();
-    let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("metrics-1-9");
-    install_artifacts(&scratch);
-    let http_port = free_port();
     // One instance: 1.9 (like 2.0.0-2.0.6) crashes at shutdown with two instances of any
-    // external plugin (README, Compatibility).
-    let text = config(
-        &scratch,
+    // external plugin (README, Compatibility). 1.9 has no hot reload.
+    let Run {
+        intake,
+        firehose,
+        scratch,
+        mut fb,
         http_port,
-        (&intake.url, &firehose.url),
-        true,
-        false,
-    )
-    .replace("    Hot_Reload On\n", "");
-    let mut fb = start(&fluent_bit, &scratch, &text);
+    } = launch(&fluent_bit, "metrics-1-9", true, false, false);
     deliver_through_an_outage(&mut fb, &scratch, &intake, &firehose, false);
     std::thread::sleep(Duration::from_secs(3));
     // 1.9 has no /api/v2 metrics; its v1 page lists the core output counters.
@@ -486,19 +508,13 @@ fn metrics_are_registered_again_after_hot_reload() {
     let Some(fluent_bit) = binary(Release::Current, test) else {
         return;
     };
-    let intake = FakeDatadog::start();
-    let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("metrics-reload");
-    install_artifacts(&scratch);
-    let http_port = free_port();
-    let text = config(
-        &scratch,
+    let Run {
+        intake,
+        firehose,
+        scratch,
+        mut fb,
         http_port,
-        (&intake.url, &firehose.url),
-        false,
-        true,
-    );
-    let mut fb = start(&fluent_bit, &scratch, &text);
+    } = launch(&fluent_bit, "metrics-reload", false, true, true);
     fb.wait_http_ok(
         &format!("http://127.0.0.1:{http_port}/api/v1/uptime"),
         Duration::from_secs(20),
