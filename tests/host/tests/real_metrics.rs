@@ -117,7 +117,8 @@ fn start(fluent_bit: &Path, scratch: &Scratch, config_text: &str) -> FluentBit {
     fb
 }
 
-/// The stand-ins, the scratch root and Fluent Bit running [`config`] against them.
+/// The stand-ins, the scratch root and Fluent Bit running [`config`] against them, its HTTP
+/// server answering.
 struct Run {
     intake: FakeDatadog,
     firehose: FakeFirehose,
@@ -142,7 +143,11 @@ fn launch(fluent_bit: &Path, name: &str, workers: bool, archive: bool, hot_reloa
     if !hot_reload {
         text = text.replace("    Hot_Reload On\n", "");
     }
-    let fb = start(fluent_bit, &scratch, &text);
+    let mut fb = start(fluent_bit, &scratch, &text);
+    fb.wait_http_ok(
+        &format!("http://127.0.0.1:{http_port}/api/v1/uptime"),
+        Duration::from_secs(20),
+    );
     Run {
         intake,
         firehose,
@@ -340,10 +345,6 @@ fn metrics_endpoint_shows_the_counters_per_instance_and_destination() {
         mut fb,
         http_port,
     } = launch(&fluent_bit, "metrics", true, true, true);
-    fb.wait_http_ok(
-        &format!("http://127.0.0.1:{http_port}/api/v1/uptime"),
-        Duration::from_secs(20),
-    );
     deliver_through_an_outage(&mut fb, &scratch, &intake, &firehose, true);
 
     // Settled when two readings a second apart agree (the plugin publishes every second).
@@ -515,10 +516,6 @@ fn metrics_are_registered_again_after_hot_reload() {
         mut fb,
         http_port,
     } = launch(&fluent_bit, "metrics-reload", false, true, true);
-    fb.wait_http_ok(
-        &format!("http://127.0.0.1:{http_port}/api/v1/uptime"),
-        Duration::from_secs(20),
-    );
     let pid = fb.pid().to_string();
     let per_round = 50;
     for round in 0..3 {
