@@ -1,16 +1,24 @@
-//! The command's output as CRI-format lines in a file, rotated by size.
+//! The command's output as CRI-format lines in numbered files.
 //!
 //! Each line is `<RFC3339Nano> <stdout|stderr> <P|F> <text>`: what containerd writes and
 //! Fluent Bit's `cri` parser (and `multiline.parser cri`) reads. A line longer than the split
-//! size is written as `P` parts followed by an `F` part. Rotation renames the file to
-//! `<file>.1` (shifting older generations up, dropping the oldest) and at once creates a new
-//! file, so Fluent Bit's tail, which keeps the renamed file open and notices the new inode at
-//! the same path, loses nothing. Rotated names end in `.N` and do not match a `*.log` glob.
+//! size is written as `P` parts followed by an `F` part.
+//!
+//! Rotation never renames: when a file reaches its size the wrapper starts the next
+//! generation under a new name (`app.log`, `app.1.log`, `app.2.log`, …), so one `*.log` glob
+//! matches every generation, whenever `tail` first scans the directory — before, during or
+//! long after a burst — and each file is read to its end like any other. No generation is
+//! ever "rotated" from tail's point of view, so its `Rotate_Wait` (after which a renamed file
+//! is dropped, read or not) never applies. A generation is deleted only once `tail`'s `DB`
+//! says it was read to its end ([`TailDb`]); without the database none is deleted.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::tail_db::TailDb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -71,16 +79,68 @@ impl LineSplitter {
 /// (they still went to stdout/stderr), and a marker line says how many once writing resumes.
 pub const MAX_PENDING_BYTES: usize = 8 << 20;
 
-/// The CRI log file and its rotation.
+/// The path of generation `n` of `base`: `base` itself for 0, else the number before the
+/// last extension (`app.log` → `app.3.log`), or after the name when it has none (`out.3`).
+pub fn generation_path(base: &Path, n: u64) -> PathBuf {
+    if n == 0 {
+        return base.to_owned();
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let numbered = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{n}.{ext}"),
+        _ => format!("{name}.{n}"),
+    };
+    base.with_file_name(numbered)
+}
+
+/// Which generation of `base` the file `name` is, if any.
+fn generation_of(base: &Path, name: &str) -> Option<u64> {
+    let base_name = base.file_name()?.to_str()?;
+    if name == base_name {
+        return Some(0);
+    }
+    let number = match base_name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => name
+            .strip_prefix(stem)?
+            .strip_prefix('.')?
+            .strip_suffix(ext)?
+            .strip_suffix('.')?,
+        _ => name.strip_prefix(base_name)?.strip_prefix('.')?,
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
+        return None;
+    }
+    number.parse().ok()
+}
+
+/// A generation no longer written to.
+#[derive(Debug, Clone)]
+struct Closed {
+    path: PathBuf,
+    inode: u64,
+    size: u64,
+}
+
+/// The CRI log file and its generations.
 ///
 /// Lines are appended to `pending` whole and written in order; a write that stops part-way
 /// (ENOSPC) leaves the rest of the line at the front of `pending`, written first when space
 /// comes back — so a line is never cut short, merged with the next, or left half-written
 /// without its end. Nothing is ever truncated (a tail reading the file would see it shrink).
 pub struct CriFile {
-    path: PathBuf,
+    base: PathBuf,
+    generation: u64,
     /// `None` after a rotation whose new file could not be created yet: retried on each flush.
     file: Option<File>,
+    inode: u64,
+    /// Oldest first.
+    closed: VecDeque<Closed>,
+    tail_db: Option<TailDb>,
+    /// Said once: why generations beyond `keep` stay.
+    kept_warned: bool,
     pending: Vec<u8>,
     /// Lines left out because `pending` was full, and the last write error.
     dropped: u64,
@@ -94,25 +154,62 @@ pub struct CriFile {
 }
 
 impl CriFile {
-    pub fn open(path: &Path, rotate_bytes: u64, keep: u32, mode: u32) -> std::io::Result<CriFile> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(mode)
-            .open(path)?;
-        let size = file.metadata()?.len();
-        Ok(CriFile {
-            path: path.to_owned(),
-            file: Some(file),
+    /// Opens the newest generation of `base` that exists (a restarted container carries on
+    /// after its earlier output), or creates `base`.
+    pub fn open(
+        base: &Path,
+        rotate_bytes: u64,
+        keep: u32,
+        mode: u32,
+        tail_db: Option<TailDb>,
+    ) -> std::io::Result<CriFile> {
+        let dir = match base.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut existing: Vec<u64> = std::fs::read_dir(&dir)?
+            .filter_map(|entry| generation_of(base, entry.ok()?.file_name().to_str()?))
+            .collect();
+        existing.sort_unstable();
+        let generation = existing.last().copied().unwrap_or(0);
+        let closed = existing[..existing.len().saturating_sub(1)]
+            .iter()
+            .filter_map(|n| {
+                let path = generation_path(base, *n);
+                let meta = std::fs::metadata(&path).ok()?;
+                Some(Closed {
+                    path,
+                    inode: meta.ino(),
+                    size: meta.len(),
+                })
+            })
+            .collect();
+        let mut cri = CriFile {
+            base: base.to_owned(),
+            generation,
+            file: None,
+            inode: 0,
+            closed,
+            tail_db,
+            kept_warned: false,
             pending: Vec::with_capacity(256 * 1024),
             dropped: 0,
             last_error: None,
-            size,
+            size: 0,
             rotate_bytes,
             keep,
             mode,
             rotations: 0,
-        })
+        };
+        let file = cri.create()?;
+        cri.size = file.metadata()?.len();
+        cri.file = Some(file);
+        Ok(cri)
+    }
+
+    /// The file written now.
+    pub fn current_path(&self) -> PathBuf {
+        generation_path(&self.base, self.generation)
     }
 
     /// The CRI timestamp for now: RFC 3339, UTC, nanoseconds.
@@ -216,41 +313,115 @@ impl CriFile {
         result
     }
 
-    fn generation(&self, n: u32) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    }
-
-    fn create(&self) -> std::io::Result<File> {
-        OpenOptions::new()
+    /// Creates (or reopens, after a restart) the current generation.
+    fn create(&mut self) -> std::io::Result<File> {
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(self.mode)
-            .open(&self.path)
+            .open(self.current_path())?;
+        self.inode = file.metadata()?.ino();
+        Ok(file)
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
-        if self.keep == 0 {
-            std::fs::remove_file(&self.path)?;
-        } else {
-            let _ = std::fs::remove_file(self.generation(self.keep));
-            for n in (1..self.keep).rev() {
-                let from = self.generation(n);
-                if from.exists() {
-                    std::fs::rename(&from, self.generation(n + 1))?;
-                }
-            }
-            std::fs::rename(&self.path, self.generation(1))?;
+        if self.file.take().is_some() {
+            self.closed.push_back(Closed {
+                path: self.current_path(),
+                inode: self.inode,
+                size: self.size,
+            });
         }
+        self.generation += 1;
         self.size = 0;
         self.rotations += 1;
-        // Create the new file right away, so a tail that stats the path after the rename
-        // already finds the new inode. If that fails, lines wait in `pending` and the file is
-        // created by the next flush that can.
-        self.file = None;
+        self.prune();
+        // The next generation right away; if that fails, lines wait in `pending` and the file
+        // is created by the next flush that can.
         self.file = Some(self.create()?);
         Ok(())
+    }
+
+    /// Deletes generations beyond the newest `keep` that `tail` has read to their end.
+    fn prune(&mut self) {
+        let excess = self.closed.len().saturating_sub(self.keep as usize);
+        if excess == 0 {
+            return;
+        }
+        let files = match self.tail_db.as_ref().map(TailDb::files) {
+            Some(Ok(files)) => files,
+            Some(Err(e)) => {
+                let db = self
+                    .tail_db
+                    .as_ref()
+                    .map(|d| d.path().display().to_string());
+                self.say_kept(&format!(
+                    "cannot read Fluent Bit's tail DB {} ({e})",
+                    db.unwrap_or_default()
+                ));
+                return;
+            }
+            None => {
+                self.say_kept(
+                    "without --tail-db the wrapper cannot tell which ones Fluent Bit has read",
+                );
+                return;
+            }
+        };
+        let mut candidates = excess;
+        let mut kept = VecDeque::with_capacity(self.closed.len());
+        for generation in self.closed.drain(..) {
+            if candidates > 0 {
+                candidates -= 1;
+                let unread = TailDb::unread(
+                    &files,
+                    &file_name(&generation.path),
+                    generation.inode,
+                    generation.size,
+                );
+                if unread == 0 {
+                    match std::fs::remove_file(&generation.path) {
+                        Ok(()) => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => eprintln!(
+                            "job-wrapper: cannot delete {}: {e}",
+                            generation.path.display()
+                        ),
+                    }
+                }
+            }
+            kept.push_back(generation);
+        }
+        self.closed = kept;
+    }
+
+    fn say_kept(&mut self, why: &str) {
+        if !self.kept_warned {
+            self.kept_warned = true;
+            eprintln!(
+                "job-wrapper: keeping rotated log files beyond --rotate-keep {}: {why}; a file is deleted only once it was read to its end",
+                self.keep
+            );
+        }
+    }
+
+    /// The earlier generations `tail` has not read to their end yet, with the bytes left, by
+    /// its `DB`; an error when there is no database to ask or it cannot be read.
+    pub fn unread_generations(&self) -> Result<Vec<(PathBuf, u64)>, String> {
+        if self.closed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.tail_db.as_ref().ok_or("no --tail-db")?;
+        let files = db.files()?;
+        Ok(self
+            .closed
+            .iter()
+            .map(|g| {
+                let unread = TailDb::unread(&files, &file_name(&g.path), g.inode, g.size);
+                (g.path.clone(), unread)
+            })
+            .filter(|(_, unread)| *unread > 0)
+            .collect())
     }
 
     pub fn sync(&mut self) {
@@ -259,6 +430,12 @@ impl CriFile {
             let _ = file.sync_data();
         }
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -302,19 +479,136 @@ mod tests {
     }
 
     #[test]
-    fn rotation_renames_and_keeps_generations() {
+    fn generations_are_numbered_before_the_extension() {
+        let base = Path::new("/var/log/app/app.log");
+        assert_eq!(generation_path(base, 0), base);
+        assert_eq!(
+            generation_path(base, 12),
+            Path::new("/var/log/app/app.12.log")
+        );
+        assert_eq!(
+            generation_path(Path::new("/x/out"), 2),
+            Path::new("/x/out.2")
+        );
+        for n in [0, 1, 7, 123] {
+            let name = generation_path(base, n);
+            let name = name.file_name().unwrap().to_str().unwrap();
+            assert_eq!(generation_of(base, name), Some(n));
+        }
+        for other in [
+            "app.log.1",
+            "app.x.log",
+            "app..log",
+            "app.01.log",
+            "fluent-bit-tail.db",
+        ] {
+            assert_eq!(generation_of(base, other), None, "{other}");
+        }
+    }
+
+    fn lines_in(dir: &Path) -> (Vec<String>, Vec<String>) {
+        let base = dir.join("app.log");
+        let mut names: Vec<(u64, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                Some((generation_of(&base, &name)?, name))
+            })
+            .collect();
+        names.sort();
+        let lines = names
+            .iter()
+            .flat_map(|(_, n)| {
+                std::fs::read_to_string(dir.join(n))
+                    .unwrap()
+                    .lines()
+                    .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (names.into_iter().map(|(_, n)| n).collect(), lines)
+    }
+
+    #[test]
+    fn without_the_tail_db_no_generation_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.log");
-        let mut f = CriFile::open(&path, 200, 2, 0o640).unwrap();
+        let mut f = CriFile::open(&dir.path().join("app.log"), 200, 1, 0o640, None).unwrap();
         for i in 0..40 {
-            f.write_line(Stream::Stdout, format!("line {i:03}").as_bytes(), false)
+            f.write_line(Stream::Stdout, format!("{i:03}").as_bytes(), false)
                 .unwrap();
         }
         assert!(f.rotations >= 4);
-        assert!(dir.path().join("app.log.1").exists() && dir.path().join("app.log.2").exists());
-        assert!(!dir.path().join("app.log.3").exists());
-        let last = std::fs::read_to_string(dir.path().join("app.log")).unwrap()
-            + &std::fs::read_to_string(dir.path().join("app.log.1")).unwrap();
-        assert!(last.lines().all(|l| l.contains(" stdout F line ")));
+        let (names, lines) = lines_in(dir.path());
+        assert_eq!(names.len() as u64, f.rotations + 1, "{names:?}");
+        let expected: Vec<String> = (0..40).map(|i| format!("{i:03}")).collect();
+        assert_eq!(lines, expected, "every line once, in order");
+        assert!(f.unread_generations().is_err(), "nothing to ask");
+    }
+
+    #[test]
+    fn a_generation_is_deleted_only_once_tail_has_read_it_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("tail.db");
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        db.execute(
+            "CREATE TABLE in_tail_files (id INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             offset INTEGER, inode INTEGER, created INTEGER, rotated INTEGER DEFAULT 0)",
+            [],
+        )
+        .unwrap();
+        let mut f = CriFile::open(
+            &dir.path().join("app.log"),
+            100,
+            1,
+            0o640,
+            Some(TailDb::new(&db_path)),
+        )
+        .unwrap();
+        let write = |f: &mut CriFile, from: usize| {
+            for i in from..from + 10 {
+                f.write_line(Stream::Stdout, format!("{i:03}").as_bytes(), false)
+                    .unwrap();
+            }
+        };
+        write(&mut f, 0);
+        // Nothing read: every generation stays.
+        let (before, _) = lines_in(dir.path());
+        assert!(before.len() >= 4, "{before:?}");
+        assert_eq!(f.unread_generations().unwrap().len(), before.len() - 1);
+        let deleted_lines: usize = before[..2]
+            .iter()
+            .map(|n| {
+                std::fs::read_to_string(dir.path().join(n))
+                    .unwrap()
+                    .lines()
+                    .count()
+            })
+            .sum();
+        // tail read the first two generations to their end and half of the third.
+        for (i, name) in before.iter().take(3).enumerate() {
+            let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+            let offset = if i < 2 { meta.len() } else { meta.len() / 2 };
+            db.execute(
+                "INSERT INTO in_tail_files (name, offset, inode, created) VALUES (?1, ?2, ?3, 0)",
+                rusqlite::params![
+                    format!("/mounted/elsewhere/{name}"),
+                    offset as i64,
+                    meta.ino() as i64
+                ],
+            )
+            .unwrap();
+        }
+        write(&mut f, 10);
+        let (after, lines) = lines_in(dir.path());
+        assert!(
+            !after.contains(&before[0]) && !after.contains(&before[1]),
+            "{after:?}"
+        );
+        assert!(after.contains(&before[2]), "half read: kept {after:?}");
+        let expected: Vec<String> = (deleted_lines..20).map(|i| format!("{i:03}")).collect();
+        assert_eq!(lines, expected, "what is left is whole and in order");
+        let unread = f.unread_generations().unwrap();
+        assert_eq!(unread[0].0, dir.path().join(&before[2]));
+        assert!(unread[0].1 > 0);
     }
 }

@@ -34,8 +34,9 @@ pub struct Args {
     #[arg(long, env = "JOB_WRAPPER_MAX_LINE_BYTES", default_value_t = 16 * 1024, help_heading = "Capture")]
     pub max_line_bytes: usize,
 
-    /// Rotate the log file when it reaches this many bytes (0: never). The file is renamed to
-    /// `<file>.1` and a new one opened, which Fluent Bit's tail follows.
+    /// Start a new file when the current one reaches this many bytes (0: never): `app.log`,
+    /// then `app.1.log`, `app.2.log`, … No file is renamed, so one `*.log` glob in tail's
+    /// `Path` finds every generation whenever it scans, and `Rotate_Wait` never applies.
     #[arg(long, env = "JOB_WRAPPER_ROTATE_BYTES", default_value_t = 10 * 1024 * 1024, help_heading = "Capture")]
     pub rotate_bytes: u64,
 
@@ -45,7 +46,8 @@ pub struct Args {
     #[arg(long, env = "JOB_WRAPPER_FILE_MODE", default_value = "0640", value_parser = file_mode, help_heading = "Capture")]
     pub file_mode: u32,
 
-    /// Rotated files to keep (`<file>.1` … `<file>.N`); older ones are deleted.
+    /// Earlier files to keep; older ones are deleted once Fluent Bit's tail has read them to
+    /// their end (see --tail-db), never before.
     #[arg(
         long,
         env = "JOB_WRAPPER_ROTATE_KEEP",
@@ -53,6 +55,14 @@ pub struct Args {
         help_heading = "Capture"
     )]
     pub rotate_keep: u32,
+
+    /// Fluent Bit tail's `DB` file (e.g. /var/log/app/fluent-bit-tail.db; `DB.locking` must be
+    /// off so it can be read). With it, an earlier file is deleted only once tail has read it
+    /// to its end, and the end-of-job record is written only once every earlier file has
+    /// been read (up to --drain-timeout). Without it, no file is deleted while the wrapper
+    /// runs.
+    #[arg(long, env = "JOB_WRAPPER_TAIL_DB", help_heading = "Capture")]
+    pub tail_db: Option<PathBuf>,
 
     /// Before starting, wait until this URL answers 2xx (repeatable; e.g. Fluent Bit's
     /// http://127.0.0.1:2020/api/v1/health).
@@ -95,7 +105,8 @@ pub struct Args {
     #[arg(long, env = "JOB_WRAPPER_END_TOKEN_FILE", help_heading = "End of job")]
     pub end_token_file: Option<PathBuf>,
 
-    /// How long to wait for Fluent Bit to drain and exit.
+    /// How long to wait for Fluent Bit to read the earlier log files (--tail-db), and again
+    /// for it to drain and exit.
     #[arg(long, env = "JOB_WRAPPER_DRAIN_TIMEOUT", default_value = "60s", value_parser = duration, help_heading = "End of job")]
     pub drain_timeout: Duration,
 

@@ -9,6 +9,7 @@ mod run;
 mod signals;
 mod stop;
 mod sys;
+mod tail_db;
 
 use std::process::ExitCode;
 
@@ -59,7 +60,14 @@ async fn wrap(args: Args) -> i32 {
     }
     let mut file = match &args.log_file {
         Some(path) => {
-            match CriFile::open(path, args.rotate_bytes, args.rotate_keep, args.file_mode) {
+            let tail_db = args.tail_db.as_deref().map(tail_db::TailDb::new);
+            match CriFile::open(
+                path,
+                args.rotate_bytes,
+                args.rotate_keep,
+                args.file_mode,
+                tail_db,
+            ) {
                 Ok(file) => Some(file),
                 Err(e) => {
                     eprintln!(
@@ -145,8 +153,13 @@ async fn wrap(args: Args) -> i32 {
         "token": token,
     });
     // The end-of-job record, last in the file: the fanout output stops Fluent Bit once it has
-    // delivered it (`exit_on_job_end`).
+    // delivered it (`exit_on_job_end`). tail reads the generations side by side, so it goes in
+    // only once every earlier one has been read: else Fluent Bit could stop with their ends
+    // unread.
+    let mut unread_at_end = Vec::new();
     if let Some(f) = &mut file {
+        f.sync();
+        unread_at_end = wait_until_read(f, &args, &mut signals).await;
         if let Err(e) = f.write_line(Stream::Stdout, end.to_string().as_bytes(), false) {
             eprintln!("job-wrapper: cannot write the end-of-job record: {e}");
         }
@@ -164,6 +177,10 @@ async fn wrap(args: Args) -> i32 {
     if let Some(path) = &args.tombstone {
         let mut summary = end.clone();
         summary["rotations"] = json!(outcome.rotations);
+        summary["unread_at_end"] = unread_at_end
+            .iter()
+            .map(|(path, bytes)| json!({"file": path.display().to_string(), "bytes": bytes}))
+            .collect();
         summary["stop"] = steps.iter().map(stop::StepResult::to_json).collect();
         if let Err(e) = files::write_whole(path, summary.to_string().as_bytes(), args.file_mode) {
             eprintln!(
@@ -173,4 +190,51 @@ async fn wrap(args: Args) -> i32 {
         }
     }
     outcome.exit_code
+}
+
+/// Waits until tail's DB shows every earlier log file read to its end, up to --drain-timeout
+/// (a SIGTERM cuts it short). Returns what was still unread.
+async fn wait_until_read(
+    file: &CriFile,
+    args: &Args,
+    signals: &mut Signals,
+) -> Vec<(std::path::PathBuf, u64)> {
+    if args.tail_db.is_none() {
+        return Vec::new();
+    }
+    let deadline = tokio::time::Instant::now() + args.drain_timeout;
+    loop {
+        // The database may not exist yet (Fluent Bit not started) or be busy: ask again
+        // until the deadline.
+        let unread = file.unread_generations();
+        if unread.as_ref().is_ok_and(Vec::is_empty) {
+            return Vec::new();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match &unread {
+                Ok(unread) => {
+                    let total: u64 = unread.iter().map(|(_, bytes)| bytes).sum();
+                    eprintln!(
+                        "job-wrapper: after {:?} Fluent Bit's tail has still not read {total} bytes of {} earlier log files (first: {}); writing the end-of-job record anyway",
+                        args.drain_timeout,
+                        unread.len(),
+                        unread[0].0.display()
+                    );
+                }
+                Err(e) => eprintln!(
+                    "job-wrapper: after {:?} still cannot tell whether Fluent Bit has read the earlier log files ({e}); writing the end-of-job record anyway",
+                    args.drain_timeout
+                ),
+            }
+            return unread.unwrap_or_default();
+        }
+        tokio::select! {
+            biased;
+            signal = signals.stopping() => {
+                eprintln!("job-wrapper: signal {signal} while waiting for Fluent Bit to read the log files");
+                return unread.unwrap_or_default();
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    }
 }

@@ -54,6 +54,12 @@ pub enum Sent {
     Rejected {
         reason: String,
     },
+    /// The request's key does not exist (a Firehose stream answering
+    /// `ResourceNotFoundException`): its records stay pending here; the destination's plan
+    /// routes them again — to their next `||` alternative — in the same flush.
+    Reroute {
+        reason: String,
+    },
 }
 
 /// A destination's side of the executor: sending one request.
@@ -240,6 +246,15 @@ impl<E: Endpoint> Executor<'_, E> {
                     }
                     Sent::Rejected { reason } => {
                         outcome.reject(request.units.positions(), &reason);
+                        return Vec::new();
+                    }
+                    Sent::Reroute { reason } => {
+                        drop(outcome);
+                        self.log.debug(format_args!(
+                            "{}: {}{reason}; routing its records again",
+                            self.name,
+                            self.endpoint.describe(&request.key),
+                        ));
                         return Vec::new();
                     }
                     Sent::Split { reason } if request.units.len() > 1 => {

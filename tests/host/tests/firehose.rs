@@ -348,7 +348,7 @@ child_test!(
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors.iter().any(|e| e.contains(
-                "firehose: 1 records rejected: stream 'logs-checkout': ResourceNotFoundException"
+                "firehose: 1 records dropped: no delivery stream (stream 'logs-checkout' does not exist (ResourceNotFoundException"
             )),
             "{errors:?}"
         );
@@ -389,8 +389,8 @@ child_test!(
             .collect();
         assert!(
             errors.iter().any(|e| e.contains(
-                "firehose: 5 records rejected: stream 'logs-missing': ResourceNotFoundException"
-            )),
+                "firehose: 5 records dropped: no delivery stream (stream 'logs-missing' does not exist (ResourceNotFoundException"
+            ) && e.contains("no '||' fallback")),
             "{errors:?}"
         );
         // Fluent Bit resends: only the throttled stream's records go out again.
@@ -419,14 +419,14 @@ child_test!(
             .unwrap()
             .text;
         assert!(
-            exit.contains("firehose[delivered=5 retried=5 dropped=0 rejected=5"),
-            "the refused records are never counted delivered: {exit}"
+            exit.contains("firehose[delivered=5 retried=5 dropped=5 rejected=0"),
+            "records with no stream left are never counted delivered: {exit}"
         );
     }
 );
 
 child_test!(
-    a_stream_found_missing_is_not_asked_again_and_later_records_take_the_fallback,
+    a_stream_found_missing_sends_its_records_to_the_fallback_at_once_and_is_not_asked_again,
     fake_missing_stream_cache,
     STATIC_KEYS,
     {
@@ -444,8 +444,9 @@ child_test!(
                 c.event(n as u32, &firelens("missing", n))
             })
         };
-        // The first chunk learns that the stream does not exist: refused, reported.
-        assert_eq!(instance.flush(chunk(0).bytes(), "t"), FLB_ERROR);
+        // The first chunk learns that the stream does not exist: its records take the
+        // fallback in the same flush.
+        assert_eq!(instance.flush(chunk(0).bytes(), "t"), FLB_OK);
         // The next ones go to the fallback without asking again.
         for first in [4, 8, 12] {
             assert_eq!(instance.flush(chunk(first).bytes(), "t"), FLB_OK);
@@ -462,6 +463,7 @@ child_test!(
                 "logs-missing",
                 "logs-unrouted",
                 "logs-unrouted",
+                "logs-unrouted",
                 "logs-unrouted"
             ]
         );
@@ -470,7 +472,16 @@ child_test!(
             .iter()
             .flat_map(|(_, data)| lines(data))
             .collect();
-        assert_eq!(delivered.len(), 12);
+        assert_eq!(delivered.len(), 16, "nothing lost: {delivered:?}");
+        let exit = logs_of("fh-missing-cache")
+            .into_iter()
+            .find(|l| l.text.contains("exiting:"))
+            .unwrap()
+            .text;
+        assert!(
+            exit.contains("firehose[delivered=16 retried=0 dropped=0 rejected=0"),
+            "{exit}"
+        );
     }
 );
 

@@ -186,12 +186,22 @@ struct Pod {
     scratch: Scratch,
     intake: FakeDatadog,
     moto: Moto,
-    fluent_bit: FluentBit,
+    /// `None` until the sidecar starts ([`Pod::start_fluent_bit`]).
+    fluent_bit: Option<FluentBit>,
+    fluent_bit_args: Vec<String>,
+    fluent_bit_env: Vec<(String, String)>,
     port: u16,
     spec: Value,
 }
 
 fn start_pod(fluent_bit: &Path, manifest_path: &str, config_override: Option<&str>) -> Pod {
+    let mut pod = prepare_pod(manifest_path, config_override);
+    pod.start_fluent_bit(fluent_bit);
+    pod
+}
+
+/// The pod with its volumes and stand-ins, the sidecar not started yet.
+fn prepare_pod(manifest_path: &str, config_override: Option<&str>) -> Pod {
     let documents = manifest(manifest_path);
     let (namespace, template) = pod_template(&documents);
     let spec = template["spec"].clone();
@@ -266,22 +276,45 @@ fn start_pod(fluent_bit: &Path, manifest_path: &str, config_override: Option<&st
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let fluent_bit = FluentBit::start(fluent_bit, &args, &env, &scratch.root);
     Pod {
         scratch,
         intake,
         moto,
-        fluent_bit,
+        fluent_bit: None,
+        fluent_bit_args: args,
+        fluent_bit_env: env,
         port,
         spec,
     }
 }
 
 impl Pod {
+    fn start_fluent_bit(&mut self, binary: &Path) {
+        let env: Vec<(&str, &str)> = self
+            .fluent_bit_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.fluent_bit = Some(FluentBit::start(
+            binary,
+            &self.fluent_bit_args,
+            &env,
+            &self.scratch.root,
+        ));
+    }
+
+    fn fluent_bit(&mut self) -> &mut FluentBit {
+        self.fluent_bit.as_mut().expect("the sidecar was started")
+    }
+
     /// Starts the app container's command: `/job-wrapper` with the manifest's flags (paths and
     /// port substituted), the app itself replaced by [`app_script`].
     fn start_app(&self) -> std::process::Child {
+        self.start_app_with(&app_script(), &[])
+    }
+
+    /// The app container running `script`, with `extra_flags` after the manifest's.
+    fn start_app_with(&self, script: &str, extra_flags: &[&str]) -> std::process::Child {
         let command = strings(&app_container(&self.spec)["command"]);
         let separator = command
             .iter()
@@ -297,7 +330,8 @@ impl Pod {
             .collect();
         Command::new(job_wrapper_path())
             .args(&flags)
-            .args(["--", "sh", "-c", &app_script()])
+            .args(extra_flags)
+            .args(["--", "sh", "-c", script])
             .current_dir(&self.scratch.root)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -307,7 +341,7 @@ impl Pod {
 
     /// Fluent Bit ended with `status` 0 and no error line, having delivered everything.
     fn assert_ended_cleanly(&mut self, status: std::process::ExitStatus) {
-        let log = self.fluent_bit.log();
+        let log = self.fluent_bit().log();
         assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
         assert!(
             !log.contains("[error]"),
@@ -323,7 +357,7 @@ impl Pod {
         let expected = LINES + 2;
         let (intake, moto) = (&self.intake, &self.moto);
         wait_until(
-            &mut self.fluent_bit,
+            self.fluent_bit.as_mut().unwrap(),
             "Datadog receives every line",
             Duration::from_secs(30),
             || intake.accepted().len() >= expected,
@@ -424,10 +458,10 @@ fn cronjob_recipe(test: &str, config_override: Option<&str>) {
         status.code(),
         Some(APP_EXIT),
         "the Job keeps the command's exit code; job-wrapper said:\n{stderr}\nFluent Bit:\n{}",
-        pod.fluent_bit.log()
+        pod.fluent_bit().log()
     );
     // Fluent Bit stopped itself (exit_on_job_end) and job-wrapper waited for it.
-    let fb_status = pod.fluent_bit.wait_exit(Duration::from_secs(5));
+    let fb_status = pod.fluent_bit().wait_exit(Duration::from_secs(5));
     pod.assert_ended_cleanly(fb_status);
     let tombstone: Value = serde_json::from_str(
         &std::fs::read_to_string(pod.scratch.path("/var/log/app/done.json")).unwrap(),
@@ -491,7 +525,7 @@ fn eks_native_sidecar_passes_its_startup_probe_and_completes_the_job() {
     assert!(
         passed,
         "the startupProbe {url} never passed:\n{}",
-        pod.fluent_bit.log()
+        pod.fluent_bit().log()
     );
 
     let mut app = pod.start_app();
@@ -503,6 +537,173 @@ fn eks_native_sidecar_passes_its_startup_probe_and_completes_the_job() {
     );
     // The kubelet: the main container has ended, so the sidecar gets SIGTERM (if
     // exit_on_job_end has not ended it already).
-    let fb_status = pod.fluent_bit.terminate(Duration::from_secs(40));
+    let fb_status = pod.fluent_bit().terminate(Duration::from_secs(40));
     pod.assert_ended_cleanly(fb_status);
+}
+
+/// Lines of the burst app: ~200 bytes each, 22 MB in all.
+const BURST_LINES: usize = 110_000;
+/// The rotation size the burst tests set: small, so the burst spans ~25 files.
+const BURST_ROTATE_BYTES: &str = "1048576";
+
+/// An app that writes [`BURST_LINES`] numbered lines as fast as it can, then exits 3.
+fn burst_script() -> String {
+    format!(
+        "awk 'BEGIN {{ pad = sprintf(\"%170s\", \"\"); gsub(/ /, \"x\", pad); \
+         for (i = 1; i <= {BURST_LINES}; i++) print \"burst line \" i \" \" pad; exit }}'; exit {APP_EXIT}"
+    )
+}
+
+/// The burst's line numbers in `messages`: each exactly once, and the end record after them.
+fn assert_every_burst_line_once<'a>(what: &str, messages: impl Iterator<Item = &'a str>) {
+    let mut seen = vec![0u32; BURST_LINES + 1];
+    let mut ends = Vec::new();
+    for message in messages {
+        match message.strip_prefix("burst line ") {
+            Some(rest) => {
+                let n: usize = rest.split(' ').next().unwrap().parse().unwrap();
+                seen[n] += 1;
+            }
+            None => ends.push(message.to_owned()),
+        }
+    }
+    let missing = (1..=BURST_LINES).filter(|n| seen[*n] == 0).count();
+    let twice = (1..=BURST_LINES).filter(|n| seen[*n] > 1).count();
+    assert_eq!(
+        (missing, twice),
+        (0, 0),
+        "{what}: lines missing, lines delivered more than once (first missing: {:?})",
+        (1..=BURST_LINES).find(|n| seen[*n] == 0)
+    );
+    assert_eq!(ends.len(), 1, "{what}: one end-of-job record: {ends:?}");
+    let end: Value = serde_json::from_str(&ends[0]).unwrap();
+    assert_eq!(end["exit_code"], APP_EXIT, "{what}");
+}
+
+impl Pod {
+    /// Every burst line reached Datadog and S3 exactly once, and the end-of-job record.
+    fn assert_burst_delivered(&mut self) {
+        let expected = BURST_LINES + 1;
+        let intake = &self.intake;
+        wait_until(
+            self.fluent_bit.as_mut().unwrap(),
+            "Datadog receives the whole burst",
+            Duration::from_secs(60),
+            || intake.accepted().len() >= expected,
+        );
+        let accepted = intake.accepted();
+        assert_every_burst_line_once(
+            "Datadog",
+            accepted.iter().map(|e| e["message"].as_str().unwrap()),
+        );
+        let s3: Vec<Value> = self
+            .moto
+            .objects("eks-logs")
+            .iter()
+            .filter(|(key, _)| key.starts_with("prod/nightly-report/"))
+            .flat_map(|(_, body)| {
+                body.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_every_burst_line_once(
+            "Firehose → S3",
+            s3.iter().map(|r| r["log"].as_str().unwrap()),
+        );
+    }
+
+    /// The app's log files on the emptyDir, by name.
+    fn log_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.scratch.path("/var/log/app"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("app."))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// deploy/eks/cronjob-native-sidecar.yaml with a Job that writes 22 MB at once, rotated every
+/// 1 MB. `fluent_bit_first`: the kubelet's order (the startupProbe passes, then the app);
+/// else the app writes everything before Fluent Bit starts (a sidecar restarted, or slow to
+/// pull). Either way every line reaches both destinations once and the Job keeps its code.
+fn burst_in_native_sidecar(test: &str, fluent_bit_first: bool) {
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let mut pod = prepare_pod("deploy/eks/cronjob-native-sidecar.yaml", None);
+    let health = format!("http://127.0.0.1:{}/api/v1/health", pod.port);
+    let mut app = if fluent_bit_first {
+        pod.start_fluent_bit(&fluent_bit);
+        wait_until(
+            pod.fluent_bit(),
+            "the startup probe passes",
+            Duration::from_secs(30),
+            || http_get(&health).is_some_and(|(code, _)| code == 200),
+        );
+        pod.start_app_with(
+            &burst_script(),
+            &[&format!("--rotate-bytes={BURST_ROTATE_BYTES}")],
+        )
+    } else {
+        let app = pod.start_app_with(
+            &burst_script(),
+            &[&format!("--rotate-bytes={BURST_ROTATE_BYTES}")],
+        );
+        // The command has exited (the token is made after it) and all it wrote is on disk.
+        let token = pod.scratch.path("/var/log/app/job-end.token");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !token.exists() {
+            assert!(Instant::now() < deadline, "the burst never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pod.start_fluent_bit(&fluent_bit);
+        app
+    };
+    let status = wait_child(&mut app, Duration::from_secs(180));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(app.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(APP_EXIT),
+        "the Job keeps the command's exit code; job-wrapper said:\n{stderr}"
+    );
+    let fb_status = pod.fluent_bit().terminate(Duration::from_secs(40));
+    let log = pod.fluent_bit().log();
+    assert!(
+        fb_status.success(),
+        "Fluent Bit exited with {fb_status}:\n{log}"
+    );
+    assert!(
+        !log.contains("[error]"),
+        "errors in Fluent Bit's log:\n{log}"
+    );
+    pod.assert_burst_delivered();
+    assert!(
+        !stderr.contains("writing the end-of-job record anyway"),
+        "job-wrapper wrote the end record before tail read every file:\n{stderr}"
+    );
+    let files = pod.log_files();
+    assert!(
+        files.len() > 20,
+        "the burst was rotated every MB: {files:?}"
+    );
+}
+
+#[test]
+fn eks_native_sidecar_started_first_loses_nothing_of_a_22_mb_burst_rotated_every_mb() {
+    burst_in_native_sidecar(
+        "eks_native_sidecar_started_first_loses_nothing_of_a_22_mb_burst_rotated_every_mb",
+        true,
+    );
+}
+
+#[test]
+fn eks_native_sidecar_started_after_a_22_mb_burst_loses_nothing() {
+    burst_in_native_sidecar(
+        "eks_native_sidecar_started_after_a_22_mb_burst_loses_nothing",
+        false,
+    );
 }

@@ -510,3 +510,109 @@ fn firelens_survives_hostile_chunk_composition() {
         "the large line arrives whole (under the 1 MB log limit)"
     );
 }
+
+/// `delivery_stream logs-$service || logs-default` where no service has a stream and only
+/// `logs-default` exists: every record whose stream answers ResourceNotFoundException takes
+/// its next alternative in the same flush. 3000 records over 1000 services, all in S3 once.
+#[test]
+fn records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host() {
+    let test = "records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let moto = Moto::start();
+    moto.create_streams("fallback-logs", &[("logs-default", "default/")]);
+    let scratch = Scratch::new("missing-streams");
+    install_artifacts(&scratch);
+    let socket = scratch.path("/var/run/fluent.sock");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 1\n    Log_Level info\n\
+             [INPUT]\n    Name forward\n    Unix_Path {socket}\n\
+             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    destinations firehose\n\
+             \x20   region us-east-1\n    endpoint {endpoint}\n\
+             \x20   delivery_stream logs-$service || logs-default\n",
+            socket = socket.display(),
+            endpoint = moto.url,
+        ),
+    )
+    .unwrap();
+    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        [
+            std::ffi::OsStr::new("-e"),
+            plugin.as_os_str(),
+            std::ffi::OsStr::new("-c"),
+            config.as_os_str(),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDMISSINGSTREAM000"),
+            ("AWS_SECRET_ACCESS_KEY", "missing-stream-secret"),
+        ],
+        &scratch.root,
+    );
+    wait_until(
+        &mut fb,
+        "the forward socket appears",
+        Duration::from_secs(30),
+        || socket.exists(),
+    );
+    const RECORDS: usize = 3000;
+    let now = now();
+    let records: Vec<(u32, Value)> = (0..RECORDS)
+        .map(|i| {
+            (
+                now,
+                json!({"service": format!("svc-{:04}", i % 1000), "log": format!("record {i}")}),
+            )
+        })
+        .collect();
+    for part in records.chunks(500) {
+        forward_unix(&socket, "app", part).unwrap();
+    }
+    let in_s3 = || -> Vec<String> {
+        moto.objects("fallback-logs")
+            .iter()
+            .flat_map(|(key, body)| {
+                assert!(
+                    key.starts_with("default/"),
+                    "only logs-default exists: {key}"
+                );
+                body.lines()
+                    .map(|l| {
+                        serde_json::from_str::<Value>(l).unwrap()["log"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    wait_until(
+        &mut fb,
+        "S3 holds every record",
+        Duration::from_secs(120),
+        || in_s3().len() >= RECORDS,
+    );
+    let status = fb.terminate(Duration::from_secs(40));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    let mut delivered = in_s3();
+    delivered.sort();
+    let mut expected: Vec<String> = (0..RECORDS).map(|i| format!("record {i}")).collect();
+    expected.sort();
+    assert_eq!(delivered, expected, "every record once");
+    assert!(
+        !log.contains("records rejected") && !log.contains("records dropped"),
+        "nothing refused:\n{log}"
+    );
+    let exit = log
+        .lines()
+        .find(|l| l.contains("exiting:"))
+        .unwrap_or_else(|| panic!("the exit stats line:\n{log}"));
+    assert!(exit.contains("dropped=0 rejected=0"), "{exit}");
+}

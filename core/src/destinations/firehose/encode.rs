@@ -52,6 +52,15 @@ pub const CALL_LIMITS: Limits = Limits {
 /// the calls a chunk of records with distinct values can cause.
 pub const MAX_STREAMS_PER_CHUNK: usize = 32;
 
+/// Records of one flush to route again: those sent to a stream that answered
+/// `ResourceNotFoundException` (which [`MissingStreams`] then holds, so routing passes it
+/// over). The plugin fills it as answers come; the plan takes them when its own records are
+/// out, so they leave in the same flush.
+pub trait Reroutes: Sync {
+    /// The positions handed back since the last call, in order.
+    fn take(&self) -> Vec<usize>;
+}
+
 /// How long a stream Firehose reported missing (`ResourceNotFoundException`) is not asked again.
 pub const MISSING_STREAM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -132,12 +141,18 @@ struct OpenStream {
 pub struct Plan<'a> {
     encoder: &'a Encoder<'a>,
     batch: &'a Batch,
+    /// The records to route, in order: all of the batch, or those routed again.
+    only: Option<Vec<usize>>,
+    /// Index of the next record in `only` (or in the batch).
     next: usize,
     streams: Vec<OpenStream>,
     ready: VecDeque<Planned<String>>,
     finished: bool,
     /// Streams not to route to (reported missing recently).
     missing: Option<&'a dyn MissingStreams>,
+    /// Records of this flush sent to a stream that turned out missing, routed again once the
+    /// plan's own records are out.
+    reroutes: Option<&'a dyn Reroutes>,
     /// The current record's line (reused from record to record).
     line: Vec<u8>,
     pub counts: Counts,
@@ -151,9 +166,21 @@ impl Iterator for Plan<'_> {
             if let Some(planned) = self.ready.pop_front() {
                 return Some(planned);
             }
-            let Some(event) = self.batch.get(self.next) else {
+            let (position, total) = match &self.only {
+                Some(only) => (only.get(self.next).copied(), only.len()),
+                None => (Some(self.next), self.batch.len()),
+            };
+            let Some(event) = position.and_then(|p| self.batch.get(p)) else {
                 if self.finished {
-                    return None;
+                    // Records whose stream answered missing since: their next alternative.
+                    let again = self.reroutes.map(|r| r.take()).unwrap_or_default();
+                    if again.is_empty() {
+                        return None;
+                    }
+                    self.only = Some(again);
+                    self.next = 0;
+                    self.finished = false;
+                    continue;
                 }
                 self.finished = true;
                 let config = self.encoder.config;
@@ -162,7 +189,7 @@ impl Iterator for Plan<'_> {
                 }
                 continue;
             };
-            let position = self.next;
+            let position = position.unwrap_or(self.next);
             self.next += 1;
             let (encoder, tag, counts) = (self.encoder, &self.batch.tag, &mut self.counts);
             let open = &self.streams;
@@ -218,7 +245,7 @@ impl Iterator for Plan<'_> {
                     self.streams.len() - 1
                 }
             };
-            let left = self.batch.len() - self.next;
+            let left = total - self.next;
             self.streams[slot].add(
                 position,
                 &self.line,
@@ -230,7 +257,14 @@ impl Iterator for Plan<'_> {
     }
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
+    /// Routes again, after its own records, the records `reroutes` hands back (their stream
+    /// answered missing while the plan was being sent).
+    pub fn rerouting(mut self, reroutes: &'a dyn Reroutes) -> Plan<'a> {
+        self.reroutes = Some(reroutes);
+        self
+    }
+
     /// The streams in order of first appearance (all of them once the plan is exhausted).
     pub fn stream_names(&self) -> impl Iterator<Item = &str> {
         self.streams.iter().map(|s| s.name.as_str())
@@ -331,8 +365,10 @@ impl<'a> Encoder<'a> {
     ) -> Plan<'a> {
         Plan {
             missing,
+            reroutes: None,
             encoder: self,
             batch,
+            only: None,
             next: 0,
             streams: Vec::new(),
             ready: VecDeque::new(),
@@ -652,6 +688,80 @@ mod tests {
             .collect();
         assert_eq!(keys_sent, vec!["logs-unrouted", "logs-web"]);
         assert!(!missing.contains("logs-web"));
+    }
+
+    #[test]
+    fn records_handed_back_take_their_next_alternative_after_the_plan_s_own() {
+        use std::sync::Mutex;
+        let c = config(&[(
+            "delivery_stream",
+            "logs-$container_name || logs-$team || logs-unrouted",
+        )]);
+        let keys = vec!["log".to_string()];
+        let batch = Batch::from_json(
+            "t",
+            EventTime::new(1, 0),
+            &[
+                json!({"container_name": "a", "team": "x", "log": "0"}),
+                json!({"container_name": "b", "team": "x", "log": "1"}),
+                json!({"container_name": "c", "log": "2"}),
+            ],
+        );
+        /// Streams found missing as the plan is sent, and the records sent to them.
+        #[derive(Default)]
+        struct Remote {
+            gone: Mutex<Vec<String>>,
+            handed_back: Mutex<Vec<usize>>,
+        }
+        impl MissingStreams for Remote {
+            fn contains(&self, stream: &str) -> bool {
+                self.gone.lock().unwrap().iter().any(|g| g == stream)
+            }
+        }
+        impl Reroutes for Remote {
+            fn take(&self) -> Vec<usize> {
+                std::mem::take(&mut *self.handed_back.lock().unwrap())
+            }
+        }
+        let remote = Remote::default();
+        let encoder = Encoder {
+            config: &c,
+            message_keys: &keys,
+        };
+        let exists = ["logs-b", "logs-unrouted"];
+        let mut sent = Vec::new();
+        let mut dropped = Vec::new();
+        for planned in encoder
+            .plan_avoiding(&batch, Some(&remote))
+            .rerouting(&remote)
+        {
+            match planned {
+                Planned::Request(r) => {
+                    let positions = r.units.positions().to_vec();
+                    if !exists.contains(&r.key.as_str()) {
+                        remote.gone.lock().unwrap().push(r.key.clone());
+                        remote.handed_back.lock().unwrap().extend(positions.clone());
+                    }
+                    sent.push((r.key, positions));
+                }
+                Planned::Dropped { positions, .. } => dropped.extend(positions),
+            }
+        }
+        let sent: Vec<(&str, Vec<usize>)> =
+            sent.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
+        assert_eq!(
+            sent,
+            vec![
+                ("logs-a", vec![0]),
+                ("logs-b", vec![1]),
+                ("logs-c", vec![2]),
+                // Record 0's next alternative, then record 2's (it has no team).
+                ("logs-x", vec![0]),
+                ("logs-unrouted", vec![2]),
+                ("logs-unrouted", vec![0]),
+            ]
+        );
+        assert!(dropped.is_empty(), "every record had an alternative left");
     }
 
     #[test]

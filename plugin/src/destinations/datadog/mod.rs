@@ -118,7 +118,10 @@ impl DatadogDestination {
 /// The reason a refusal gave.
 fn describe(sent: &Sent) -> &str {
     match sent {
-        Sent::Split { reason } | Sent::Rejected { reason } | Sent::Retry { reason, .. } => reason,
+        Sent::Split { reason }
+        | Sent::Rejected { reason }
+        | Sent::Reroute { reason }
+        | Sent::Retry { reason, .. } => reason,
         Sent::Partial { reason, .. } => reason,
         Sent::Accepted => "accepted",
     }

@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use self::config::FirehoseConfig;
-use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams};
+use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams, Reroutes};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
@@ -49,6 +49,7 @@ pub struct FirehoseDestination {
 struct Calls<'a> {
     client: &'a aws_sdk_firehose::Client,
     missing: &'a RecentlyMissing,
+    reroutes: Rerouted,
 }
 
 impl FirehoseDestination {
@@ -91,19 +92,19 @@ impl FirehoseDestination {
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
-        let mut plan = encoder.plan_avoiding(batch, Some(&self.missing));
+        let calls = Calls {
+            client,
+            missing: &self.missing,
+            reroutes: Rerouted::default(),
+        };
+        // Records whose stream answers ResourceNotFoundException come back through `calls`
+        // and take their next `||` alternative (the stream is remembered missing, so routing
+        // passes it over); a record with none left is dropped as unroutable.
+        let mut plan = encoder
+            .plan_avoiding(batch, Some(&self.missing))
+            .rerouting(&calls.reroutes);
         self.requests
-            .run(
-                &Calls {
-                    client,
-                    missing: &self.missing,
-                },
-                &mut plan,
-                outcome,
-                deadline,
-                &self.log,
-                "firehose",
-            )
+            .run(&calls, &mut plan, outcome, deadline, &self.log, "firehose")
             .await;
         if plan.counts.truncated > 0 {
             self.log.warn(format_args!(
@@ -111,6 +112,16 @@ impl FirehoseDestination {
                 plan.counts.truncated
             ));
         }
+    }
+}
+
+/// The records of one flush whose stream turned out missing.
+#[derive(Default)]
+struct Rerouted(std::sync::Mutex<Vec<usize>>);
+
+impl Reroutes for Rerouted {
+    fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -138,9 +149,15 @@ impl Endpoint for Calls<'_> {
                 reason: format!("stream '{stream}': {reason}"),
             },
             Put::Missing(reason) => {
-                // Later records for it take their next `||` alternative without a call.
+                // These records and later ones take their next `||` alternative without
+                // asking this stream again.
                 self.missing.insert(stream);
-                Sent::Rejected {
+                self.reroutes
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(units.positions());
+                Sent::Reroute {
                     reason: format!("stream '{stream}': {reason}"),
                 }
             }
