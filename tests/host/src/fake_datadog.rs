@@ -30,6 +30,9 @@ pub enum Reply {
     /// 415 Unsupported Media Type for a body with this `Content-Encoding`; otherwise accepted
     /// (an intake that does not take zstd).
     RefuseEncoding(String),
+    /// The status with every request header echoed in the body (an intake or proxy that
+    /// reflects `Authorization` in its error page).
+    EchoHeaders(u16),
 }
 
 /// One request as the intake saw it.
@@ -146,6 +149,7 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
     };
     let mut retry_after = None;
     let mut location = None;
+    let mut echo = None;
     {
         let mut state = state.lock().unwrap();
         if status == 202 {
@@ -165,6 +169,17 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
                     status = 415;
                 }
                 Some(Reply::RefuseEncoding(_)) => {}
+                Some(Reply::EchoHeaders(s)) => {
+                    status = s;
+                    echo = Some(
+                        request
+                            .headers
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    );
+                }
                 None => {}
             }
         }
@@ -186,7 +201,9 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
     Answer {
         status,
         headers,
-        body: if status < 300 {
+        body: if let Some(echo) = echo {
+            format!("you sent:\n{echo}")
+        } else if status < 300 {
             "{}".to_owned()
         } else {
             r#"{"errors":["scripted"]}"#.to_owned()

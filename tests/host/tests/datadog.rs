@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_init_fails, records};
+use common::{ForwardProxy, assert_init_fails, in_child, records, run_in_child};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -724,4 +724,171 @@ fn identical_chunks_do_not_share_progress() {
         .collect();
     in_datadog.sort();
     assert_eq!(in_datadog, vec!["bytes", "bytes", "same", "same"]);
+}
+
+/// Every proxy variable pointing at a recording proxy.
+fn proxied(proxy: &ForwardProxy) -> Vec<(&str, &str)> {
+    [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|name| (name, proxy.url.as_str()))
+    .collect()
+}
+
+/// Sends two records to `FANOUT_TEST_INTAKE` (and `FANOUT_TEST_KEY` as the key when set): the
+/// body of the proxy tests' child processes.
+fn deliver_two_records_in_child(label: &str) {
+    let url = std::env::var("FANOUT_TEST_INTAKE").unwrap();
+    let plugin = load();
+    let instance = plugin
+        .init(&[
+            ("destinations", "datadog"),
+            ("apikey", API_KEY),
+            ("dd_url", &url),
+            ("flush_timeout", "10s"),
+            ("label", label),
+        ])
+        .unwrap();
+    let chunk = Chunk::new()
+        .event(1, &json!({"log": "one"}))
+        .event(2, &json!({"log": "two"}));
+    let rc = instance.flush(chunk.bytes(), "t");
+    assert_eq!(instance.exit(), FLB_OK);
+    assert_eq!(rc, FLB_OK, "{:?}", logs_of(label));
+}
+
+/// A loopback `http://` intake with every proxy variable set: the request goes straight to
+/// the intake, and the API key never reaches the proxy (which would get it in clear).
+#[test]
+fn a_loopback_http_intake_is_never_reached_through_a_proxy() {
+    let proxy = ForwardProxy::start();
+    let intake = FakeDatadog::start();
+    let mut env = proxied(&proxy);
+    env.push(("FANOUT_TEST_INTAKE", intake.url.as_str()));
+    run_in_child("loopback_http_intake_child", &env);
+    assert_eq!(
+        intake.accepted().len(),
+        2,
+        "delivered straight to the intake"
+    );
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "nothing went to the proxy"
+    );
+    assert!(!proxy.saw(API_KEY));
+}
+
+#[test]
+#[ignore = "runs in a child process: see a_loopback_http_intake_is_never_reached_through_a_proxy"]
+fn loopback_http_intake_child() {
+    if in_child() {
+        deliver_two_records_in_child("dd-proxy-loopback");
+    }
+}
+
+/// An `https://` intake with `HTTPS_PROXY` set goes through the proxy as a CONNECT tunnel: the
+/// proxy sees the target and TLS, never the key; with `NO_PROXY` naming the host it goes
+/// straight there.
+#[test]
+fn an_https_intake_goes_through_https_proxy_in_a_tunnel_unless_no_proxy_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = common::TlsPeer::start(dir.path());
+    let ca = peer.ca.display().to_string();
+    let target = peer.url.strip_prefix("https://").unwrap().to_owned();
+    let proxy = ForwardProxy::start();
+    let tunnelled = [
+        ("HTTPS_PROXY", proxy.url.as_str()),
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("FANOUT_TEST_INTAKE", peer.url.as_str()),
+    ];
+    run_in_child("https_intake_child", &tunnelled);
+    assert_eq!(
+        proxy.requests(),
+        vec![format!("CONNECT {target} HTTP/1.1")],
+        "one tunnel to the intake"
+    );
+    assert!(!proxy.saw(API_KEY), "the key stays inside TLS");
+    let mut direct = tunnelled.to_vec();
+    direct.push(("NO_PROXY", "127.0.0.1"));
+    run_in_child("https_intake_child", &direct);
+    assert_eq!(
+        proxy.requests().len(),
+        1,
+        "NO_PROXY: straight to the intake"
+    );
+    let answered = peer.answered();
+    assert_eq!(
+        answered.iter().filter(|a| *a == "datadog").count(),
+        2,
+        "{answered:?}"
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process: see an_https_intake_goes_through_https_proxy_in_a_tunnel_unless_no_proxy_names_it"]
+fn https_intake_child() {
+    if in_child() {
+        deliver_two_records_in_child("dd-proxy-https");
+    }
+}
+
+/// `dd_url` with credentials, and an intake whose error page echoes the request's headers:
+/// neither the key nor the user, the password or the `Authorization` header made of them
+/// appears in any log line, in any form.
+#[test]
+fn credentials_in_dd_url_never_reach_the_log_even_when_the_intake_echoes_them() {
+    use base64::Engine as _;
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    intake.script(std::iter::repeat_n(Reply::EchoHeaders(403), 100));
+    let (user, password) = ("dd-proxy-user", "s3cr3t/pa ss");
+    let url = intake
+        .url
+        .replace("http://", &format!("http://{user}:{}@", "s3cr3t%2Fpa%20ss"));
+    let instance = plugin
+        .init(&[
+            ("destinations", "datadog"),
+            ("apikey", API_KEY),
+            ("dd_url", &url),
+            ("flush_timeout", "2s"),
+            ("label", "dd-echo"),
+        ])
+        .unwrap();
+    let rc = instance.flush(Chunk::new().event(1, &json!({"log": "x"})).bytes(), "t");
+    assert_eq!(instance.exit(), FLB_OK);
+    assert_eq!(rc, FLB_RETRY, "403 until the deadline");
+    let received = intake.received();
+    let authorization = received[0]
+        .header("Authorization")
+        .expect("the URL's credentials travel as Basic authorization")
+        .to_owned();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    assert_eq!(authorization, format!("Basic {basic}"));
+    let lines: Vec<String> = logs_of("dd-echo").into_iter().map(|l| l.text).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("you sent") && l.contains("Basic ***")),
+        "the echoing body is in the log, redacted: {lines:?}"
+    );
+    for secret in [
+        API_KEY,
+        user,
+        password,
+        "s3cr3t%2Fpa%20ss",
+        basic.as_str(),
+        basic.trim_end_matches('='),
+    ] {
+        assert!(
+            lines.iter().all(|l| !l.contains(secret)),
+            "{secret:?} in the log: {lines:?}"
+        );
+    }
 }

@@ -6,7 +6,13 @@
 //! deadline and logged as errors, then Fluent Bit's `Retry_Limit` decides. Redirects are never
 //! followed — the API key goes nowhere but the configured intake — and a 3xx is an error naming
 //! the status and where it pointed. Other 4xx: refused for good. Error bodies are read up to
-//! 4 KiB; the API key is never logged.
+//! 4 KiB; neither the API key nor the credentials of `dd_url` (user, password, or the
+//! `Authorization` header reqwest makes of them, which an intake may echo) are ever logged.
+//!
+//! Proxies: an `https://` intake goes through `HTTPS_PROXY` (a CONNECT tunnel: the key stays
+//! inside TLS) unless `NO_PROXY` says otherwise. A plain `http://` intake (loopback, or
+//! `dd_allow_http on`) never goes through any proxy: the key would reach the proxy in clear,
+//! and a loopback address means this host, which a proxy cannot reach.
 
 use std::time::Duration;
 
@@ -27,7 +33,9 @@ pub struct Transport {
     client: reqwest::Client,
     url: String,
     headers: HeaderMap,
-    api_key: String,
+    /// What must never appear in a log line: the key, and `dd_url`'s credentials in every
+    /// form they travel in.
+    secrets: Vec<String>,
 }
 
 impl Transport {
@@ -44,18 +52,22 @@ impl Transport {
             "DD-EVP-ORIGIN-VERSION",
             HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
         );
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("flb-fanout/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_idle_timeout(Duration::from_secs(50));
+        if !config.url.starts_with("https://") {
+            builder = builder.no_proxy();
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Transport {
             client,
             url: config.url.clone(),
             headers,
-            api_key: config.api_key.expose().to_owned(),
+            secrets: secrets(config.api_key.expose(), &config.url),
         })
     }
 
@@ -175,21 +187,56 @@ impl Transport {
         head.truncate(ERROR_BODY_BYTES);
         let text = String::from_utf8_lossy(&head);
         let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let short: String = one_line.chars().take(200).collect();
+        // Redacted before it is cut: a secret cut in half would no longer match.
+        let short: String = self.redact(&one_line).chars().take(200).collect();
         if short.is_empty() {
             String::new()
         } else {
-            format!(": {}", self.redact(&short))
+            format!(": {short}")
         }
     }
 
     fn redact(&self, text: &str) -> String {
-        if self.api_key.len() >= 4 {
-            text.replace(&self.api_key, "***")
-        } else {
-            text.to_owned()
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "***");
         }
+        text
     }
+}
+
+/// The API key, and `url`'s user and password as written, percent-decoded, and as the
+/// `Basic` credentials built from them (base64, with and without padding): longest first, so
+/// a secret containing another is hidden whole. Strings under 4 characters are left out (they
+/// would blank ordinary words).
+fn secrets(api_key: &str, url: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut secrets = vec![api_key.to_owned()];
+    if let Ok(parsed) = reqwest::Url::parse(url)
+        && (!parsed.username().is_empty() || parsed.password().is_some())
+    {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (user, password) = (parsed.username(), parsed.password().unwrap_or(""));
+        let (plain_user, plain_password) = (decode(user), decode(password));
+        let basic = format!("{plain_user}:{plain_password}");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(basic.as_bytes());
+        secrets.push(encoded.trim_end_matches('=').to_owned());
+        secrets.push(encoded);
+        secrets.extend([
+            user.to_owned(),
+            password.to_owned(),
+            plain_user,
+            plain_password,
+        ]);
+    }
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
 }
 
 fn describe_transport_error(e: &reqwest::Error) -> String {

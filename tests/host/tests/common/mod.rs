@@ -261,3 +261,102 @@ impl Drop for TlsPeer {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP forward proxy on 127.0.0.1 that records what reaches it: the request head of every
+/// connection (a plain-HTTP request, or `CONNECT host:port`) and every byte the client sent.
+/// `CONNECT` is tunnelled to its target, as real proxies do; anything else is answered 502.
+pub struct ForwardProxy {
+    pub url: String,
+    seen: Seen,
+}
+
+/// Per connection: the request's first line, and every byte the client sent.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+impl ForwardProxy {
+    pub fn start() -> ForwardProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Arc::default();
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let line = text.lines().next().unwrap_or("").to_owned();
+                    let index = {
+                        let mut seen = record.lock().unwrap();
+                        seen.push((line.clone(), head.clone()));
+                        seen.len() - 1
+                    };
+                    let target = line
+                        .strip_prefix("CONNECT ")
+                        .and_then(|rest| rest.split(' ').next());
+                    let Some(Ok(mut upstream)) = target.map(TcpStream::connect) else {
+                        let _ = client.write_all(
+                            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                        // Read the body too, so a key in it is seen.
+                        let _ =
+                            client.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+                        let mut rest = Vec::new();
+                        let _ = client.read_to_end(&mut rest);
+                        record.lock().unwrap()[index].1.extend_from_slice(&rest);
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut from_client, mut to_client) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut to_client, &mut client);
+                    });
+                    let mut buffer = [0u8; 16 * 1024];
+                    loop {
+                        match from_client.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                record.lock().unwrap()[index]
+                                    .1
+                                    .extend_from_slice(&buffer[..n]);
+                                if upstream.write_all(&buffer[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        ForwardProxy { url, seen }
+    }
+
+    /// The first line of every request that reached the proxy.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// Whether `text` passed through the proxy in clear, in any request.
+    pub fn saw(&self, text: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, bytes)| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
+    }
+}
