@@ -728,6 +728,7 @@ impl Pipeline {
             let counters = &self.destination_stats[part.index];
             let name = counters.name;
             stats::add(&counters.requests, outcome.requests);
+            stats::add(&self.stats.altered_values, outcome.altered_values);
             stats::add(&counters.delivered, tally.accepted as u64);
             stats::add(&counters.retried, tally.pending as u64);
             stats::add(&counters.dropped, tally.dropped_count() as u64);

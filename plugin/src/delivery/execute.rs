@@ -62,6 +62,20 @@ pub enum Sent {
     },
 }
 
+/// How one request went, and how many HTTP requests went on the wire for it: usually one, two
+/// when the destination sent it again another way (gzip after the intake refused zstd).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub sent: Sent,
+    pub requests: u64,
+}
+
+impl From<Sent> for Answer {
+    fn from(sent: Sent) -> Answer {
+        Answer { sent, requests: 1 }
+    }
+}
+
 /// A destination's side of the executor: sending one request.
 pub trait Endpoint: Send + Sync {
     type Key: Clone + Send + Sync;
@@ -72,7 +86,7 @@ pub trait Endpoint: Send + Sync {
         key: &Self::Key,
         units: &Units,
         deadline: Instant,
-    ) -> impl Future<Output = Sent> + Send;
+    ) -> impl Future<Output = Answer> + Send;
 
     /// How the key reads in log lines (e.g. `stream 'logs-x': `).
     fn describe(&self, key: &Self::Key) -> String;
@@ -230,15 +244,16 @@ impl<E: Endpoint> Executor<'_, E> {
         };
         let mut retries = 0u32;
         loop {
-            Outcome::lock(self.outcome).requests += 1;
             let started = Instant::now();
-            let sent = self
+            let Answer { sent, requests } = self
                 .endpoint
                 .send(&request.key, &request.units, self.deadline)
                 .await;
             self.adapt(started.elapsed());
             let (reason, after, serious) = {
                 let mut outcome = Outcome::lock(self.outcome);
+                // Counted as they went on the wire, answered or not.
+                outcome.requests += requests;
                 match sent {
                     Sent::Accepted => {
                         outcome.accept(request.units.positions());
@@ -326,11 +341,11 @@ mod tests {
     use std::sync::Mutex;
 
     /// How the scripted remote answers: from the records a request carries and the call count.
-    type Answer = Box<dyn Fn(&[usize], usize) -> Sent + Send + Sync>;
+    type Script = Box<dyn Fn(&[usize], usize) -> Sent + Send + Sync>;
 
     /// A remote that answers from a script keyed by the records a request carries.
     struct Scripted {
-        answer: Answer,
+        answer: Script,
         calls: AtomicUsize,
         in_flight: AtomicUsize,
         most_in_flight: AtomicUsize,
@@ -359,14 +374,14 @@ mod tests {
 
     impl Endpoint for Scripted {
         type Key = ();
-        async fn send(&self, _key: &(), units: &Units, _deadline: Instant) -> Sent {
+        async fn send(&self, _key: &(), units: &Units, _deadline: Instant) -> Answer {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             self.seen.lock().unwrap().push(units.positions().to_vec());
-            (self.answer)(units.positions(), call)
+            (self.answer)(units.positions(), call).into()
         }
         fn describe(&self, _key: &()) -> String {
             String::new()

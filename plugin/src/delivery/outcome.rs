@@ -29,6 +29,8 @@ pub struct Outcome {
     transient: Option<(String, bool)>,
     /// Requests sent, counting retries and split halves.
     pub requests: u64,
+    /// Values the destination changed to send them (a non-string `ddtags` made into tags).
+    pub altered_values: u64,
 }
 
 /// Records by fate, with the causes of refusals and their counts.
@@ -60,6 +62,7 @@ impl Outcome {
             causes: Vec::new(),
             transient: None,
             requests: 0,
+            altered_values: 0,
         }
     }
 

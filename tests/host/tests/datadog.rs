@@ -190,6 +190,17 @@ fn an_intake_that_refuses_zstd_gets_the_same_request_with_gzip_and_gzip_from_the
         .filter(|l| l.text.contains("refused a zstd body (HTTP 415"))
         .collect();
     assert_eq!(switched.len(), 1, "said once: {switched:?}");
+    // Every POST on the wire is counted, the gzip one after the refusal too.
+    let exit = logs_of("dd-no-zstd")
+        .into_iter()
+        .find(|l| l.text.contains("exiting:"))
+        .expect("the exit stats line")
+        .text;
+    assert!(
+        exit.contains(&format!("requests={}]", received.len())),
+        "{} POSTs received: {exit}",
+        received.len()
+    );
 }
 
 #[test]
@@ -891,4 +902,43 @@ fn credentials_in_dd_url_never_reach_the_log_even_when_the_intake_echoes_them() 
             "{secret:?} in the log: {lines:?}"
         );
     }
+}
+
+/// A record's own `ddtags` that is not a string (an app logging `"ddtags": 42`) is kept as a
+/// tag, said in a warning and counted as an altered value — never dropped without a word.
+#[test]
+fn a_non_string_ddtags_is_kept_as_tags_and_counted_as_altered() {
+    let plugin = load();
+    let intake = FakeDatadog::start();
+    let instance = plugin
+        .init(&props("dd-ddtags", &intake, &[("dd_tags", "env:prod")]))
+        .unwrap();
+    let chunk = Chunk::new()
+        .event(1, &json!({"log": "number", "ddtags": 42}))
+        .event(2, &json!({"log": "list", "ddtags": ["team:web", "tier:2"]}))
+        .event(3, &json!({"log": "text", "ddtags": "ok:yes"}));
+    assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    assert_eq!(instance.exit(), FLB_OK);
+    let tags: BTreeMap<String, String> = intake
+        .accepted()
+        .iter()
+        .map(|e| {
+            (
+                e["message"].as_str().unwrap().to_owned(),
+                e["ddtags"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(tags["number"], "env:prod,42");
+    assert_eq!(tags["list"], "env:prod,team:web,tier:2");
+    assert_eq!(tags["text"], "env:prod,ok:yes");
+    let lines: Vec<String> = logs_of("dd-ddtags").into_iter().map(|l| l.text).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("2 logs had a ddtags field that is not a string")),
+        "{lines:?}"
+    );
+    let exit = lines.iter().find(|l| l.contains("exiting:")).unwrap();
+    assert!(exit.contains("altered_values=2"), "{exit}");
 }

@@ -18,7 +18,7 @@ use crate::delivery::plan::{Planned, Request};
 use crate::delivery::shrink;
 use crate::delivery::units::Units;
 use crate::record::{Batch, Record};
-use crate::view::ValueRef;
+use crate::view::{FIELD_DEPTH, ValueRef};
 
 /// Request limits of the intake (uncompressed): 1000 entries, 5 MB, in a JSON array.
 pub const LIMITS: Limits = Limits {
@@ -59,6 +59,8 @@ pub struct Plan<'a> {
     current: Units,
     /// Logs whose message was shortened to fit 1 MB.
     pub truncated: u64,
+    /// Logs whose own `ddtags` was not a string and was turned into tags ([`ddtags_text`]).
+    pub retyped_ddtags: u64,
     scratch: Scratch,
 }
 
@@ -67,6 +69,8 @@ pub struct Plan<'a> {
 struct Scratch {
     value: String,
     tags: String,
+    /// The last entry written had a `ddtags` that was not a string.
+    retyped_ddtags: bool,
 }
 
 impl Iterator for Plan<'_> {
@@ -81,6 +85,7 @@ impl Iterator for Plan<'_> {
             let scratch = &mut self.scratch;
             self.encoder
                 .write_entry(&event, &self.batch.tag, None, out, scratch);
+            self.retyped_ddtags += u64::from(scratch.retyped_ddtags);
             let len = out.len() - start;
             if len > MAX_LOG_BYTES {
                 match self
@@ -215,6 +220,7 @@ impl<'a> Encoder<'a> {
             next: 0,
             current: Units::default(),
             truncated: 0,
+            retyped_ddtags: 0,
             scratch: Scratch::default(),
         }
     }
@@ -344,12 +350,20 @@ impl<'a> Encoder<'a> {
                 tags.truncate(before);
             }
         }
-        if let Some(existing) = body
-            .get("ddtags")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-        {
-            push_tag(tags, &existing);
+        scratch.retyped_ddtags = false;
+        match body.get("ddtags") {
+            None | Some(ValueRef::Null) => {}
+            Some(value) => match value.as_str() {
+                Some(existing) if !existing.is_empty() => push_tag(tags, &existing),
+                Some(_) => {}
+                None => {
+                    scratch.retyped_ddtags = true;
+                    let text = ddtags_text(value);
+                    if !text.is_empty() {
+                        push_tag(tags, &text);
+                    }
+                }
+            },
         }
         if message_limit.is_some() {
             push_tag(tags, "truncated:true");
@@ -359,6 +373,27 @@ impl<'a> Encoder<'a> {
         }
         object.end();
     }
+}
+
+/// The tags a record's own `ddtags` stands for when it is not a string (the intake takes only
+/// a comma-separated string, so the value would otherwise be lost): an array gives one tag
+/// per element, a map one `key:value` tag per entry, anything else its JSON text (`42`,
+/// `true`). Commas inside an element would split it, so they become `_`.
+fn ddtags_text(value: ValueRef<'_>) -> String {
+    let one = |value: ValueRef<'_>| value.to_text(FIELD_DEPTH + 1).replace(',', "_");
+    let parts: Vec<String> = match value {
+        ValueRef::Array(items) => items.iter().filter(|v| !v.is_null()).map(one).collect(),
+        ValueRef::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| format!("{}:{}", k.text_at(FIELD_DEPTH + 1), one(v)).replace(',', "_"))
+            .collect(),
+        other => vec![one(other)],
+    };
+    parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Appends one tag (or a comma-separated list of them) to `tags`.
@@ -547,6 +582,51 @@ mod tests {
         );
         assert_eq!(parsed[0]["service"], "report");
         assert!(parsed[0].get("ddtags").is_none());
+    }
+
+    #[test]
+    fn a_ddtags_that_is_not_a_string_is_kept_as_tags_and_counted() {
+        let c = config(&[("dd_tags", "env:prod")]);
+        let keys = vec!["log".to_string()];
+        let bodies = [
+            json!({"log": "a", "ddtags": 42}),
+            json!({"log": "b", "ddtags": ["team:web", 7, null, "x,y"]}),
+            json!({"log": "c", "ddtags": {"team": "web", "tier": 2}}),
+            json!({"log": "d", "ddtags": true}),
+            json!({"log": "e", "ddtags": "plain:string"}),
+            json!({"log": "f", "ddtags": null}),
+        ];
+        let batch = Batch::from_json("t", EventTime::new(1, 0), &bodies);
+        let encoder = Encoder {
+            config: &c,
+            message_keys: &keys,
+        };
+        let mut plan = encoder.plan(&batch);
+        let tags: Vec<Value> = plan
+            .by_ref()
+            .flat_map(|p| match p {
+                Planned::Request(r) => (0..r.units.len())
+                    .map(|i| serde_json::from_slice::<Value>(r.units.unit(i)).unwrap())
+                    .collect(),
+                Planned::Dropped { .. } => Vec::new(),
+            })
+            .map(|entry| entry["ddtags"].clone())
+            .collect();
+        assert_eq!(
+            tags,
+            vec![
+                json!("env:prod,42"),
+                json!("env:prod,team:web,7,x_y"),
+                json!("env:prod,team:web,tier:2"),
+                json!("env:prod,true"),
+                json!("env:prod,plain:string"),
+                json!("env:prod"),
+            ]
+        );
+        assert_eq!(
+            plan.retyped_ddtags, 4,
+            "a string or null is not an alteration"
+        );
     }
 
     #[test]

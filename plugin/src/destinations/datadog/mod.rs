@@ -30,8 +30,8 @@ use self::encode::Encoder;
 use self::transport::Transport;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Endpoint, Requests, Sent};
-use crate::delivery::outcome::SharedOutcome;
+use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
+use crate::delivery::outcome::{Outcome, SharedOutcome};
 use crate::delivery::units::Units;
 use crate::log::Logger;
 use crate::record::Batch;
@@ -89,6 +89,13 @@ impl DatadogDestination {
                 plan.truncated
             ));
         }
+        if plan.retyped_ddtags > 0 {
+            Outcome::lock(outcome).altered_values += plan.retyped_ddtags;
+            self.log.warn(format_args!(
+                "datadog: {} logs had a ddtags field that is not a string: sent as tags (an array's elements, a map's key:value pairs, else its JSON text)",
+                plan.retyped_ddtags
+            ));
+        }
     }
 }
 
@@ -130,7 +137,7 @@ fn describe(sent: &Sent) -> &str {
 impl Endpoint for DatadogDestination {
     type Key = ();
 
-    async fn send(&self, _key: &(), units: &Units, deadline: Instant) -> Sent {
+    async fn send(&self, _key: &(), units: &Units, deadline: Instant) -> Answer {
         // Built (and compressed) only now, so memory holds the requests in flight.
         let compression = match self.config.compression {
             Compression::Zstd(_) if self.zstd_refused.load(Ordering::Relaxed) => {
@@ -140,12 +147,12 @@ impl Endpoint for DatadogDestination {
         };
         let (sent, status) = self.post(units, compression, deadline).await;
         if !matches!(compression, Compression::Zstd(_)) {
-            return sent;
+            return sent.into();
         }
         match sent {
             Sent::Accepted | Sent::Partial { .. } => {
                 self.zstd_confirmed.store(true, Ordering::Relaxed);
-                sent
+                sent.into()
             }
             // 415 Unsupported Media Type, or 400 from a peer that could not read the body.
             _ if matches!(status, Some(400 | 415))
@@ -164,9 +171,12 @@ impl Endpoint for DatadogDestination {
                         describe(&sent)
                     ));
                 }
-                again
+                Answer {
+                    sent: again,
+                    requests: 2,
+                }
             }
-            other => other,
+            other => other.into(),
         }
     }
 

@@ -28,7 +28,7 @@ use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams, Reroutes};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Endpoint, Requests, Sent};
+use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
 use crate::delivery::units::Units;
 use crate::log::Logger;
@@ -128,9 +128,9 @@ impl Reroutes for Rerouted {
 impl Endpoint for Calls<'_> {
     type Key = String;
 
-    async fn send(&self, stream: &String, units: &Units, deadline: Instant) -> Sent {
+    async fn send(&self, stream: &String, units: &Units, deadline: Instant) -> Answer {
         let records: Vec<&[u8]> = units.iter().collect();
-        match transport::put(self.client, stream, &records, deadline).await {
+        let sent = match transport::put(self.client, stream, &records, deadline).await {
             Put::Accepted => Sent::Accepted,
             Put::Partial { failed, code } => Sent::Partial {
                 reason: format!(
@@ -161,7 +161,8 @@ impl Endpoint for Calls<'_> {
                     reason: format!("stream '{stream}': {reason}"),
                 }
             }
-        }
+        };
+        sent.into()
     }
 
     fn describe(&self, stream: &String) -> String {
