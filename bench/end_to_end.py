@@ -14,6 +14,8 @@ backlog. Runs:
   fanout gzip  the same with `compress gzip`, as the core output compresses
   fanout zstd3 the same with `compress_level 3`
   fanout+agg   `fanout` as deployed: one stream per service, `simple_aggregation on`
+  fanout+ledger `fanout` with `ledger_file` (the ledger kept on disk across restarts): what it
+               costs while every flush succeeds (nothing is written then)
 
 Then a remote-latency pair (BENCH_E2E_REMOTE_RECORDS, default 200 000): both stand-ins answer
 every request after 150 ms, as a remote intake does (Tokyo -> US1), and `core` and `fanout`
@@ -379,6 +381,8 @@ def main():
             ("fanout gzip", FANOUT.replace("{firehose}", FANOUT_SAME + "    compress gzip\n"), True, delivered),
             ("fanout zstd3", FANOUT.replace("{firehose}", FANOUT_SAME + "    compress_level 3\n"), True, delivered),
             ("fanout+agg", FANOUT.replace("{firehose}", FANOUT_DEPLOYED), True, delivered),
+            ("fanout+ledger", FANOUT.replace("{firehose}", FANOUT_SAME + "    ledger_file {ledger}\n"),
+             True, delivered),
         ]
         results = {}
         try:
@@ -389,7 +393,8 @@ def main():
                 plugins_line = f"plugins_file {plugins_conf}" if uses_plugin else ""
                 with open(config, "w") as f:
                     f.write(SERVICE.format(parsers=parsers, plugins=plugins_line, records=records, http_port=http_port))
-                    f.write(outputs.format(dd_port=datadog.port, fh_port=firehose.port, ca=ca))
+                    f.write(outputs.format(dd_port=datadog.port, fh_port=firehose.port, ca=ca,
+                                           ledger=os.path.join(tmp, "fanout.ledger")))
                 datadog.reset()
                 firehose.reset()
                 results[label] = run(config, env, done, label) + (datadog.count, firehose.count,
@@ -411,15 +416,15 @@ def main():
 def print_local(results, size_mb):
     print(f"End to end: {RECORDS} FireLens records ({size_mb:.0f} MB of JSON) through {FLUENT_BIT}, "
           "tail -> outputs -> local stand-ins (their CPU excluded):")
-    print(f"  {'run':<12} {'CPU s':>7} {'peak RSS MiB':>13} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}"
+    print(f"  {'run':<13} {'CPU s':>7} {'peak RSS MiB':>13} {'wall s':>7} {'Datadog':>9} {'Firehose':>9}"
           f" {'Datadog MB sent':>16}")
     for label, (cpu, rss, wall, dd, fh, dd_bytes) in results.items():
-        print(f"  {label:<12} {cpu:7.2f} {rss:13.1f} {wall:7.1f} {dd:9} {fh:9} {dd_bytes / 1e6:16.1f}")
+        print(f"  {label:<13} {cpu:7.2f} {rss:13.1f} {wall:7.1f} {dd:9} {fh:9} {dd_bytes / 1e6:16.1f}")
     if "input only" not in results or "core" not in results:
         return
     base_cpu = results["input only"][0]
     core_cpu, core_rss = results["core"][0], results["core"][1]
-    for label in ("fanout", "fanout gzip", "fanout zstd3", "fanout+agg"):
+    for label in ("fanout", "fanout gzip", "fanout zstd3", "fanout+agg", "fanout+ledger"):
         if label not in results:
             continue
         cpu, rss = results[label][0], results[label][1]

@@ -207,6 +207,9 @@ pub struct CoreConfig {
     pub max_in_flight_bytes: u64,
     /// Requests each remote destination keeps in flight at most, across all flushes.
     pub max_concurrent_requests: usize,
+    /// Where the ledger (what each destination settled of chunks awaiting a resend) is kept
+    /// across restarts; in memory only without it.
+    pub ledger_file: Option<std::path::PathBuf>,
 }
 
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
@@ -296,7 +299,9 @@ impl CoreConfig {
                     )
                 })?,
         };
+        let ledger_file = r.string("ledger_file").map(std::path::PathBuf::from);
         Ok(CoreConfig {
+            ledger_file,
             label,
             destinations,
             message_keys,

@@ -158,6 +158,19 @@ impl Instance {
             .iter()
             .map(|d| DestinationStats::new(d.kind().name()))
             .collect();
+        let ledger = match &config.ledger_file {
+            None => Ledger::default(),
+            Some(path) => {
+                let names = destinations.iter().map(|d| d.kind().name()).collect();
+                match Ledger::with_file(path, names, Arc::clone(&log)) {
+                    Ok(ledger) => ledger,
+                    Err(e) => {
+                        log.error(format_args!("property 'ledger_file': {e}"));
+                        return None;
+                    }
+                }
+            }
+        };
         let job_end = config
             .job_end_token_file
             .clone()
@@ -170,7 +183,7 @@ impl Instance {
             destinations,
             stats: InstanceStats::default(),
             destination_stats,
-            ledger: Ledger::default(),
+            ledger,
             in_flight: Mutex::new(0),
             room: Condvar::new(),
             shutdown,

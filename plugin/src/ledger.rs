@@ -12,9 +12,17 @@
 //! takes one). The oldest entries are evicted beyond a fixed capacity, so memory stays bounded;
 //! an evicted entry only means a destination may see that chunk twice (at least once, never
 //! lost).
+//!
+//! With `ledger_file` every change is also journaled to disk ([`crate::ledger_file`]) and
+//! replayed at startup, so a chunk Fluent Bit resends after a restart (filesystem storage)
+//! skips the destinations that had it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::ledger_file::{LedgerFile, Operation};
+use crate::log::Logger;
 
 /// Chunks remembered at most (an entry is a few bytes, plus one byte per record for a
 /// destination that accepted part of a chunk).
@@ -31,6 +39,20 @@ pub struct ChunkId {
 }
 
 impl ChunkId {
+    pub fn hash(&self) -> u128 {
+        self.hash
+    }
+
+    /// The chunk's length in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn from_parts(hash: u128, len: usize) -> ChunkId {
+        ChunkId { hash, len }
+    }
+
     pub fn of(tag: &str, chunk: &[u8]) -> ChunkId {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&(tag.len() as u64).to_le_bytes());
@@ -76,9 +98,76 @@ struct Inner {
     progress: HashMap<ChunkId, VecDeque<Vec<Progress>>>,
     /// Entries in insertion order, for eviction.
     order: VecDeque<ChunkId>,
+    /// The journal on disk, with `ledger_file`.
+    journal: Option<Journal>,
+}
+
+struct Journal {
+    file: LedgerFile,
+    destinations: Vec<&'static str>,
+    log: Arc<Logger>,
+    /// Said once: the file stopped taking records (the ledger goes on in memory).
+    failed: bool,
+}
+
+impl Journal {
+    fn record(&mut self, written: std::io::Result<()>) {
+        if let Err(e) = written
+            && !std::mem::replace(&mut self.failed, true)
+        {
+            self.log.warn(format_args!(
+                "ledger_file {}: cannot write ({e}); the ledger goes on in memory only, so chunks resent after a restart may reach a destination twice",
+                self.file.path().display()
+            ));
+        }
+    }
 }
 
 impl Ledger {
+    /// A ledger kept in `path` as well as in memory, for an instance sending to
+    /// `destinations`: what the file holds is replayed, then the file is rewritten with only
+    /// the live entries. Why some of the file could not be used is logged; an error means the
+    /// file cannot be opened or locked.
+    pub fn with_file(
+        path: &Path,
+        destinations: Vec<&'static str>,
+        log: Arc<Logger>,
+    ) -> Result<Ledger, String> {
+        let opened = LedgerFile::open(path, &destinations)?;
+        if let Some(note) = &opened.note {
+            log.warn(format_args!("{note}"));
+        }
+        let ledger = Ledger::default();
+        for operation in opened.operations {
+            match operation {
+                Operation::Put(id, progress) => ledger.put(id, progress),
+                Operation::Take(id) => {
+                    ledger.take(id, destinations.len());
+                }
+            }
+        }
+        let mut journal = Journal {
+            file: opened.file,
+            destinations,
+            log,
+            failed: false,
+        };
+        let mut inner = ledger.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let live = inner.live();
+        let rewritten = journal.file.rewrite(&journal.destinations, &live);
+        journal.record(rewritten);
+        if !live.is_empty() {
+            journal.log.info(format_args!(
+                "ledger_file {}: {} chunks awaiting a resend, with what each destination already has",
+                journal.file.path().display(),
+                live.len()
+            ));
+        }
+        inner.journal = Some(journal);
+        drop(inner);
+        Ok(ledger)
+    }
+
     /// Takes what a previous attempt of this chunk settled, for `destinations` destinations
     /// (nothing settled when there is no entry).
     pub fn take(&self, id: ChunkId, destinations: usize) -> Vec<Progress> {
@@ -92,6 +181,10 @@ impl Ledger {
                 if let Some(i) = inner.order.iter().position(|other| *other == id) {
                     inner.order.remove(i);
                 }
+                if let Some(journal) = &mut inner.journal {
+                    let written = journal.file.take(id);
+                    journal.record(written);
+                }
                 progress
             }
             None => Vec::new(),
@@ -103,6 +196,10 @@ impl Ledger {
     /// Leaves progress for the resend of a chunk answered RETRY.
     pub fn put(&self, id: ChunkId, progress: Vec<Progress>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(journal) = &mut inner.journal {
+            let written = journal.file.put(id, &progress);
+            journal.record(written);
+        }
         inner.progress.entry(id).or_default().push_back(progress);
         inner.order.push_back(id);
         while inner.order.len() > CAPACITY {
@@ -113,6 +210,18 @@ impl Ledger {
                 if entries.is_empty() {
                     inner.progress.remove(&oldest);
                 }
+            }
+        }
+        let live = inner.order.len();
+        if inner
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.file.wants_compaction(live))
+        {
+            let entries = inner.live();
+            if let Some(journal) = &mut inner.journal {
+                let rewritten = journal.file.rewrite(&journal.destinations, &entries);
+                journal.record(rewritten);
             }
         }
     }
@@ -128,6 +237,22 @@ impl Ledger {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Inner {
+    /// Every entry, oldest first, as a replay would rebuild it.
+    fn live(&self) -> Vec<(ChunkId, Vec<Progress>)> {
+        let mut next: HashMap<ChunkId, usize> = HashMap::new();
+        self.order
+            .iter()
+            .filter_map(|id| {
+                let n = next.entry(*id).or_default();
+                let progress = self.progress.get(id)?.get(*n)?.clone();
+                *n += 1;
+                Some((*id, progress))
+            })
+            .collect()
     }
 }
 

@@ -16,6 +16,7 @@ mod ffi;
 pub mod instance;
 pub mod job_end;
 pub mod ledger;
+pub mod ledger_file;
 pub mod log;
 pub mod metrics;
 pub mod runtime;

@@ -303,3 +303,93 @@ fn private_ca_child() {
     assert_eq!(instance.exit(), FLB_OK);
     assert_eq!(rc, FLB_OK, "{:?}", logs_of("private-ca"));
 }
+
+/// A restart between a RETRY and the resend, as with `storage.type filesystem`: the first
+/// process delivers a chunk to Firehose while Datadog is down and exits; the second, with the
+/// same `ledger_file`, gets the same chunk again and sends it to Datadog only.
+#[test]
+fn with_a_ledger_file_a_chunk_resent_after_a_restart_skips_the_destination_that_had_it() {
+    let (datadog, firehose) = (FakeDatadog::start(), FakeFirehose::start());
+    datadog.script(std::iter::repeat_n(fake_datadog::Reply::Status(503), 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("fanout.ledger").display().to_string();
+    let env = |run: &'static str| {
+        vec![
+            STATIC_KEYS[0],
+            STATIC_KEYS[1],
+            ("FANOUT_TEST_DATADOG", datadog.url.as_str()),
+            ("FANOUT_TEST_FIREHOSE", firehose.url.as_str()),
+            ("FANOUT_TEST_LEDGER", ledger.as_str()),
+            ("FANOUT_TEST_RUN", run),
+        ]
+    };
+    run_in_child("child_restart_with_ledger_file", &env("first"));
+    assert_eq!(firehose_numbers(&firehose), (0..10).collect::<Vec<_>>());
+    assert!(datadog.accepted().is_empty());
+    datadog.script_clear();
+    run_in_child("child_restart_with_ledger_file", &env("second"));
+    assert_eq!(datadog_numbers(&datadog), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        firehose_numbers(&firehose),
+        (0..10).collect::<Vec<_>>(),
+        "Firehose had the chunk before the restart: not sent again"
+    );
+    // Settled and taken: a third start finds nothing to skip.
+    run_in_child("child_restart_with_ledger_file", &env("third"));
+    assert_eq!(
+        firehose_numbers(&firehose).len(),
+        20,
+        "a new delivery goes everywhere"
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process started by its outer test"]
+fn child_restart_with_ledger_file() {
+    if !in_child() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap();
+    let run = var("FANOUT_TEST_RUN");
+    let plugin = Plugin::load(&plugin_path(), HostVersion::V5_1).unwrap();
+    let label = format!("restart-{run}");
+    let instance = plugin
+        .init(&[
+            ("destinations", "datadog,firehose"),
+            ("apikey", "dd-key-for-tests"),
+            ("dd_url", &var("FANOUT_TEST_DATADOG")),
+            ("region", "us-east-1"),
+            ("endpoint", &var("FANOUT_TEST_FIREHOSE")),
+            ("delivery_stream", "logs-$container_name"),
+            ("flush_timeout", "1s"),
+            ("ledger_file", &var("FANOUT_TEST_LEDGER")),
+            ("label", &label),
+        ])
+        .unwrap();
+    let chunk = (0..10).fold(Chunk::new(), |c, n| c.event(n as u32, &record("web", n)));
+    let expected = if run == "first" { FLB_RETRY } else { FLB_OK };
+    assert_eq!(
+        instance.flush(chunk.bytes(), "t"),
+        expected,
+        "{:?}",
+        logs_of(&label)
+    );
+    assert_eq!(instance.exit(), FLB_OK);
+    let exit = logs_of(&label)
+        .into_iter()
+        .find(|l| l.text.contains("exiting:"))
+        .unwrap()
+        .text;
+    if run == "second" {
+        assert!(
+            exit.contains("firehose[delivered=0 retried=0 dropped=0 rejected=0 resend_skipped=10"),
+            "{exit}"
+        );
+        assert!(
+            logs_of(&label)
+                .iter()
+                .any(|l| l.text.contains("1 chunks awaiting a resend")),
+            "said at startup"
+        );
+    }
+}

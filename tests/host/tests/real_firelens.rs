@@ -616,3 +616,229 @@ fn records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host()
         .unwrap_or_else(|| panic!("the exit stats line:\n{log}"));
     assert!(exit.contains("dropped=0 rejected=0"), "{exit}");
 }
+
+/// Fluent Bit with `storage.type filesystem` and the plugin's `ledger_file` beside its
+/// `storage.path`: Datadog is down, Firehose takes every record, Fluent Bit is stopped
+/// (SIGTERM, or SIGKILL when `kill`) with the chunks on disk, Datadog comes back and Fluent
+/// Bit starts again from the same storage. Datadog gets every record; Firehose, which had
+/// them all before the stop, gets none again after a clean stop (after SIGKILL: at least
+/// once, nothing lost).
+fn restart_with_filesystem_storage(test: &str, kill: bool) {
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    intake.script(std::iter::repeat_n(DatadogReply::Status(503), 1_000_000));
+    let firehose = FakeFirehose::start();
+    let scratch = Scratch::new("restart");
+    install_artifacts(&scratch);
+    let socket = scratch.path("/var/run/fluent.sock");
+    let storage = scratch.dir("/var/lib/fluent-bit");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n    storage.path {storage}\n\
+             [INPUT]\n    Name forward\n    Unix_Path {socket}\n    storage.type filesystem\n\
+             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    Retry_Limit no_limits\n\
+             \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
+             \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
+             \x20   flush_timeout 2s\n    ledger_file {storage}/fanout.ledger\n",
+            storage = storage.display(),
+            socket = socket.display(),
+            dd = intake.url,
+            fh = firehose.url,
+        ),
+    )
+    .unwrap();
+    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
+    let args = [
+        std::ffi::OsStr::new("-e"),
+        plugin.as_os_str(),
+        std::ffi::OsStr::new("-c"),
+        config.as_os_str(),
+    ];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDRESTARTTEST00000"),
+        ("AWS_SECRET_ACCESS_KEY", "restart-test-secret"),
+    ];
+    let mut fb = FluentBit::start(&fluent_bit, args, &env, &scratch.root);
+    wait_until(
+        &mut fb,
+        "the forward socket appears",
+        Duration::from_secs(30),
+        || socket.exists(),
+    );
+    const RECORDS: usize = 3000;
+    let records: Vec<(u32, Value)> = (0..RECORDS)
+        .map(|n| {
+            (
+                now(),
+                json!({"service": "web", "log": format!("line {n}"), "n": n}),
+            )
+        })
+        .collect();
+    for part in records.chunks(500) {
+        forward_unix(&socket, "app", part).unwrap();
+    }
+    let numbers = |values: Vec<u64>| {
+        let mut counts = vec![0u32; RECORDS];
+        for n in values {
+            counts[n as usize] += 1;
+        }
+        counts
+    };
+    let firehose_numbers = || {
+        numbers(
+            firehose
+                .accepted()
+                .iter()
+                .flat_map(|(_, data)| {
+                    String::from_utf8_lossy(data)
+                        .lines()
+                        .map(|l| {
+                            serde_json::from_str::<Value>(l).unwrap()["n"]
+                                .as_u64()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        )
+    };
+    wait_until(
+        &mut fb,
+        "Firehose has every record",
+        Duration::from_secs(60),
+        || firehose_numbers().iter().all(|c| *c >= 1),
+    );
+    // Every chunk has answered RETRY (Datadog is down) once: one warning per chunk file.
+    let chunk_files = || {
+        walk(&storage)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "flb"))
+            .count()
+    };
+    wait_until(
+        &mut fb,
+        "each chunk answered RETRY",
+        Duration::from_secs(60),
+        || {
+            let log = fb_log_lines(&scratch);
+            let failed: std::collections::BTreeSet<String> = log
+                .lines()
+                .filter_map(|l| l.split("failed to flush chunk '").nth(1))
+                .filter_map(|rest| rest.split('\'').next())
+                .map(str::to_owned)
+                .collect();
+            let files = chunk_files();
+            files > 0 && failed.len() >= files
+        },
+    );
+    if kill {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &fb.pid().to_string()])
+            .status();
+        fb.wait_exit(Duration::from_secs(10));
+    } else {
+        fb.terminate(Duration::from_secs(30));
+    }
+    let first_log = fb.log();
+    assert!(chunk_files() > 0, "the chunks wait on disk:\n{first_log}");
+    let before = firehose.accepted().len();
+    intake.script_clear();
+    let mut fb = FluentBit::start(&fluent_bit, args, &env, &scratch.root);
+    wait_until(
+        &mut fb,
+        "Datadog has every record",
+        Duration::from_secs(60),
+        || {
+            numbers(
+                intake
+                    .accepted()
+                    .iter()
+                    .map(|e| e["n"].as_u64().unwrap())
+                    .collect(),
+            )
+            .iter()
+            .all(|c| *c >= 1)
+        },
+    );
+    // Anything still to come would come within a couple of flushes.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = fb.terminate(Duration::from_secs(30));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    let datadog = numbers(
+        intake
+            .accepted()
+            .iter()
+            .map(|e| e["n"].as_u64().unwrap())
+            .collect(),
+    );
+    assert!(datadog.iter().all(|c| *c >= 1), "nothing lost in Datadog");
+    let firehose_counts = firehose_numbers();
+    assert!(
+        firehose_counts.iter().all(|c| *c >= 1),
+        "nothing lost in Firehose"
+    );
+    if !kill {
+        assert!(
+            datadog.iter().all(|c| *c == 1),
+            "Datadog: each record once ({} twice)",
+            datadog.iter().filter(|c| **c > 1).count()
+        );
+        assert_eq!(
+            firehose.accepted().len(),
+            before,
+            "Firehose had every record before the restart: nothing sent again\n{log}"
+        );
+        assert!(firehose_counts.iter().all(|c| *c == 1));
+        assert!(
+            log.contains("chunks awaiting a resend"),
+            "the ledger came back from the file:\n{log}"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Everything every Fluent Bit of `scratch` printed so far.
+fn fb_log_lines(scratch: &Scratch) -> String {
+    walk(&scratch.root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("fluent-bit-") && n.ends_with(".log"))
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_clean_restart_with_filesystem_storage_sends_nothing_twice() {
+    restart_with_filesystem_storage(
+        "a_clean_restart_with_filesystem_storage_sends_nothing_twice",
+        false,
+    );
+}
+
+#[test]
+fn a_sigkill_with_filesystem_storage_loses_nothing() {
+    restart_with_filesystem_storage("a_sigkill_with_filesystem_storage_loses_nothing", true);
+}
