@@ -210,7 +210,14 @@ pub struct CoreConfig {
     /// Where the ledger (what each destination settled of chunks awaiting a resend) is kept
     /// across restarts; in memory only without it.
     pub ledger_file: Option<std::path::PathBuf>,
+    /// Where records refused for good are written (JSON lines); nowhere without it.
+    pub dead_letter: Option<std::path::PathBuf>,
+    /// The dead-letter file's cap: beyond it refused records are only counted.
+    pub dead_letter_max_size: u64,
 }
+
+/// `dead_letter_max_size` unless set.
+pub const DEFAULT_DEAD_LETTER_MAX_SIZE: u64 = 100 << 20;
 
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
@@ -300,7 +307,11 @@ impl CoreConfig {
                 })?,
         };
         let ledger_file = r.string("ledger_file").map(std::path::PathBuf::from);
+        let dead_letter = r.string("dead_letter").map(std::path::PathBuf::from);
+        let dead_letter_max_size = r.size("dead_letter_max_size", DEFAULT_DEAD_LETTER_MAX_SIZE)?;
         Ok(CoreConfig {
+            dead_letter,
+            dead_letter_max_size,
             ledger_file,
             label,
             destinations,

@@ -74,6 +74,8 @@ pub struct OutputReport {
     /// nothing else of this output is filled in).
     pub error: Option<String>,
     pub notes: Vec<String>,
+    /// Where records refused for good are kept (`dead_letter`), if anywhere.
+    pub dead_letter: Option<String>,
     pub datadog: Option<DatadogSummary>,
     pub firehose: Option<FirehoseSummary>,
     pub records: Vec<RecordReport>,
@@ -200,6 +202,7 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         destinations: Vec::new(),
         error: None,
         notes: Vec::new(),
+        dead_letter: None,
         datadog: None,
         firehose: None,
         records: Vec::new(),
@@ -215,6 +218,13 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         }
     };
     report.destinations = core.destinations.iter().map(|d| d.name()).collect();
+    report.dead_letter = core.dead_letter.as_ref().map(|p| p.display().to_string());
+    if let Some(path) = &report.dead_letter {
+        report.notes.push(format!(
+            "records refused for good (dropped or rejected) are kept in {path} as JSON lines, up to {} MiB",
+            core.dead_letter_max_size >> 20
+        ));
+    }
     report.datadog = datadog.as_ref().map(|dd| DatadogSummary {
         url: dd.url.clone(),
         compress: dd.compression.to_string(),
@@ -419,6 +429,10 @@ impl Report {
                     if fh.gzip { "gzip" } else { "none" }
                 );
             }
+            let kept = match &output.dead_letter {
+                Some(path) => format!(", kept in {path}"),
+                None => String::new(),
+            };
             for (i, record) in output.records.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -446,7 +460,10 @@ impl Report {
                         );
                     }
                     Some(DatadogRoute::Dropped) => {
-                        let _ = writeln!(out, "    datadog: dropped (too large for any request)");
+                        let _ = writeln!(
+                            out,
+                            "    datadog: dropped (too large for any request){kept}"
+                        );
                     }
                     None => {}
                 }
@@ -475,7 +492,7 @@ impl Report {
                     Some(FirehoseRoute::NotRouted { reason }) => {
                         let _ = writeln!(
                             out,
-                            "    firehose: NOT ROUTED ({reason}): reported as failed"
+                            "    firehose: NOT ROUTED ({reason}): reported as failed{kept}"
                         );
                     }
                     None => {}
@@ -575,6 +592,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(report.text().contains("partition keys service=web"));
+    }
+
+    #[test]
+    fn dead_letter_says_where_refused_records_are_kept() {
+        let config = CONFIG.replace(
+            "simple_aggregation on",
+            "simple_aggregation on\n    dead_letter /var/log/fanout/refused.jsonl",
+        );
+        let report = report(&sections(&config), &records(), "app").unwrap();
+        let output = &report.outputs[0];
+        assert_eq!(
+            output.dead_letter.as_deref(),
+            Some("/var/log/fanout/refused.jsonl")
+        );
+        assert!(output.notes.iter().any(|n| n.contains("up to 100 MiB")));
+        let text = report.text();
+        assert!(
+            text.contains("reported as failed, kept in /var/log/fanout/refused.jsonl"),
+            "{text}"
+        );
+        let without = super::report(&sections(CONFIG), &records(), "app").unwrap();
+        assert!(!without.text().contains("kept in"));
     }
 
     #[test]

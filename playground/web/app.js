@@ -54,11 +54,11 @@
     return box;
   }
 
-  function datadogRoute(route) {
+  function datadogRoute(route, deadLetter) {
     const row = el("div", "route");
     row.append(el("span", "dest", "Datadog"));
     if (route.kind === "dropped") {
-      row.append(pill("dropped: too large for any request", "warn"));
+      row.append(pill("dropped: too large for any request" + kept(deadLetter), "warn"));
       return row;
     }
     row.append(
@@ -73,11 +73,16 @@
     return row;
   }
 
-  function firehoseRoute(route) {
+  /** Where a refused record goes besides the error line: the output's dead_letter file. */
+  function kept(deadLetter) {
+    return deadLetter ? ", kept in " + deadLetter : "";
+  }
+
+  function firehoseRoute(route, deadLetter) {
     const row = el("div", "route");
     row.append(el("span", "dest", "Firehose"));
     if (route.kind === "not_routed") {
-      row.append(pill("not routed: " + route.reason + " (reported as failed)", "warn"));
+      row.append(pill("not routed: " + route.reason + " (reported as failed" + kept(deadLetter) + ")", "warn"));
       return row;
     }
     row.append(pill(route.stream, "stream"), pill(route.bytes + " bytes" + (route.gzip ? ", gzip" : "")));
@@ -108,8 +113,8 @@
     output.records.forEach((record, i) => {
       const item = el("div", "record");
       item.append(el("h3", null, `record ${i + 1} (tag ${record.tag})`), json(record.record));
-      if (record.datadog) item.append(datadogRoute(record.datadog));
-      if (record.firehose) item.append(firehoseRoute(record.firehose));
+      if (record.datadog) item.append(datadogRoute(record.datadog, output.dead_letter));
+      if (record.firehose) item.append(firehoseRoute(record.firehose, output.dead_letter));
       if (record.file !== null && record.file !== undefined) {
         const row = el("div", "route");
         row.append(el("span", "dest", "file"), pill("appended to " + (record.file || "-")));

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{ConfigError, CoreConfig, Properties};
+use crate::dead_letter::{DeadLetter, Refused};
 use crate::decode::decode_chunk;
 use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
 use crate::destinations::{Destination, Shared};
@@ -81,6 +82,8 @@ struct Pipeline {
     /// One per destination, same order.
     destination_stats: Vec<DestinationStats>,
     ledger: Ledger,
+    /// Where records refused for good go, with `dead_letter`.
+    dead_letter: Option<DeadLetter>,
     /// Memory of the chunks being processed (each chunk's copy plus its decoded records, as
     /// estimated before decoding); flushes wait on `room` while it is full.
     in_flight: Mutex<u64>,
@@ -171,6 +174,10 @@ impl Instance {
                 }
             }
         };
+        let dead_letter = config
+            .dead_letter
+            .as_deref()
+            .map(|path| DeadLetter::new(path, config.dead_letter_max_size));
         let job_end = config
             .job_end_token_file
             .clone()
@@ -184,6 +191,7 @@ impl Instance {
             stats: InstanceStats::default(),
             destination_stats,
             ledger,
+            dead_letter,
             in_flight: Mutex::new(0),
             room: Condvar::new(),
             shutdown,
@@ -716,7 +724,7 @@ impl Pipeline {
         }
         // Whatever is still running is cancelled; what it settled is in its outcome.
         deliveries.abort_all();
-        let status = self.settle(&parts, &mut progress, records);
+        let status = self.settle(&parts, &mut progress, &batch);
         if status == FlushStatus::Retry {
             self.ledger.put(id, progress);
         }
@@ -731,11 +739,13 @@ impl Pipeline {
         &self,
         parts: &[Part],
         progress: &mut [crate::ledger::Progress],
-        records: usize,
+        batch: &Batch,
     ) -> FlushStatus {
+        let records = batch.len();
         let mut pending = false;
         let mut refused = false;
         for part in parts {
+            self.keep_refused(part, batch);
             let outcome = Outcome::lock(&part.outcome);
             let tally = outcome.tally();
             let counters = &self.destination_stats[part.index];
@@ -787,6 +797,42 @@ impl Pipeline {
             FlushStatus::Error
         } else {
             FlushStatus::Ok
+        }
+    }
+}
+
+impl Pipeline {
+    /// Writes the records `part`'s destination refused for good to `dead_letter`.
+    fn keep_refused(&self, part: &Part, batch: &Batch) {
+        let Some(dead_letter) = &self.dead_letter else {
+            return;
+        };
+        let outcome = Outcome::lock(&part.outcome);
+        let destination = self.destination_stats[part.index].name;
+        let refused: Vec<Refused<'_>> = outcome
+            .fates()
+            .iter()
+            .enumerate()
+            .filter_map(|(position, fate)| {
+                let cause = outcome.cause_of(*fate)?;
+                let record = batch.get(part.wanted[position])?;
+                Some(Refused {
+                    destination,
+                    cause,
+                    time: record.time.to_rfc3339(),
+                    tag: &batch.tag,
+                    record: serde_json::Value::Object(record.body.to_json_map()),
+                })
+            })
+            .collect();
+        let written = dead_letter.write(&refused);
+        stats::add(&self.stats.dead_lettered, written.records);
+        stats::add(&self.stats.dead_letter_overflow, written.overflow);
+        if let Some(reason) = written.reason {
+            self.log.warn(format_args!(
+                "dead_letter: {} refused records not kept: {reason}",
+                written.overflow
+            ));
         }
     }
 }

@@ -9,6 +9,7 @@
 //! and `encode`) are `fanout-core`'s, re-exported here: the same code `preview` runs, and it
 //! builds for the browser.
 
+pub mod dead_letter;
 pub mod delivery;
 pub use fanout_core::{accessor, config, decode, record, view};
 pub mod destinations;

@@ -95,6 +95,16 @@ const INSTANCE_COUNTERS: &[(&str, &str, InstanceCounter)] = &[
         "Records that looked like job-wrapper's end-of-job record without its token (ignored).",
         |s| &s.forged_job_end,
     ),
+    (
+        "dead_lettered_total",
+        "Records refused for good and written to dead_letter (once per destination).",
+        |s| &s.dead_lettered,
+    ),
+    (
+        "dead_letter_overflow_total",
+        "Refused records dead_letter could not take (dead_letter_max_size reached, or a write failed).",
+        |s| &s.dead_letter_overflow,
+    ),
 ];
 
 /// `flushes_total{name, result}`: what each flush answered Fluent Bit.

@@ -32,6 +32,10 @@ pub struct InstanceStats {
     pub busy_retry: AtomicU64,
     /// Records that looked like job-wrapper's end-of-job record without its token (ignored).
     pub forged_job_end: AtomicU64,
+    /// Records refused for good and written to `dead_letter` (once per destination).
+    pub dead_lettered: AtomicU64,
+    /// Refused records `dead_letter` could not take (its cap reached, or a write failed).
+    pub dead_letter_overflow: AtomicU64,
     pub flush_ok: AtomicU64,
     pub flush_retry: AtomicU64,
     pub flush_error: AtomicU64,
@@ -71,7 +75,7 @@ impl DestinationStats {
 /// `chunks=… records=… … datadog[delivered=… retried=… …] firehose[…]`
 pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> String {
     let mut line = format!(
-        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} forged_job_end={} flush_ok={} flush_retry={} flush_error={}",
+        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} forged_job_end={} dead_lettered={} dead_letter_overflow={} flush_ok={} flush_retry={} flush_error={}",
         get(&instance.chunks),
         get(&instance.records),
         get(&instance.skipped_records),
@@ -80,6 +84,8 @@ pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> S
         get(&instance.busy),
         get(&instance.busy_retry),
         get(&instance.forged_job_end),
+        get(&instance.dead_lettered),
+        get(&instance.dead_letter_overflow),
         get(&instance.flush_ok),
         get(&instance.flush_retry),
         get(&instance.flush_error),

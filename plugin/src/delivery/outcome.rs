@@ -78,6 +78,14 @@ impl Outcome {
         &self.fates
     }
 
+    /// Why a record with this fate was refused (`None` unless dropped or rejected).
+    pub fn cause_of(&self, fate: Fate) -> Option<&str> {
+        match fate {
+            Fate::Dropped(c) | Fate::Rejected(c) => self.causes.get(c).map(String::as_str),
+            Fate::Pending | Fate::Accepted => None,
+        }
+    }
+
     fn cause(&mut self, text: &str) -> usize {
         match self.causes.iter().position(|c| c == text) {
             Some(i) => i,

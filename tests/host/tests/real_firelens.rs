@@ -842,3 +842,159 @@ fn a_clean_restart_with_filesystem_storage_sends_nothing_twice() {
 fn a_sigkill_with_filesystem_storage_loses_nothing() {
     restart_with_filesystem_storage("a_sigkill_with_filesystem_storage_loses_nothing", true);
 }
+
+/// `dead_letter` in a real Fluent Bit: each cause of a refusal — the one log a 400 isolates
+/// (Datadog), a record no delivery stream takes, a record over 1000 KiB with no message to cut
+/// (Firehose), a record without `log_key` (a second output) — is written to the output's file
+/// with its destination, cause, time, tag and content, and counted.
+#[test]
+fn records_refused_for_good_land_in_the_dead_letter_file_with_their_cause() {
+    use fanout_testhost::fake_datadog::REFUSED_MESSAGE;
+    let test = "records_refused_for_good_land_in_the_dead_letter_file_with_their_cause";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    let firehose = FakeFirehose::start();
+    let scratch = Scratch::new("dead-letter");
+    install_artifacts(&scratch);
+    let socket = scratch.path("/var/run/fluent.sock");
+    let letters = scratch.dir("/var/lib/fluent-bit");
+    let (main_file, raw_file) = (letters.join("main.jsonl"), letters.join("raw.jsonl"));
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {metrics_port}\n\
+             [INPUT]\n    Name forward\n    Unix_Path {socket}\n    Buffer_Max_Size 4M\n\
+             [OUTPUT]\n    Name fanout\n    Alias main\n    Match *\n    workers 2\n\
+             \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
+             \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
+             \x20   dead_letter {main}\n\
+             [OUTPUT]\n    Name fanout\n    Alias raw\n    Match *\n    destinations firehose\n\
+             \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-raw\n\
+             \x20   log_key log\n    dead_letter {raw}\n",
+            socket = socket.display(),
+            dd = intake.url,
+            fh = firehose.url,
+            main = main_file.display(),
+            raw = raw_file.display(),
+        ),
+    )
+    .unwrap();
+    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        [
+            std::ffi::OsStr::new("-e"),
+            plugin.as_os_str(),
+            std::ffi::OsStr::new("-c"),
+            config.as_os_str(),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDDEADLETTER000000"),
+            ("AWS_SECRET_ACCESS_KEY", "dead-letter-secret"),
+        ],
+        &scratch.root,
+    );
+    wait_until(
+        &mut fb,
+        "the forward socket appears",
+        Duration::from_secs(30),
+        || socket.exists(),
+    );
+    let blob = "b".repeat(1_100_000);
+    let records = vec![
+        (
+            now(),
+            json!({"service": "web", "log": REFUSED_MESSAGE, "n": 1}),
+        ),
+        (now(), json!({"log": "no service field", "n": 2})),
+        (
+            now(),
+            json!({"service": "web", "log": "small", "blob": blob, "n": 3}),
+        ),
+        (
+            now(),
+            json!({"service": "web", "message": "no log field", "n": 4}),
+        ),
+        (now(), json!({"service": "web", "log": "fine", "n": 5})),
+    ];
+    forward_unix(&socket, "app.web", &records).unwrap();
+    let lines = |path: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_until(
+        &mut fb,
+        "the dead letters are written",
+        Duration::from_secs(30),
+        || lines(&main_file).len() >= 3 && !lines(&raw_file).is_empty(),
+    );
+    // On the metrics endpoint (published within a second of the flush).
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/api/v2/metrics/prometheus");
+    wait_until(
+        &mut fb,
+        "the counter on the metrics endpoint",
+        Duration::from_secs(10),
+        || {
+            fanout_testhost::fluent_bit::http_get(&metrics_url).is_some_and(|(_, body)| {
+                body.contains("fluentbit_fanout_dead_lettered_total{name=\"main\"} 3")
+                    && body.contains("fluentbit_fanout_dead_lettered_total{name=\"raw\"} 1")
+            })
+        },
+    );
+    let status = fb.terminate(Duration::from_secs(30));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    let main = lines(&main_file);
+    let by_n = |n: u64| {
+        main.iter()
+            .find(|l| l["record"]["n"] == n)
+            .unwrap_or_else(|| panic!("record {n} in {main:#?}"))
+    };
+    assert_eq!(main.len(), 3, "{main:#?}");
+    let refused_400 = by_n(1);
+    assert_eq!(refused_400["destination"], "datadog");
+    assert!(refused_400["cause"].as_str().unwrap().contains("HTTP 400"));
+    assert_eq!(refused_400["record"]["log"], REFUSED_MESSAGE);
+    assert_eq!(refused_400["tag"], "app.web");
+    assert!(refused_400["time"].as_str().unwrap().ends_with('Z'));
+    let no_stream = by_n(2);
+    assert_eq!(no_stream["destination"], "firehose");
+    assert!(
+        no_stream["cause"]
+            .as_str()
+            .unwrap()
+            .contains("no delivery stream"),
+        "{no_stream}"
+    );
+    let too_large = by_n(3);
+    assert_eq!(too_large["destination"], "firehose");
+    assert!(too_large["cause"].as_str().unwrap().contains("1000 KiB"));
+    assert_eq!(
+        too_large["record"]["blob"].as_str().map(str::len),
+        Some(1_100_000)
+    );
+    let raw = lines(&raw_file);
+    assert_eq!(raw.len(), 1, "{raw:#?}");
+    assert_eq!(raw[0]["record"]["n"], 4);
+    assert!(
+        raw[0]["cause"].as_str().unwrap().contains("log_key"),
+        "{}",
+        raw[0]
+    );
+    // Counted in the exit lines too.
+    assert!(
+        log.contains("dead_lettered=3 dead_letter_overflow=0"),
+        "{log}"
+    );
+    assert!(
+        log.contains("dead_lettered=1 dead_letter_overflow=0"),
+        "{log}"
+    );
+}
