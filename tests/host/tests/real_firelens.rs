@@ -514,10 +514,8 @@ fn firelens_survives_hostile_chunk_composition() {
 /// `delivery_stream logs-$service || logs-default` where no service has a stream and only
 /// `logs-default` exists: every record whose stream answers ResourceNotFoundException takes
 /// its next alternative in the same flush. 3000 records over 1000 services, all in S3 once.
-#[test]
-fn records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host() {
-    let test = "records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host";
-    let Some(fluent_bit) = binary(Release::Current, test) else {
+fn missing_streams(release: Release, test: &str) {
+    let Some(fluent_bit) = binary(release, test) else {
         return;
     };
     let moto = Moto::start();
@@ -617,14 +615,30 @@ fn records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host()
     assert!(exit.contains("dropped=0 rejected=0"), "{exit}");
 }
 
+#[test]
+fn records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host() {
+    missing_streams(
+        Release::Current,
+        "records_meeting_a_missing_stream_take_the_next_alternative_in_the_real_host",
+    );
+}
+
+#[test]
+fn records_meeting_a_missing_stream_take_the_next_alternative_in_fluent_bit_1_9() {
+    missing_streams(
+        Release::V1_9,
+        "records_meeting_a_missing_stream_take_the_next_alternative_in_fluent_bit_1_9",
+    );
+}
+
 /// Fluent Bit with `storage.type filesystem` and the plugin's `ledger_file` beside its
 /// `storage.path`: Datadog is down, Firehose takes every record, Fluent Bit is stopped
 /// (SIGTERM, or SIGKILL when `kill`) with the chunks on disk, Datadog comes back and Fluent
 /// Bit starts again from the same storage. Datadog gets every record; Firehose, which had
 /// them all before the stop, gets none again after a clean stop (after SIGKILL: at least
 /// once, nothing lost).
-fn restart_with_filesystem_storage(test: &str, kill: bool) {
-    let Some(fluent_bit) = binary(Release::Current, test) else {
+fn restart_with_filesystem_storage(release: Release, test: &str, kill: bool) {
+    let Some(fluent_bit) = binary(release, test) else {
         return;
     };
     let intake = FakeDatadog::start();
@@ -833,14 +847,28 @@ fn fb_log_lines(scratch: &Scratch) -> String {
 #[test]
 fn a_clean_restart_with_filesystem_storage_sends_nothing_twice() {
     restart_with_filesystem_storage(
+        Release::Current,
         "a_clean_restart_with_filesystem_storage_sends_nothing_twice",
         false,
     );
 }
 
 #[test]
+fn a_clean_restart_with_filesystem_storage_sends_nothing_twice_in_fluent_bit_1_9() {
+    restart_with_filesystem_storage(
+        Release::V1_9,
+        "a_clean_restart_with_filesystem_storage_sends_nothing_twice_in_fluent_bit_1_9",
+        false,
+    );
+}
+
+#[test]
 fn a_sigkill_with_filesystem_storage_loses_nothing() {
-    restart_with_filesystem_storage("a_sigkill_with_filesystem_storage_loses_nothing", true);
+    restart_with_filesystem_storage(
+        Release::Current,
+        "a_sigkill_with_filesystem_storage_loses_nothing",
+        true,
+    );
 }
 
 /// `dead_letter` in a real Fluent Bit: each cause of a refusal — the one log a 400 isolates
