@@ -31,7 +31,9 @@ dist: $(DIST)/fanout.so $(DIST)/k8s-metadata.wasm $(DIST)/job-wrapper
 $(DIST)/fanout.so: setup-build FORCE
 	$(CARGO) zigbuild --release -p fanout --target $(TARGET).$(GLIBC)
 	@mkdir -p $(DIST)
-	cp $(PLUGIN_SO) $@
+	@# A new file renamed over the old one: a Fluent Bit running the old one keeps its inode
+	@# (cp would rewrite the pages it has mapped, and it would crash).
+	cp $(PLUGIN_SO) $@.tmp && mv -f $@.tmp $@
 
 $(DIST)/k8s-metadata.wasm: setup-build FORCE
 	$(CARGO) build --release -p k8s-metadata --target wasm32-wasip1

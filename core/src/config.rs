@@ -210,10 +210,29 @@ pub struct CoreConfig {
     /// Where the ledger (what each destination settled of chunks awaiting a resend) is kept
     /// across restarts; in memory only without it.
     pub ledger_file: Option<std::path::PathBuf>,
-    /// Where records refused for good are written (JSON lines); nowhere without it.
-    pub dead_letter: Option<std::path::PathBuf>,
+    /// Where records refused for good are kept (JSON lines); nowhere without it.
+    pub dead_letter: Option<DeadLetterTarget>,
     /// The dead-letter file's cap: beyond it refused records are only counted.
     pub dead_letter_max_size: u64,
+}
+
+/// Where `dead_letter` keeps refused records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadLetterTarget {
+    /// Appended to a local file.
+    File(std::path::PathBuf),
+    /// Sent to this Firehose delivery stream, through the output's `firehose` destination (so
+    /// they land in S3 next to the rest): `dead_letter firehose:<stream>`.
+    Firehose(String),
+}
+
+impl fmt::Display for DeadLetterTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadLetterTarget::File(path) => write!(f, "{}", path.display()),
+            DeadLetterTarget::Firehose(stream) => write!(f, "Firehose stream '{stream}'"),
+        }
+    }
 }
 
 /// `dead_letter_max_size` unless set.
@@ -307,7 +326,29 @@ impl CoreConfig {
                 })?,
         };
         let ledger_file = r.string("ledger_file").map(std::path::PathBuf::from);
-        let dead_letter = r.string("dead_letter").map(std::path::PathBuf::from);
+        let dead_letter = match r.string("dead_letter") {
+            None => None,
+            Some(value) => match value.strip_prefix("firehose:") {
+                None => Some(DeadLetterTarget::File(std::path::PathBuf::from(value))),
+                Some(stream) => {
+                    let stream = stream.trim();
+                    if !crate::destinations::firehose::encode::valid_stream_name(stream) {
+                        return Err(ConfigError::invalid(
+                            "dead_letter",
+                            &value,
+                            "a file path, or firehose:<stream> with a delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
+                        ));
+                    }
+                    if !destinations.contains(&DestinationKind::Firehose) {
+                        return Err(ConfigError::new(
+                            "dead_letter",
+                            "firehose:<stream> sends through this output's firehose destination: add firehose to destinations, or name a file",
+                        ));
+                    }
+                    Some(DeadLetterTarget::Firehose(stream.to_owned()))
+                }
+            },
+        };
         let dead_letter_max_size = r.size("dead_letter_max_size", DEFAULT_DEAD_LETTER_MAX_SIZE)?;
         Ok(CoreConfig {
             dead_letter,
@@ -337,6 +378,51 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn dead_letter_is_a_file_or_a_firehose_stream_of_this_output() {
+        let read = |pairs: &[(&str, &str)]| {
+            let p = props(pairs);
+            CoreConfig::read(&p, "t".into())
+        };
+        let file = read(&[
+            ("destinations", "datadog"),
+            ("dead_letter", "/var/log/refused.jsonl"),
+        ])
+        .unwrap();
+        assert_eq!(
+            file.dead_letter,
+            Some(DeadLetterTarget::File("/var/log/refused.jsonl".into()))
+        );
+        assert_eq!(file.dead_letter_max_size, DEFAULT_DEAD_LETTER_MAX_SIZE);
+        let stream = read(&[
+            ("destinations", "datadog,firehose"),
+            ("dead_letter", "firehose:logs-refused"),
+            ("dead_letter_max_size", "1M"),
+        ])
+        .unwrap();
+        assert_eq!(
+            stream.dead_letter,
+            Some(DeadLetterTarget::Firehose("logs-refused".into()))
+        );
+        assert_eq!(stream.dead_letter_max_size, 1 << 20);
+        let no_firehose = read(&[
+            ("destinations", "datadog"),
+            ("dead_letter", "firehose:logs-refused"),
+        ])
+        .unwrap_err();
+        assert!(
+            no_firehose
+                .to_string()
+                .contains("add firehose to destinations")
+        );
+        let bad_name = read(&[
+            ("destinations", "firehose"),
+            ("dead_letter", "firehose:no spaces allowed"),
+        ])
+        .unwrap_err();
+        assert!(bad_name.to_string().starts_with("property 'dead_letter'"));
     }
 
     #[test]

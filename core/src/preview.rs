@@ -218,7 +218,7 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         }
     };
     report.destinations = core.destinations.iter().map(|d| d.name()).collect();
-    report.dead_letter = core.dead_letter.as_ref().map(|p| p.display().to_string());
+    report.dead_letter = core.dead_letter.as_ref().map(|d| d.to_string());
     if let Some(path) = &report.dead_letter {
         report.notes.push(format!(
             "records refused for good (dropped or rejected) are kept in {path} as JSON lines, up to {} MiB",

@@ -2,17 +2,20 @@
 //! delivery stream takes, a record too large with nothing to cut, a record without `log_key`.
 //!
 //! Without it such a record is counted and logged, and its content is gone. With it, each one
-//! is appended to a local file as a JSON line — `{"destination", "cause", "time", "tag",
-//! "record", "refused_at"}` — so it can be read, fixed and sent again (or shipped by another
-//! input). A record refused by several destinations is written once per destination.
+//! becomes a JSON line — `{"destination", "cause", "time", "tag", "record", "refused_at"}` —
+//! appended to a local file, or sent to a Firehose delivery stream (`firehose:<stream>`, through
+//! the output's own `firehose` destination, so the lines land in S3 next to the rest). A record
+//! refused by several destinations is kept once per destination.
 //!
 //! Limits:
-//! - **Bounded**: the file stops growing at `dead_letter_max_size` (default 100M); records
-//!   beyond it are counted (`dead_letter_overflow`) and said in one warning per flush, never
-//!   held in memory. Rotate or ship the file to make room: the size is read again when the
-//!   file is replaced or truncated.
-//! - Written when the flush settles, on the plugin's runtime; a write that fails counts the
-//!   record as overflow (the delivery itself is unaffected).
+//! - **Bounded** by `dead_letter_max_size` (default 100M): a file stops growing there (rotate
+//!   or ship it to make room: the size is read again when the file is replaced or truncated);
+//!   a stream takes at most that many bytes while the instance runs. Records beyond are counted
+//!   (`dead_letter_overflow`) and said in one warning per flush, never held in memory.
+//! - Kept before the flush answers, within its deadline: a stream that cannot take them in time
+//!   (after three tries of what failed) counts them as overflow, and the delivery itself is
+//!   unaffected. A stream's line is at most 1000 KiB (Firehose's record limit): a longer one
+//!   carries the record's JSON cut to fit, as a string, with `"record_truncated": true`.
 //! - Peers: Fluent Bit 4.2+ `storage.keep.rejected` keeps whole chunks, delivered records
 //!   included (a replay duplicates them); Vector drops them.
 
@@ -30,7 +33,7 @@ pub const DEFAULT_MAX_SIZE: u64 = 100 << 20;
 /// One refused record, ready to be written.
 pub struct Refused<'a> {
     pub destination: &'a str,
-    pub cause: &'a str,
+    pub cause: String,
     pub time: String,
     pub tag: &'a str,
     pub record: Value,
@@ -46,15 +49,121 @@ pub struct Written {
     pub reason: Option<String>,
 }
 
-pub struct DeadLetter {
+/// The JSON line kept for one refused record.
+fn line(entry: &Refused<'_>, refused_at: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({
+        "destination": entry.destination,
+        "cause": entry.cause,
+        "time": entry.time,
+        "tag": entry.tag,
+        "record": entry.record,
+        "refused_at": refused_at,
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        .to_string()
+}
+
+/// Firehose's largest record (1000 KiB).
+const MAX_STREAM_LINE: usize = 1000 * 1024;
+/// Lines per `PutRecordBatch` call, and their bytes: 500 records, and 3 MiB raw so the base64
+/// body stays under the call's 4 MiB.
+const STREAM_CALL_RECORDS: usize = 500;
+const STREAM_CALL_BYTES: usize = 3 << 20;
+
+/// Where refused records go: a file, or a Firehose stream.
+pub enum DeadLetter {
+    File(DeadLetterFile),
+    Stream(DeadLetterStream),
+}
+
+/// Refused records sent to a Firehose delivery stream.
+pub struct DeadLetterStream {
+    pub stream: String,
+    max_size: u64,
+    /// Bytes handed to the stream so far.
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl DeadLetterStream {
+    pub fn new(stream: &str, max_size: u64) -> DeadLetterStream {
+        DeadLetterStream {
+            stream: stream.to_owned(),
+            max_size,
+            sent: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The lines for `refused` that fit the cap, in calls of at most 500 records and 3 MiB,
+    /// and what did not fit.
+    pub fn calls(&self, refused: &[Refused<'_>]) -> (Vec<Vec<Vec<u8>>>, Written) {
+        use std::sync::atomic::Ordering;
+        let refused_at = now();
+        let mut written = Written::default();
+        let mut calls: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut call_bytes = 0usize;
+        for entry in refused {
+            let mut bytes = line(entry, &refused_at);
+            if bytes.len() > MAX_STREAM_LINE {
+                let text = serde_json::to_string(&entry.record).unwrap_or_default();
+                let cut =
+                    crate::delivery::shrink::cut(&text, MAX_STREAM_LINE / 2, "...TRUNCATED...");
+                bytes = serde_json::to_vec(&json!({
+                    "destination": entry.destination,
+                    "cause": entry.cause,
+                    "time": entry.time,
+                    "tag": entry.tag,
+                    "record": cut,
+                    "record_truncated": true,
+                    "refused_at": refused_at,
+                }))
+                .unwrap_or_default();
+                bytes.push(b'\n');
+            }
+            let size = bytes.len() as u64;
+            if self.sent.fetch_add(size, Ordering::Relaxed) + size > self.max_size {
+                self.sent.fetch_sub(size, Ordering::Relaxed);
+                written.overflow += 1;
+                written.reason.get_or_insert_with(|| {
+                    format!(
+                        "Firehose stream '{}' took dead_letter_max_size ({} bytes) already",
+                        self.stream, self.max_size
+                    )
+                });
+                continue;
+            }
+            let full = calls.last().is_none_or(|c| {
+                c.len() >= STREAM_CALL_RECORDS || call_bytes + bytes.len() > STREAM_CALL_BYTES
+            });
+            if full {
+                calls.push(Vec::new());
+                call_bytes = 0;
+            }
+            call_bytes += bytes.len();
+            if let Some(call) = calls.last_mut() {
+                call.push(bytes);
+            }
+        }
+        (calls, written)
+    }
+}
+
+/// Refused records appended to a local file.
+pub struct DeadLetterFile {
     path: PathBuf,
     max_size: u64,
     open: Mutex<Option<(File, u64)>>,
 }
 
-impl DeadLetter {
-    pub fn new(path: &Path, max_size: u64) -> DeadLetter {
-        DeadLetter {
+impl DeadLetterFile {
+    pub fn new(path: &Path, max_size: u64) -> DeadLetterFile {
+        DeadLetterFile {
             path: path.to_owned(),
             max_size,
             open: Mutex::new(None),
@@ -71,9 +180,7 @@ impl DeadLetter {
         if refused.is_empty() {
             return written;
         }
-        let refused_at = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.9fZ")
-            .to_string();
+        let refused_at = now();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = self.reopen_if_replaced(&mut open) {
             written.overflow = refused.len() as u64;
@@ -85,16 +192,7 @@ impl DeadLetter {
         };
         let mut lines = Vec::new();
         for entry in refused {
-            let mut line = serde_json::to_vec(&json!({
-                "destination": entry.destination,
-                "cause": entry.cause,
-                "time": entry.time,
-                "tag": entry.tag,
-                "record": entry.record,
-                "refused_at": refused_at,
-            }))
-            .unwrap_or_default();
-            line.push(b'\n');
+            let line = line(entry, &refused_at);
             if *size + (lines.len() + line.len()) as u64 > self.max_size {
                 written.overflow += 1;
                 written.reason.get_or_insert_with(|| {
@@ -152,7 +250,7 @@ mod tests {
     fn refused(n: usize) -> Refused<'static> {
         Refused {
             destination: "datadog",
-            cause: "HTTP 400: bad",
+            cause: "HTTP 400: bad".into(),
             time: "2026-12-04T00:00:00.000000000Z".into(),
             tag: "app",
             record: json!({"log": format!("line {n}")}),
@@ -171,7 +269,7 @@ mod tests {
         .unwrap()
         .len() as u64
             + 1;
-        let letters = DeadLetter::new(&path, one * 3 + 5);
+        let letters = DeadLetterFile::new(&path, one * 3 + 5);
         let w = letters.write(&[refused(0), refused(1)]);
         assert_eq!((w.records, w.overflow), (2, 0));
         let w = letters.write(&[refused(2), refused(3)]);
@@ -194,8 +292,36 @@ mod tests {
     }
 
     #[test]
+    fn stream_lines_are_packed_in_calls_cut_to_a_record_and_capped() {
+        let stream = DeadLetterStream::new("refused", 3 << 20);
+        let many: Vec<Refused<'_>> = (0..1200).map(refused).collect();
+        let (calls, written) = stream.calls(&many);
+        assert_eq!(written.overflow, 0);
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![500, 500, 200]);
+        let mut huge = refused(0);
+        huge.record = json!({"log": "x".repeat(1_100_000)});
+        let (calls, written) = stream.calls(&[huge]);
+        assert_eq!(written.overflow, 0);
+        let line: Value = serde_json::from_slice(&calls[0][0]).unwrap();
+        assert!(calls[0][0].len() <= MAX_STREAM_LINE);
+        assert_eq!(line["record_truncated"], true);
+        assert!(
+            line["record"]
+                .as_str()
+                .unwrap()
+                .ends_with("...TRUNCATED...")
+        );
+        // The cap counts what was handed to the stream since the start.
+        let more: Vec<Refused<'_>> = (0..20000).map(refused).collect();
+        let (_, written) = stream.calls(&more);
+        assert!(written.overflow > 0);
+        assert!(written.reason.unwrap().contains("dead_letter_max_size"));
+    }
+
+    #[test]
     fn a_file_that_cannot_be_opened_counts_everything_as_overflow() {
-        let letters = DeadLetter::new(Path::new("/nonexistent/dir/dead.jsonl"), 1 << 20);
+        let letters = DeadLetterFile::new(Path::new("/nonexistent/dir/dead.jsonl"), 1 << 20);
         let w = letters.write(&[refused(0)]);
         assert_eq!((w.records, w.overflow), (0, 1));
         assert!(w.reason.unwrap().contains("cannot open"));

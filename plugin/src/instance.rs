@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{ConfigError, CoreConfig, Properties};
-use crate::dead_letter::{DeadLetter, Refused};
+use crate::dead_letter::{DeadLetter, DeadLetterFile, DeadLetterStream, Refused, Written};
 use crate::decode::decode_chunk;
 use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
 use crate::destinations::{Destination, Shared};
@@ -34,6 +34,7 @@ use crate::log::{LogSink, Logger};
 use crate::metrics::{Exporter, Gauges, MetricsHost};
 use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
+use fanout_core::config::DeadLetterTarget;
 
 /// What a flush tells Fluent Bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,10 +175,14 @@ impl Instance {
                 }
             }
         };
-        let dead_letter = config
-            .dead_letter
-            .as_deref()
-            .map(|path| DeadLetter::new(path, config.dead_letter_max_size));
+        let dead_letter = config.dead_letter.as_ref().map(|target| match target {
+            DeadLetterTarget::File(path) => {
+                DeadLetter::File(DeadLetterFile::new(path, config.dead_letter_max_size))
+            }
+            DeadLetterTarget::Firehose(stream) => {
+                DeadLetter::Stream(DeadLetterStream::new(stream, config.dead_letter_max_size))
+            }
+        });
         let job_end = config
             .job_end_token_file
             .clone()
@@ -724,6 +729,7 @@ impl Pipeline {
         }
         // Whatever is still running is cancelled; what it settled is in its outcome.
         deliveries.abort_all();
+        self.keep_refused(&parts, &batch, soft_deadline).await;
         let status = self.settle(&parts, &mut progress, &batch);
         if status == FlushStatus::Retry {
             self.ledger.put(id, progress);
@@ -745,7 +751,6 @@ impl Pipeline {
         let mut pending = false;
         let mut refused = false;
         for part in parts {
-            self.keep_refused(part, batch);
             let outcome = Outcome::lock(&part.outcome);
             let tally = outcome.tally();
             let counters = &self.destination_stats[part.index];
@@ -802,30 +807,56 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// Writes the records `part`'s destination refused for good to `dead_letter`.
-    fn keep_refused(&self, part: &Part, batch: &Batch) {
+    /// Keeps the records the destinations refused for good in `dead_letter`, by `deadline`.
+    async fn keep_refused(&self, parts: &[Part], batch: &Batch, deadline: tokio::time::Instant) {
         let Some(dead_letter) = &self.dead_letter else {
             return;
         };
-        let outcome = Outcome::lock(&part.outcome);
-        let destination = self.destination_stats[part.index].name;
-        let refused: Vec<Refused<'_>> = outcome
-            .fates()
-            .iter()
-            .enumerate()
-            .filter_map(|(position, fate)| {
-                let cause = outcome.cause_of(*fate)?;
-                let record = batch.get(part.wanted[position])?;
-                Some(Refused {
+        let mut refused = Vec::new();
+        for part in parts {
+            let outcome = Outcome::lock(&part.outcome);
+            let destination = self.destination_stats[part.index].name;
+            for (position, fate) in outcome.fates().iter().enumerate() {
+                let (Some(cause), Some(record)) =
+                    (outcome.cause_of(*fate), batch.get(part.wanted[position]))
+                else {
+                    continue;
+                };
+                refused.push(Refused {
                     destination,
-                    cause,
+                    cause: cause.to_owned(),
                     time: record.time.to_rfc3339(),
                     tag: &batch.tag,
                     record: serde_json::Value::Object(record.body.to_json_map()),
-                })
-            })
-            .collect();
-        let written = dead_letter.write(&refused);
+                });
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        let written = match dead_letter {
+            DeadLetter::File(file) => file.write(&refused),
+            DeadLetter::Stream(stream) => {
+                let (calls, mut written) = stream.calls(&refused);
+                let firehose = self.destinations.iter().find_map(|d| d.as_firehose());
+                for call in calls {
+                    let (failed, reason) = match firehose {
+                        Some(firehose) => firehose.put_lines(&stream.stream, &call, deadline).await,
+                        None => (call.len(), Some("no firehose destination".into())),
+                    };
+                    written.records += (call.len() - failed) as u64;
+                    written.overflow += failed as u64;
+                    if let Some(reason) = reason {
+                        written.reason.get_or_insert(reason);
+                    }
+                }
+                written
+            }
+        };
+        self.count_kept(written);
+    }
+
+    fn count_kept(&self, written: Written) {
         stats::add(&self.stats.dead_lettered, written.records);
         stats::add(&self.stats.dead_letter_overflow, written.overflow);
         if let Some(reason) = written.reason {

@@ -52,6 +52,14 @@ impl Destination {
         })
     }
 
+    /// The Firehose destination, if this is it.
+    pub fn as_firehose(&self) -> Option<&firehose::FirehoseDestination> {
+        match self {
+            Destination::Firehose(d) => Some(d),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> DestinationKind {
         match self {
             Destination::Datadog(_) => DestinationKind::Datadog,

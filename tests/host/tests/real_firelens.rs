@@ -1026,3 +1026,123 @@ fn records_refused_for_good_land_in_the_dead_letter_file_with_their_cause() {
         "{log}"
     );
 }
+
+/// `dead_letter firehose:<stream>`: refused records go through the output's own Firehose
+/// destination to that stream (so they land in S3 next to the rest), one JSON line each.
+#[test]
+fn refused_records_go_to_a_dead_letter_stream_in_the_real_host() {
+    use fanout_testhost::fake_datadog::REFUSED_MESSAGE;
+    let test = "refused_records_go_to_a_dead_letter_stream_in_the_real_host";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    let firehose = FakeFirehose::start();
+    let scratch = Scratch::new("dead-letter-stream");
+    install_artifacts(&scratch);
+    let socket = scratch.path("/var/run/fluent.sock");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n\
+             [INPUT]\n    Name forward\n    Unix_Path {socket}\n\
+             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n\
+             \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
+             \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
+             \x20   dead_letter firehose:refused-logs\n",
+            socket = socket.display(),
+            dd = intake.url,
+            fh = firehose.url,
+        ),
+    )
+    .unwrap();
+    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        [
+            std::ffi::OsStr::new("-e"),
+            plugin.as_os_str(),
+            std::ffi::OsStr::new("-c"),
+            config.as_os_str(),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDDEADLETTER000000"),
+            ("AWS_SECRET_ACCESS_KEY", "dead-letter-secret"),
+        ],
+        &scratch.root,
+    );
+    wait_until(
+        &mut fb,
+        "the forward socket appears",
+        Duration::from_secs(30),
+        || socket.exists(),
+    );
+    let records = vec![
+        (
+            now(),
+            json!({"service": "web", "log": REFUSED_MESSAGE, "n": 1}),
+        ),
+        (now(), json!({"log": "no service field", "n": 2})),
+        (now(), json!({"service": "web", "log": "fine", "n": 3})),
+    ];
+    forward_unix(&socket, "app.web", &records).unwrap();
+    let letters = || -> Vec<Value> {
+        firehose
+            .accepted()
+            .iter()
+            .filter(|(stream, _)| stream == "refused-logs")
+            .map(|(_, data)| serde_json::from_slice(data).unwrap())
+            .collect()
+    };
+    wait_until(
+        &mut fb,
+        "the dead letters reach the stream",
+        Duration::from_secs(30),
+        || letters().len() >= 2,
+    );
+    let status = fb.terminate(Duration::from_secs(30));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    let mut letters = letters();
+    letters.sort_by_key(|l| l["record"]["n"].as_u64());
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    assert_eq!(
+        (
+            letters[0]["destination"].as_str(),
+            letters[0]["record"]["n"].as_u64()
+        ),
+        (Some("datadog"), Some(1))
+    );
+    assert!(letters[0]["cause"].as_str().unwrap().contains("HTTP 400"));
+    assert_eq!(
+        (
+            letters[1]["destination"].as_str(),
+            letters[1]["record"]["n"].as_u64()
+        ),
+        (Some("firehose"), Some(2))
+    );
+    assert!(
+        log.contains("dead_lettered=2 dead_letter_overflow=0"),
+        "{log}"
+    );
+    // The deliverable records went where they belong.
+    let delivered: Vec<(String, u64)> = firehose
+        .accepted()
+        .iter()
+        .filter(|(stream, _)| stream != "refused-logs")
+        .flat_map(|(stream, data)| {
+            String::from_utf8_lossy(data)
+                .lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    (stream.clone(), v["n"].as_u64().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![("logs-web".to_owned(), 1), ("logs-web".to_owned(), 3)]
+    );
+}

@@ -115,6 +115,59 @@ impl FirehoseDestination {
     }
 }
 
+impl FirehoseDestination {
+    /// Sends `lines` (one Firehose record each, at most 500 and 4 MiB of base64) to `stream`
+    /// by `deadline`, trying what failed up to three times: for `dead_letter firehose:…`.
+    /// How many were not accepted, and why.
+    pub async fn put_lines(
+        &self,
+        stream: &str,
+        lines: &[Vec<u8>],
+        deadline: Instant,
+    ) -> (usize, Option<String>) {
+        let client = self
+            .client
+            .get_or_init(|| transport::client(&self.config))
+            .await;
+        let mut left: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            if attempt > 0 {
+                let pause = std::time::Duration::from_millis(200 << attempt);
+                if Instant::now() + pause >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            match transport::put(client, stream, &left, deadline).await {
+                Put::Accepted => left.clear(),
+                Put::Partial { failed, code } => {
+                    last = Some(format!("{} records failed ({code})", failed.len()));
+                    left = failed
+                        .iter()
+                        .filter_map(|i| left.get(*i).copied())
+                        .collect();
+                }
+                Put::Retry(reason) => last = Some(reason),
+                Put::Permanent(reason) | Put::Missing(reason) => {
+                    last = Some(reason);
+                    break;
+                }
+            }
+        }
+        let reason = (!left.is_empty()).then(|| {
+            format!(
+                "stream '{stream}': {}",
+                last.unwrap_or_else(|| "no time left before the flush deadline".into())
+            )
+        });
+        (left.len(), reason)
+    }
+}
+
 /// The records of one flush whose stream turned out missing.
 #[derive(Default)]
 struct Rerouted(std::sync::Mutex<Vec<usize>>);
