@@ -355,6 +355,36 @@ pub fn install_artifacts(scratch: &Scratch) {
     }
 }
 
+/// Installs the shipped FireLens `extra.conf` and its `plugins.conf` where the `firelens` image
+/// puts them (`/fluent-bit/etc/`) under `scratch`, with the `fanout` output pointed at the two
+/// stand-ins; returns the installed `extra.conf`.
+pub fn install_firelens_config(
+    scratch: &Scratch,
+    datadog_url: &str,
+    firehose_url: &str,
+) -> PathBuf {
+    let shipped = crate::host::workspace_root().join("fluent-bit-conf/firelens");
+    let extra = scratch.path("/fluent-bit/etc/extra.conf");
+    let text = rooted(
+        &std::fs::read_to_string(shipped.join("extra.conf")).unwrap(),
+        scratch,
+    );
+    let text = with_fanout_properties(
+        &text,
+        &[("dd_url", datadog_url), ("endpoint", firehose_url)],
+    );
+    std::fs::write(&extra, text).unwrap();
+    std::fs::write(
+        scratch.path("/fluent-bit/etc/plugins.conf"),
+        rooted(
+            &std::fs::read_to_string(shipped.join("plugins.conf")).unwrap(),
+            scratch,
+        ),
+    )
+    .unwrap();
+    extra
+}
+
 /// A shipped file's text as installed under `scratch`: the container paths it names
 /// (`/fluent-bit/…`, `/var/log/app`, `/etc/podinfo`, `/var/run/…`) moved under the root.
 pub fn rooted(text: &str, scratch: &Scratch) -> String {

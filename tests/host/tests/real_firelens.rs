@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fanout_testhost::fake_datadog::{FakeDatadog, Reply as DatadogReply};
 use fanout_testhost::fake_firehose::{FakeFirehose, Reply as FirehoseReply};
 use fanout_testhost::fluent_bit::{
-    FluentBit, Release, Scratch, binary, forward_unix, free_port, install_artifacts, rooted,
-    wait_until, with_fanout_properties,
+    FluentBit, Release, Scratch, binary, forward_unix, free_port, install_artifacts,
+    install_firelens_config, wait_until,
 };
 use fanout_testhost::moto::Moto;
 use fanout_testhost::workspace_root;
@@ -118,26 +118,7 @@ fn start_log_router(
     let scratch = Scratch::new("firelens");
     install_artifacts(&scratch);
     // The image's /fluent-bit/etc, as docker/Dockerfile copies it.
-    let shipped = workspace_root().join("fluent-bit-conf/firelens");
-    let extra = scratch.path("/fluent-bit/etc/extra.conf");
-    let text = rooted(
-        &std::fs::read_to_string(shipped.join("extra.conf")).unwrap(),
-        &scratch,
-    );
-    let text = with_fanout_properties(
-        &text,
-        &[("dd_url", datadog_url), ("endpoint", firehose_url)],
-    );
-    std::fs::write(&extra, text).unwrap();
-    std::fs::write(
-        scratch.path("/fluent-bit/etc/plugins.conf"),
-        rooted(
-            &std::fs::read_to_string(shipped.join("plugins.conf")).unwrap(),
-            &scratch,
-        ),
-    )
-    .unwrap();
-
+    let extra = install_firelens_config(&scratch, datadog_url, firehose_url);
     let socket = scratch.path("/var/run/fluent.sock");
     let (forward_port, health_port) = (free_port(), free_port());
     let main = scratch.path("/fluent-bit/etc/fluent-bit.conf");
@@ -511,6 +492,64 @@ fn firelens_survives_hostile_chunk_composition() {
     );
 }
 
+/// A Fluent Bit of one test: the built plugin loaded with `-e`, and a classic config of the
+/// test's own ([`PluginHost::configure`]) under a scratch root.
+struct PluginHost {
+    scratch: Scratch,
+    socket: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl PluginHost {
+    fn new(name: &str) -> PluginHost {
+        let scratch = Scratch::new(name);
+        install_artifacts(&scratch);
+        PluginHost {
+            socket: scratch.path("/var/run/fluent.sock"),
+            config: scratch.path("/fluent-bit/etc/fluent-bit.conf"),
+            scratch,
+        }
+    }
+
+    /// Writes the config: `[SERVICE]` (`Flush 1`, `Grace 2`, then `service`), a forward input
+    /// on the unix socket (then `input`), then `outputs`.
+    fn configure(&self, service: &str, input: &str, outputs: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n{service}\
+                 [INPUT]\n    Name forward\n    Unix_Path {socket}\n{input}{outputs}",
+                socket = self.socket.display(),
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Starts `fluent_bit` (with test AWS keys) and waits for its forward socket.
+    fn start(&self, fluent_bit: &std::path::Path) -> FluentBit {
+        let plugin = self.scratch.path("/fluent-bit/plugins/fanout.so");
+        let args = [
+            std::ffi::OsStr::new("-e"),
+            plugin.as_os_str(),
+            std::ffi::OsStr::new("-c"),
+            self.config.as_os_str(),
+        ];
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "AKIDREALHOSTTEST0000"),
+            ("AWS_SECRET_ACCESS_KEY", "real-host-test-secret"),
+        ];
+        let mut fb = FluentBit::start(fluent_bit, args, &env, &self.scratch.root);
+        let socket = &self.socket;
+        wait_until(
+            &mut fb,
+            "the forward socket appears",
+            Duration::from_secs(30),
+            || socket.exists(),
+        );
+        fb
+    }
+}
+
 /// `delivery_stream logs-$service || logs-default` where no service has a stream and only
 /// `logs-default` exists: every record whose stream answers ResourceNotFoundException takes
 /// its next alternative in the same flush. 3000 records over 1000 services, all in S3 once.
@@ -520,44 +559,19 @@ fn missing_streams(release: Release, test: &str) {
     };
     let moto = Moto::start();
     moto.create_streams("fallback-logs", &[("logs-default", "default/")]);
-    let scratch = Scratch::new("missing-streams");
-    install_artifacts(&scratch);
-    let socket = scratch.path("/var/run/fluent.sock");
-    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[SERVICE]\n    Flush 1\n    Log_Level info\n\
-             [INPUT]\n    Name forward\n    Unix_Path {socket}\n\
-             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    destinations firehose\n\
+    let host = PluginHost::new("missing-streams");
+    host.configure(
+        "",
+        "",
+        &format!(
+            "[OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    destinations firehose\n\
              \x20   region us-east-1\n    endpoint {endpoint}\n\
              \x20   delivery_stream logs-$service || logs-default\n",
-            socket = socket.display(),
             endpoint = moto.url,
         ),
-    )
-    .unwrap();
-    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
-    let mut fb = FluentBit::start(
-        &fluent_bit,
-        [
-            std::ffi::OsStr::new("-e"),
-            plugin.as_os_str(),
-            std::ffi::OsStr::new("-c"),
-            config.as_os_str(),
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDMISSINGSTREAM000"),
-            ("AWS_SECRET_ACCESS_KEY", "missing-stream-secret"),
-        ],
-        &scratch.root,
     );
-    wait_until(
-        &mut fb,
-        "the forward socket appears",
-        Duration::from_secs(30),
-        || socket.exists(),
-    );
+    let mut fb = host.start(&fluent_bit);
+    let socket = &host.socket;
     const RECORDS: usize = 3000;
     let now = now();
     let records: Vec<(u32, Value)> = (0..RECORDS)
@@ -569,7 +583,7 @@ fn missing_streams(release: Release, test: &str) {
         })
         .collect();
     for part in records.chunks(500) {
-        forward_unix(&socket, "app", part).unwrap();
+        forward_unix(socket, "app", part).unwrap();
     }
     let in_s3 = || -> Vec<String> {
         moto.objects("fallback-logs")
@@ -644,45 +658,23 @@ fn restart_with_filesystem_storage(release: Release, test: &str, kill: bool) {
     let intake = FakeDatadog::start();
     intake.script(std::iter::repeat_n(DatadogReply::Status(503), 1_000_000));
     let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("restart");
-    install_artifacts(&scratch);
-    let socket = scratch.path("/var/run/fluent.sock");
-    let storage = scratch.dir("/var/lib/fluent-bit");
-    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n    storage.path {storage}\n\
-             [INPUT]\n    Name forward\n    Unix_Path {socket}\n    storage.type filesystem\n\
-             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    Retry_Limit no_limits\n\
+    let host = PluginHost::new("restart");
+    let storage = host.scratch.dir("/var/lib/fluent-bit");
+    host.configure(
+        &format!("    storage.path {}\n", storage.display()),
+        "    storage.type filesystem\n",
+        &format!(
+            "[OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n    Retry_Limit no_limits\n\
              \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
              \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
              \x20   flush_timeout 2s\n    ledger_file {storage}/fanout.ledger\n",
             storage = storage.display(),
-            socket = socket.display(),
             dd = intake.url,
             fh = firehose.url,
         ),
-    )
-    .unwrap();
-    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
-    let args = [
-        std::ffi::OsStr::new("-e"),
-        plugin.as_os_str(),
-        std::ffi::OsStr::new("-c"),
-        config.as_os_str(),
-    ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDRESTARTTEST00000"),
-        ("AWS_SECRET_ACCESS_KEY", "restart-test-secret"),
-    ];
-    let mut fb = FluentBit::start(&fluent_bit, args, &env, &scratch.root);
-    wait_until(
-        &mut fb,
-        "the forward socket appears",
-        Duration::from_secs(30),
-        || socket.exists(),
     );
+    let (scratch, socket) = (&host.scratch, &host.socket);
+    let mut fb = host.start(&fluent_bit);
     const RECORDS: usize = 3000;
     let records: Vec<(u32, Value)> = (0..RECORDS)
         .map(|n| {
@@ -693,7 +685,7 @@ fn restart_with_filesystem_storage(release: Release, test: &str, kill: bool) {
         })
         .collect();
     for part in records.chunks(500) {
-        forward_unix(&socket, "app", part).unwrap();
+        forward_unix(socket, "app", part).unwrap();
     }
     let numbers = |values: Vec<u64>| {
         let mut counts = vec![0u32; RECORDS];
@@ -738,7 +730,7 @@ fn restart_with_filesystem_storage(release: Release, test: &str, kill: bool) {
         "each chunk answered RETRY",
         Duration::from_secs(60),
         || {
-            let log = fb_log_lines(&scratch);
+            let log = fb_log_lines(scratch);
             let failed: std::collections::BTreeSet<String> = log
                 .lines()
                 .filter_map(|l| l.split("failed to flush chunk '").nth(1))
@@ -761,7 +753,7 @@ fn restart_with_filesystem_storage(release: Release, test: &str, kill: bool) {
     assert!(chunk_files() > 0, "the chunks wait on disk:\n{first_log}");
     let before = firehose.accepted().len();
     intake.script_clear();
-    let mut fb = FluentBit::start(&fluent_bit, args, &env, &scratch.root);
+    let mut fb = host.start(&fluent_bit);
     wait_until(
         &mut fb,
         "Datadog has every record",
@@ -884,54 +876,29 @@ fn records_refused_for_good_land_in_the_dead_letter_file_with_their_cause() {
     };
     let intake = FakeDatadog::start();
     let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("dead-letter");
-    install_artifacts(&scratch);
-    let socket = scratch.path("/var/run/fluent.sock");
-    let letters = scratch.dir("/var/lib/fluent-bit");
+    let host = PluginHost::new("dead-letter");
+    let letters = host.scratch.dir("/var/lib/fluent-bit");
     let (main_file, raw_file) = (letters.join("main.jsonl"), letters.join("raw.jsonl"));
-    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
     let metrics_port = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {metrics_port}\n\
-             [INPUT]\n    Name forward\n    Unix_Path {socket}\n    Buffer_Max_Size 4M\n\
-             [OUTPUT]\n    Name fanout\n    Alias main\n    Match *\n    workers 2\n\
+    host.configure(
+        &format!("    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {metrics_port}\n"),
+        "    Buffer_Max_Size 4M\n",
+        &format!(
+            "[OUTPUT]\n    Name fanout\n    Alias main\n    Match *\n    workers 2\n\
              \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
              \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
              \x20   dead_letter {main}\n\
              [OUTPUT]\n    Name fanout\n    Alias raw\n    Match *\n    destinations firehose\n\
              \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-raw\n\
              \x20   log_key log\n    dead_letter {raw}\n",
-            socket = socket.display(),
             dd = intake.url,
             fh = firehose.url,
             main = main_file.display(),
             raw = raw_file.display(),
         ),
-    )
-    .unwrap();
-    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
-    let mut fb = FluentBit::start(
-        &fluent_bit,
-        [
-            std::ffi::OsStr::new("-e"),
-            plugin.as_os_str(),
-            std::ffi::OsStr::new("-c"),
-            config.as_os_str(),
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDDEADLETTER000000"),
-            ("AWS_SECRET_ACCESS_KEY", "dead-letter-secret"),
-        ],
-        &scratch.root,
     );
-    wait_until(
-        &mut fb,
-        "the forward socket appears",
-        Duration::from_secs(30),
-        || socket.exists(),
-    );
+    let mut fb = host.start(&fluent_bit);
+    let socket = &host.socket;
     let blob = "b".repeat(1_100_000);
     let records = vec![
         (
@@ -949,7 +916,7 @@ fn records_refused_for_good_land_in_the_dead_letter_file_with_their_cause() {
         ),
         (now(), json!({"service": "web", "log": "fine", "n": 5})),
     ];
-    forward_unix(&socket, "app.web", &records).unwrap();
+    forward_unix(socket, "app.web", &records).unwrap();
     let lines = |path: &std::path::Path| -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -1038,46 +1005,21 @@ fn refused_records_go_to_a_dead_letter_stream_in_the_real_host() {
     };
     let intake = FakeDatadog::start();
     let firehose = FakeFirehose::start();
-    let scratch = Scratch::new("dead-letter-stream");
-    install_artifacts(&scratch);
-    let socket = scratch.path("/var/run/fluent.sock");
-    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[SERVICE]\n    Flush 1\n    Grace 2\n    Log_Level info\n\
-             [INPUT]\n    Name forward\n    Unix_Path {socket}\n\
-             [OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n\
+    let host = PluginHost::new("dead-letter-stream");
+    host.configure(
+        "",
+        "",
+        &format!(
+            "[OUTPUT]\n    Name fanout\n    Match *\n    workers 2\n\
              \x20   destinations datadog,firehose\n    apikey {API_KEY}\n    dd_url {dd}\n\
              \x20   region us-east-1\n    endpoint {fh}\n    delivery_stream logs-$service\n\
              \x20   dead_letter firehose:refused-logs\n",
-            socket = socket.display(),
             dd = intake.url,
             fh = firehose.url,
         ),
-    )
-    .unwrap();
-    let plugin = scratch.path("/fluent-bit/plugins/fanout.so");
-    let mut fb = FluentBit::start(
-        &fluent_bit,
-        [
-            std::ffi::OsStr::new("-e"),
-            plugin.as_os_str(),
-            std::ffi::OsStr::new("-c"),
-            config.as_os_str(),
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDDEADLETTER000000"),
-            ("AWS_SECRET_ACCESS_KEY", "dead-letter-secret"),
-        ],
-        &scratch.root,
     );
-    wait_until(
-        &mut fb,
-        "the forward socket appears",
-        Duration::from_secs(30),
-        || socket.exists(),
-    );
+    let mut fb = host.start(&fluent_bit);
+    let socket = &host.socket;
     let records = vec![
         (
             now(),
@@ -1086,7 +1028,7 @@ fn refused_records_go_to_a_dead_letter_stream_in_the_real_host() {
         (now(), json!({"log": "no service field", "n": 2})),
         (now(), json!({"service": "web", "log": "fine", "n": 3})),
     ];
-    forward_unix(&socket, "app.web", &records).unwrap();
+    forward_unix(socket, "app.web", &records).unwrap();
     let letters = || -> Vec<Value> {
         firehose
             .accepted()

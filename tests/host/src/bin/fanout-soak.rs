@@ -22,10 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fanout_testhost::fake_datadog::{self, FakeDatadog};
 use fanout_testhost::fake_firehose::{self, FakeFirehose};
 use fanout_testhost::fluent_bit::{
-    FluentBit, Scratch, forward_unix, free_port, http_get, install_artifacts, rooted,
-    with_fanout_properties,
+    FluentBit, Scratch, forward_unix, free_port, http_get, install_artifacts,
+    install_firelens_config,
 };
-use fanout_testhost::workspace_root;
 use serde_json::{Value, json};
 
 const SERVICES: [&str; 3] = ["checkout", "cart", "search"];
@@ -89,28 +88,7 @@ fn main() -> ExitCode {
     let firehose = FakeFirehose::start();
     let scratch = Scratch::new("soak");
     install_artifacts(&scratch);
-    let shipped = workspace_root().join("fluent-bit-conf/firelens");
-    let extra = scratch.path("/fluent-bit/etc/extra.conf");
-    let text = rooted(
-        &std::fs::read_to_string(shipped.join("extra.conf")).unwrap(),
-        &scratch,
-    );
-    let text = with_fanout_properties(
-        &text,
-        &[
-            ("dd_url", intake.url.as_str()),
-            ("endpoint", firehose.url.as_str()),
-        ],
-    );
-    std::fs::write(&extra, text).unwrap();
-    std::fs::write(
-        scratch.path("/fluent-bit/etc/plugins.conf"),
-        rooted(
-            &std::fs::read_to_string(shipped.join("plugins.conf")).unwrap(),
-            &scratch,
-        ),
-    )
-    .unwrap();
+    let extra = install_firelens_config(&scratch, &intake.url, &firehose.url);
     let socket = scratch.path("/var/run/fluent.sock");
     let http_port = free_port();
     let main = scratch.path("/fluent-bit/etc/fluent-bit.conf");
