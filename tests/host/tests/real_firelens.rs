@@ -10,6 +10,8 @@
 //! Runs on `FLUENT_BIT` (current) and `FLUENT_BIT_1_9` (AWS for Fluent Bit 2.x); skipped, and
 //! said so, when the variable is not set.
 
+mod common;
+
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -527,6 +529,11 @@ impl PluginHost {
 
     /// Starts `fluent_bit` (with test AWS keys) and waits for its forward socket.
     fn start(&self, fluent_bit: &std::path::Path) -> FluentBit {
+        self.start_with(fluent_bit, &[])
+    }
+
+    /// [`PluginHost::start`] with more environment variables.
+    fn start_with(&self, fluent_bit: &std::path::Path, more_env: &[(&str, &str)]) -> FluentBit {
         let plugin = self.scratch.path("/fluent-bit/plugins/fanout.so");
         let args = [
             std::ffi::OsStr::new("-e"),
@@ -534,10 +541,11 @@ impl PluginHost {
             std::ffi::OsStr::new("-c"),
             self.config.as_os_str(),
         ];
-        let env = [
+        let mut env = vec![
             ("AWS_ACCESS_KEY_ID", "AKIDREALHOSTTEST0000"),
             ("AWS_SECRET_ACCESS_KEY", "real-host-test-secret"),
         ];
+        env.extend_from_slice(more_env);
         let mut fb = FluentBit::start(fluent_bit, args, &env, &self.scratch.root);
         let socket = &self.socket;
         wait_until(
@@ -1086,5 +1094,106 @@ fn refused_records_go_to_a_dead_letter_stream_in_the_real_host() {
     assert_eq!(
         delivered,
         vec![("logs-web".to_owned(), 1), ("logs-web".to_owned(), 3)]
+    );
+}
+
+/// In the real host, with every proxy variable pointing at a recording proxy: the loopback
+/// Datadog intake is reached directly (the key never reaches the proxy); an intake that
+/// refuses zstd gets the same request with gzip, and the requests counter on the metrics
+/// endpoint equals the POSTs the intake received; a record's own `ddtags` that is not a string
+/// is kept as a tag and counted as altered.
+#[test]
+fn proxies_wire_counters_and_odd_ddtags_in_the_real_host() {
+    let test = "proxies_wire_counters_and_odd_ddtags_in_the_real_host";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let proxy = common::ForwardProxy::start();
+    let intake = FakeDatadog::start();
+    intake.outage(
+        Duration::from_secs(600),
+        DatadogReply::RefuseEncoding("zstd".into()),
+    );
+    let host = PluginHost::new("proxy-counters");
+    let metrics_port = free_port();
+    host.configure(
+        &format!("    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {metrics_port}\n"),
+        "",
+        &format!(
+            "[OUTPUT]\n    Name fanout\n    Alias dd\n    Match *\n    destinations datadog\n\
+             \x20   apikey {API_KEY}\n    dd_url {dd}\n    dd_tags env:prod\n",
+            dd = intake.url,
+        ),
+    );
+    let proxied: Vec<(&str, &str)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .map(|name| (name, proxy.url.as_str()))
+        .collect();
+    let mut fb = host.start_with(&fluent_bit, &proxied);
+    let records = vec![
+        (now(), json!({"log": "plain", "ddtags": "team:web"})),
+        (now(), json!({"log": "numbered", "ddtags": 42})),
+    ];
+    forward_unix(&host.socket, "app", &records).unwrap();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/api/v2/metrics/prometheus");
+    let requests_metric = |body: &str| {
+        body.lines()
+            .find(|l| {
+                l.starts_with("fluentbit_fanout_requests_total{") && l.contains("\"datadog\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    wait_until(
+        &mut fb,
+        "Datadog has both records, counted",
+        Duration::from_secs(30),
+        || {
+            intake.accepted().len() >= 2
+                && fanout_testhost::fluent_bit::http_get(&metrics_url).is_some_and(|(_, body)| {
+                    requests_metric(&body) == Some(intake.received().len() as u64)
+                })
+        },
+    );
+    let status = fb.terminate(Duration::from_secs(30));
+    let log = fb.log();
+    assert!(status.success(), "Fluent Bit exited with {status}:\n{log}");
+    let received = intake.received();
+    assert_eq!(
+        received
+            .iter()
+            .map(|r| (r.header("Content-Encoding").map(str::to_owned), r.status))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some("zstd".to_owned()), 415),
+            (Some("gzip".to_owned()), 202)
+        ],
+        "one zstd refusal, then gzip"
+    );
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "nothing went to the proxy"
+    );
+    assert!(!proxy.saw(API_KEY));
+    let tags: Vec<(String, String)> = intake
+        .accepted()
+        .iter()
+        .map(|e| {
+            (
+                e["message"].as_str().unwrap().to_owned(),
+                e["ddtags"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        tags.contains(&("numbered".into(), "env:prod,42".into())),
+        "{tags:?}"
+    );
+    assert!(log.contains("altered_values=1"), "{log}");
+    assert!(
+        log.contains(
+            "datadog[delivered=2 retried=0 dropped=0 rejected=0 resend_skipped=0 requests=2]"
+        ),
+        "{log}"
     );
 }
