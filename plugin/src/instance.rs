@@ -732,7 +732,15 @@ impl Pipeline {
         self.keep_refused(&parts, &batch, soft_deadline).await;
         let status = self.settle(&parts, &mut progress, &batch);
         if status == FlushStatus::Retry {
-            self.ledger.put(id, progress);
+            let put = || self.ledger.put(id, progress);
+            // With ledger_file the entry is synced to disk: let the runtime's one worker hand
+            // its other tasks on meanwhile, so an fsync never stalls the other deliveries.
+            let flavor = tokio::runtime::Handle::current().runtime_flavor();
+            if self.ledger.is_journaled() && flavor == tokio::runtime::RuntimeFlavor::MultiThread {
+                tokio::task::block_in_place(put);
+            } else {
+                put();
+            }
         }
         // The flush side may have given up already; nothing to do then.
         let _ = reply.send(status);

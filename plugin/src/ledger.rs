@@ -226,6 +226,15 @@ impl Ledger {
         }
     }
 
+    /// Whether changes are also written to a `ledger_file`.
+    pub fn is_journaled(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .journal
+            .is_some()
+    }
+
     /// Entries held (chunks awaiting a resend).
     pub fn len(&self) -> usize {
         self.inner
