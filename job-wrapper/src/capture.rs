@@ -45,16 +45,16 @@ pub struct LineSplitter {
 impl LineSplitter {
     pub fn feed(&mut self, mut data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8], bool)) {
         let max_line = max_line.max(1);
-        while let Some(newline) = data.iter().position(|b| *b == b'\n') {
-            self.pending.extend_from_slice(&data[..newline]);
+        while let Some(newline) = memchr::memchr(b'\n', data) {
+            let line = &data[..newline];
             data = &data[newline + 1..];
-            let line = std::mem::take(&mut self.pending);
-            let mut chunks = line.chunks(max_line).peekable();
-            if chunks.peek().is_none() {
-                emit(b"", false);
-            }
-            while let Some(chunk) = chunks.next() {
-                emit(chunk, chunks.peek().is_some());
+            if self.pending.is_empty() {
+                // The usual case: a whole line inside one read, emitted where it lies.
+                emit_line(line, max_line, emit);
+            } else {
+                self.pending.extend_from_slice(line);
+                emit_line(&self.pending, max_line, emit);
+                self.pending.clear();
             }
         }
         self.pending.extend_from_slice(data);
@@ -71,6 +71,19 @@ impl LineSplitter {
             let line = std::mem::take(&mut self.pending);
             emit(&line, false);
         }
+    }
+}
+
+/// One complete line: `P` parts of `max_line` bytes, then the `F` part (an empty line is one
+/// empty `F`).
+fn emit_line(line: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8], bool)) {
+    if line.is_empty() {
+        emit(b"", false);
+        return;
+    }
+    let mut chunks = line.chunks(max_line).peekable();
+    while let Some(chunk) = chunks.next() {
+        emit(chunk, chunks.peek().is_some());
     }
 }
 
