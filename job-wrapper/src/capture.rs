@@ -298,10 +298,43 @@ impl CriFile {
         Ok(())
     }
 
+    /// Writes what is pending, starting a new generation wherever the next whole line would
+    /// take the file past `rotate_bytes`: a read of a megabyte of output still gives files of
+    /// the configured size (a single line longer than that gets a file of its own).
     fn write_pending(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        while !self.pending.is_empty() {
+            let end = self.segment_end();
+            if end == 0 {
+                self.rotate()?;
+                continue;
+            }
+            self.write_front(end)?;
+            if !self.pending.is_empty() {
+                self.rotate()?;
+            }
         }
+        Ok(())
+    }
+
+    /// How much of `pending` goes into the current file: all of it, or up to the last line end
+    /// that keeps the file within `rotate_bytes` (0: rotate first), or, in an empty file, at
+    /// least the first line.
+    fn segment_end(&self) -> usize {
+        let room = self.rotate_bytes.saturating_sub(self.size) as usize;
+        if self.rotate_bytes == 0 || self.pending.len() <= room {
+            return self.pending.len();
+        }
+        if let Some(newline) = memchr::memrchr(b'\n', &self.pending[..room]) {
+            return newline + 1;
+        }
+        if self.size > 0 {
+            return 0;
+        }
+        memchr::memchr(b'\n', &self.pending).map_or(self.pending.len(), |n| n + 1)
+    }
+
+    /// Writes `pending[..end]` to the current file.
+    fn write_front(&mut self, end: usize) -> std::io::Result<()> {
         if self.file.is_none() {
             self.file = Some(self.create()?);
         }
@@ -310,10 +343,10 @@ impl CriFile {
         };
         let mut written = 0;
         let result = loop {
-            if written == self.pending.len() {
+            if written == end {
                 break Ok(());
             }
-            match file.write(&self.pending[written..]) {
+            match file.write(&self.pending[written..end]) {
                 Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -556,6 +589,34 @@ mod tests {
         let expected: Vec<String> = (0..40).map(|i| format!("{i:03}")).collect();
         assert_eq!(lines, expected, "every line once, in order");
         assert!(f.unread_generations().is_err(), "nothing to ask");
+    }
+
+    #[test]
+    fn one_flush_of_many_lines_still_gives_files_of_the_rotation_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = CriFile::open(&dir.path().join("app.log"), 1000, 100, 0o640, None).unwrap();
+        let time = CriFile::timestamp();
+        for i in 0..500 {
+            f.write_line_at(&time, Stream::Stdout, format!("{i:04}").as_bytes(), false)
+                .unwrap();
+        }
+        // One line longer than a file: a file of its own.
+        f.write_line_at(&time, Stream::Stderr, &[b'x'; 1500], false)
+            .unwrap();
+        f.flush().unwrap();
+        let (names, lines) = lines_in(dir.path());
+        for name in &names {
+            let size = std::fs::metadata(dir.path().join(name)).unwrap().len();
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(
+                size <= 1000 || text.lines().count() == 1,
+                "{name}: {size} bytes"
+            );
+        }
+        assert!(names.len() > 20, "{names:?}");
+        let mut expected: Vec<String> = (0..500).map(|i| format!("{i:04}")).collect();
+        expected.push("x".repeat(1500));
+        assert_eq!(lines, expected, "every line once, whole, in order");
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::sys;
 /// the pipes open forever.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// The pipes' kernel buffer and the wrapper's read buffer: a megabyte (Linux's default limit
+/// for an unprivileged pipe) so a chatty command costs a wake-up per megabyte, not per 64 KiB.
+const PIPE_BYTES: usize = 1 << 20;
+
 /// What happened to the command.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -172,7 +176,12 @@ pub async fn run(
         lines: [0, 0],
         max_line: args.max_line_bytes,
     };
-    let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    {
+        use std::os::fd::AsRawFd;
+        sys::grow_pipe(stdout.as_raw_fd(), PIPE_BYTES);
+        sys::grow_pipe(stderr.as_raw_fd(), PIPE_BYTES);
+    }
+    let (mut out_buf, mut err_buf) = (vec![0u8; PIPE_BYTES], vec![0u8; PIPE_BYTES]);
     let (mut out_open, mut err_open) = (true, true);
     let mut status = None;
     let mut kill_at: Option<tokio::time::Instant> = None;
