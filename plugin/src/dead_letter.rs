@@ -12,9 +12,9 @@
 //!   or ship it to make room: the size is read again when the file is replaced or truncated);
 //!   a stream takes at most that many bytes while the instance runs. Records beyond are counted
 //!   (`dead_letter_overflow`) and said in one warning per flush, never held in memory.
-//! - Kept before the flush answers, within its deadline: a stream that cannot take them in time
-//!   (after three tries of what failed) counts them as overflow, and the delivery itself is
-//!   unaffected. A stream's line is at most 1000 KiB (Firehose's record limit): a longer one
+//! - Kept before the flush answers, within its deadline: a stream's calls go through the
+//!   Firehose destination's own executor (request slots, backoff, partial retries); what it
+//!   cannot take in time counts as overflow, and the delivery itself is unaffected. A stream's line is at most 1000 KiB (Firehose's record limit): a longer one
 //!   carries the record's JSON cut to fit, as a string, with `"record_truncated": true`.
 //! - Peers: Fluent Bit 4.2+ `storage.keep.rejected` keeps whole chunks, delivered records
 //!   included (a replay duplicates them); Vector drops them.
@@ -26,6 +26,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::delivery::outcome::{Outcome, SharedOutcome};
+use crate::delivery::units::Units;
+use crate::destinations::Destination;
+use fanout_core::config::DeadLetterTarget;
 
 /// The file's default cap.
 pub const DEFAULT_MAX_SIZE: u64 = 100 << 20;
@@ -83,6 +89,73 @@ pub enum DeadLetter {
     Stream(DeadLetterStream),
 }
 
+impl DeadLetter {
+    pub fn new(target: &DeadLetterTarget, max_size: u64) -> DeadLetter {
+        match target {
+            DeadLetterTarget::File(path) => DeadLetter::File(DeadLetterFile::new(path, max_size)),
+            DeadLetterTarget::Firehose(stream) => {
+                DeadLetter::Stream(DeadLetterStream::new(stream, max_size))
+            }
+        }
+    }
+
+    /// Keeps `refused` by `deadline`. A stream's calls go through the instance's Firehose
+    /// destination, with its request slots, backoff and partial retries; their requests are
+    /// added to `firehose_requests` (every request on the wire is counted).
+    pub async fn keep(
+        &self,
+        refused: &[Refused<'_>],
+        destinations: &[std::sync::Arc<Destination>],
+        firehose_requests: Option<&std::sync::atomic::AtomicU64>,
+        deadline: Instant,
+    ) -> Written {
+        let stream = match self {
+            DeadLetter::File(file) => return file.write(refused),
+            DeadLetter::Stream(stream) => stream,
+        };
+        let (calls, mut written) = stream.calls(refused);
+        let lines: usize = calls.iter().map(Units::len).sum();
+        if lines == 0 {
+            return written;
+        }
+        let Some(firehose) = destinations.iter().find_map(|d| d.as_firehose()) else {
+            written.overflow += lines as u64;
+            written.reason = Some("no firehose destination".into());
+            return written;
+        };
+        let outcome: SharedOutcome = Outcome::shared(lines);
+        firehose
+            .send_calls(&stream.stream, calls, deadline, &outcome)
+            .await;
+        let outcome = Outcome::lock(&outcome);
+        if let Some(counter) = firehose_requests {
+            crate::stats::add(counter, outcome.requests);
+        }
+        let tally = outcome.tally();
+        written.records += tally.accepted as u64;
+        let missed = (lines - tally.accepted) as u64;
+        if missed > 0 {
+            written.overflow += missed;
+            let why = tally
+                .rejected
+                .first()
+                .map(|(cause, _)| cause.clone())
+                .or_else(|| {
+                    firehose.is_missing(&stream.stream).then(|| {
+                        format!(
+                            "stream '{}' does not exist (ResourceNotFoundException)",
+                            stream.stream
+                        )
+                    })
+                })
+                .or_else(|| outcome.transient_reason().map(|(r, _)| r.to_owned()))
+                .unwrap_or_else(|| "not accepted before the flush deadline".into());
+            written.reason.get_or_insert(why);
+        }
+        written
+    }
+}
+
 /// Refused records sent to a Firehose delivery stream.
 pub struct DeadLetterStream {
     pub stream: String,
@@ -100,14 +173,15 @@ impl DeadLetterStream {
         }
     }
 
-    /// The lines for `refused` that fit the cap, in calls of at most 500 records and 3 MiB,
-    /// and what did not fit.
-    pub fn calls(&self, refused: &[Refused<'_>]) -> (Vec<Vec<Vec<u8>>>, Written) {
+    /// The lines for `refused` that fit the cap, in calls of at most 500 records and 3 MiB
+    /// (each line's position is its index among the lines kept), and what did not fit.
+    pub fn calls(&self, refused: &[Refused<'_>]) -> (Vec<Units>, Written) {
         use std::sync::atomic::Ordering;
         let refused_at = now();
         let mut written = Written::default();
-        let mut calls: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut calls: Vec<Units> = Vec::new();
         let mut call_bytes = 0usize;
+        let mut kept = 0usize;
         for entry in refused {
             let mut bytes = line(entry, &refused_at);
             if bytes.len() > MAX_STREAM_LINE {
@@ -142,12 +216,13 @@ impl DeadLetterStream {
                 c.len() >= STREAM_CALL_RECORDS || call_bytes + bytes.len() > STREAM_CALL_BYTES
             });
             if full {
-                calls.push(Vec::new());
+                calls.push(Units::default());
                 call_bytes = 0;
             }
             call_bytes += bytes.len();
             if let Some(call) = calls.last_mut() {
-                call.push(bytes);
+                call.push(&bytes, &[kept]);
+                kept += 1;
             }
         }
         (calls, written)
@@ -297,14 +372,14 @@ mod tests {
         let many: Vec<Refused<'_>> = (0..1200).map(refused).collect();
         let (calls, written) = stream.calls(&many);
         assert_eq!(written.overflow, 0);
-        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = calls.iter().map(Units::len).collect();
         assert_eq!(sizes, vec![500, 500, 200]);
         let mut huge = refused(0);
         huge.record = json!({"log": "x".repeat(1_100_000)});
         let (calls, written) = stream.calls(&[huge]);
         assert_eq!(written.overflow, 0);
-        let line: Value = serde_json::from_slice(&calls[0][0]).unwrap();
-        assert!(calls[0][0].len() <= MAX_STREAM_LINE);
+        let line: Value = serde_json::from_slice(calls[0].unit(0)).unwrap();
+        assert!(calls[0].unit(0).len() <= MAX_STREAM_LINE);
         assert_eq!(line["record_truncated"], true);
         assert!(
             line["record"]

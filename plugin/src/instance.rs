@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{ConfigError, CoreConfig, Properties};
-use crate::dead_letter::{DeadLetter, DeadLetterFile, DeadLetterStream, Refused, Written};
+use crate::dead_letter::{DeadLetter, Refused};
 use crate::decode::decode_chunk;
 use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
 use crate::destinations::{Destination, Shared};
@@ -34,7 +34,6 @@ use crate::log::{LogSink, Logger};
 use crate::metrics::{Exporter, Gauges, MetricsHost};
 use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
-use fanout_core::config::DeadLetterTarget;
 
 /// What a flush tells Fluent Bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,14 +174,10 @@ impl Instance {
                 }
             }
         };
-        let dead_letter = config.dead_letter.as_ref().map(|target| match target {
-            DeadLetterTarget::File(path) => {
-                DeadLetter::File(DeadLetterFile::new(path, config.dead_letter_max_size))
-            }
-            DeadLetterTarget::Firehose(stream) => {
-                DeadLetter::Stream(DeadLetterStream::new(stream, config.dead_letter_max_size))
-            }
-        });
+        let dead_letter = config
+            .dead_letter
+            .as_ref()
+            .map(|target| DeadLetter::new(target, config.dead_letter_max_size));
         let job_end = config
             .job_end_token_file
             .clone()
@@ -842,29 +837,14 @@ impl Pipeline {
         if refused.is_empty() {
             return;
         }
-        let written = match dead_letter {
-            DeadLetter::File(file) => file.write(&refused),
-            DeadLetter::Stream(stream) => {
-                let (calls, mut written) = stream.calls(&refused);
-                let firehose = self.destinations.iter().find_map(|d| d.as_firehose());
-                for call in calls {
-                    let (failed, reason) = match firehose {
-                        Some(firehose) => firehose.put_lines(&stream.stream, &call, deadline).await,
-                        None => (call.len(), Some("no firehose destination".into())),
-                    };
-                    written.records += (call.len() - failed) as u64;
-                    written.overflow += failed as u64;
-                    if let Some(reason) = reason {
-                        written.reason.get_or_insert(reason);
-                    }
-                }
-                written
-            }
-        };
-        self.count_kept(written);
-    }
-
-    fn count_kept(&self, written: Written) {
+        let firehose_requests = self
+            .destination_stats
+            .iter()
+            .find(|d| d.name == "firehose")
+            .map(|d| &d.requests);
+        let written = dead_letter
+            .keep(&refused, &self.destinations, firehose_requests, deadline)
+            .await;
         stats::add(&self.stats.dead_lettered, written.records);
         stats::add(&self.stats.dead_letter_overflow, written.overflow);
         if let Some(reason) = written.reason {

@@ -28,7 +28,7 @@ use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams, Reroutes};
 use self::transport::Put;
 use super::Shared;
 use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
+use crate::delivery::execute::{Answer, Endpoint, Planned, Request, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
 use crate::delivery::units::Units;
 use crate::log::Logger;
@@ -116,55 +116,39 @@ impl FirehoseDestination {
 }
 
 impl FirehoseDestination {
-    /// Sends `lines` (one Firehose record each, at most 500 and 4 MiB of base64) to `stream`
-    /// by `deadline`, trying what failed up to three times: for `dead_letter firehose:…`.
-    /// How many were not accepted, and why.
-    pub async fn put_lines(
+    /// Whether Firehose said lately that `stream` does not exist.
+    pub fn is_missing(&self, stream: &str) -> bool {
+        self.missing.contains(stream)
+    }
+
+    /// Sends ready-made `calls` (a Firehose record per unit) to `stream` by `deadline` through
+    /// the same executor as deliveries, writing each unit's fate into `outcome`: for
+    /// `dead_letter firehose:…`.
+    pub async fn send_calls(
         &self,
         stream: &str,
-        lines: &[Vec<u8>],
+        calls: Vec<Units>,
         deadline: Instant,
-    ) -> (usize, Option<String>) {
+        outcome: &SharedOutcome,
+    ) {
         let client = self
             .client
             .get_or_init(|| transport::client(&self.config))
             .await;
-        let mut left: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        let mut last = None;
-        for attempt in 0..3u32 {
-            if left.is_empty() || Instant::now() >= deadline {
-                break;
-            }
-            if attempt > 0 {
-                let pause = std::time::Duration::from_millis(200 << attempt);
-                if Instant::now() + pause >= deadline {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-            }
-            match transport::put(client, stream, &left, deadline).await {
-                Put::Accepted => left.clear(),
-                Put::Partial { failed, code } => {
-                    last = Some(format!("{} records failed ({code})", failed.len()));
-                    left = failed
-                        .iter()
-                        .filter_map(|i| left.get(*i).copied())
-                        .collect();
-                }
-                Put::Retry(reason) => last = Some(reason),
-                Put::Permanent(reason) | Put::Missing(reason) => {
-                    last = Some(reason);
-                    break;
-                }
-            }
-        }
-        let reason = (!left.is_empty()).then(|| {
-            format!(
-                "stream '{stream}': {}",
-                last.unwrap_or_else(|| "no time left before the flush deadline".into())
-            )
+        let plan = calls.into_iter().map(|units| {
+            Planned::Request(Request {
+                key: stream.to_owned(),
+                units,
+            })
         });
-        (left.len(), reason)
+        let calls = Calls {
+            client,
+            missing: &self.missing,
+            reroutes: Rerouted::default(),
+        };
+        self.requests
+            .run(&calls, plan, outcome, deadline, &self.log, "dead_letter")
+            .await;
     }
 }
 
