@@ -1,20 +1,22 @@
 //! Any tag and record through the `k8s-metadata` filter's record path, in JSON and msgpack
 //! mode: it never panics (a panic in the module is a trap in the host) and always answers with
-//! one NUL-terminated result. A JSON record the splice path takes comes out equal to what the
-//! full path (parse, enrich, write) makes of it, or, where the full path cannot parse it,
-//! as the host wrote it with keys added.
+//! one NUL-terminated result. A JSON record the fast path takes — JSON log lines merged included,
+//! with the log line kept or not — comes out equal to what the full path (parse, enrich, write)
+//! makes of it, with no key twice, or, where the full path cannot parse it, as the host wrote it
+//! with keys added.
 #![no_main]
 
 use k8s_metadata::enrich;
 use k8s_metadata::podinfo::{Config, PodInfo};
-use k8s_metadata::splice::{self, Prepared};
+use k8s_metadata::scan::{self, Strictness};
+use k8s_metadata::splice::{self, Prepared, Scratch};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fuzz_target!(|data: (&[u8], &[u8])| {
     let (tag, record) = data;
     let mut out = Vec::new();
-    k8s_metadata::filter(tag, Some(record), record.len() as u32, &mut out);
+    k8s_metadata::filter(tag, 0, Some(record), record.len() as u32, &mut out);
     assert_eq!(out.last(), Some(&0));
     assert_eq!(out.iter().filter(|b| **b == 0).count(), 1, "exactly one NUL, at the end");
 
@@ -25,26 +27,50 @@ fuzz_target!(|data: (&[u8], &[u8])| {
             .collect(),
         ..PodInfo::default()
     };
-    let config = Config::default();
     let tag = String::from_utf8_lossy(tag);
-    let Some(prepared) = Prepared::new(&tag, &pod, &config) else {
-        return;
-    };
-    let mut spliced = Vec::new();
-    if !splice::splice(record, &prepared, &config, &mut spliced) {
-        return;
-    }
-    match serde_json::from_slice::<Value>(record) {
-        Ok(Value::Object(mut full)) => {
-            enrich::enrich(&mut full, &tag, &pod, &config);
-            let spliced: Value = serde_json::from_slice(&spliced).expect("the splice writes JSON");
-            assert_eq!(spliced, Value::Object(full));
+    for config in [
+        Config::default(),
+        Config {
+            keep_log: false,
+            ..Config::default()
+        },
+    ] {
+        let prepared = Prepared::new(&tag, &pod, &config);
+        let mut spliced = Vec::new();
+        if !splice::splice(record, &prepared, &config, &mut Scratch::default(), &mut spliced) {
+            continue;
         }
-        // What the full path cannot parse (deeper than serde_json's recursion limit, lone
-        // surrogates inside strings) the splice hands back as the host wrote it.
-        _ => {
-            let close = record.iter().rposition(|&b| b == b'}').expect("an object");
-            assert!(spliced.starts_with(&record[..close]) && spliced.ends_with(b"}"));
+        // The fast path adds no key twice (what the host wrote twice stays twice).
+        assert_eq!(
+            repeated_keys(&spliced),
+            repeated_keys(record),
+            "no key added twice"
+        );
+        match serde_json::from_slice::<Value>(record) {
+            Ok(Value::Object(mut full)) => {
+                enrich::enrich(&mut full, &tag, &pod, &config);
+                let spliced: Value =
+                    serde_json::from_slice(&spliced).expect("the splice writes JSON");
+                assert_eq!(spliced, Value::Object(full));
+            }
+            // What the full path cannot parse (lone surrogates inside strings, numbers out of
+            // its range) the fast path hands back as the host wrote it, with keys added.
+            _ => {
+                let close = record.iter().rposition(|&b| b == b'}').expect("an object");
+                if config.keep_log {
+                    assert!(spliced.starts_with(&record[..close]) && spliced.ends_with(b"}"));
+                }
+            }
         }
     }
 });
+
+/// How many top-level keys of a JSON object repeat an earlier one (as written).
+fn repeated_keys(text: &[u8]) -> usize {
+    let mut members = Vec::new();
+    scan::object(text, 0, Strictness::Structure, &mut members).expect("a JSON object");
+    let mut keys: Vec<&[u8]> = members.iter().map(|m| m.key_body(text)).collect();
+    keys.sort();
+    keys.dedup();
+    members.len() - keys.len()
+}

@@ -7,10 +7,17 @@
 //! is recognised from its first byte). The returned buffer is reused on the next call, so
 //! nothing is leaked per record, and stays valid until the host has copied it.
 //!
+//! JSON records take the fast path of [`splice`] (the host's text with the metadata appended and
+//! a JSON log line merged, found by [`scan`] without building values) unless something about
+//! them needs the full one (serde_json parses, [`enrich`] changes, serde_json writes).
+//!
 //! A record that cannot be parsed is returned with a `k8s_metadata_error` field and its content
 //! in `log`; the module never drops a record. Files are read once per instance and re-read
-//! every `refresh_seconds` by the host's clock (never by record time, which the application
-//! controls).
+//! every `refresh_seconds` by the host's clock. Reading that clock is a WASI call, about as
+//! costly interpreted as the rest of a record's work, so it is read on a record whose time (in
+//! seconds) differs from the last one's, and at least every [`CLOCK_EVERY_RECORDS`] records:
+//! record time, which the application controls, only says when to look at the clock, never
+//! whether the files are due.
 //!
 //! A trap (the host aborting a call: out of stack, out of memory) must not disable the module:
 //! state lives in `Cell`s that a call takes and puts back, so a call cut short leaves them empty
@@ -20,6 +27,7 @@ pub mod depth;
 pub mod enrich;
 pub mod msgpack;
 pub mod podinfo;
+pub mod scan;
 pub mod splice;
 pub mod tagpath;
 
@@ -29,18 +37,26 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use podinfo::{Config, PodInfo};
-use splice::Prepared;
+use splice::{Prepared, Scratch};
 
 struct State {
     config: Config,
     pod: PodInfo,
     read_at: Instant,
-    /// The metadata of the last tag seen (its bytes as the host passed them), serialized
-    /// (`None` inside: nothing known about the pod), until the files are read again.
-    prepared: Option<(Vec<u8>, Option<Prepared>)>,
+    /// Records since the clock was last read, and the record time (seconds) then.
+    records_since_clock: u32,
+    record_time_at_clock: u32,
+    /// The metadata of the last tag seen (its bytes as the host passed them), serialized,
+    /// until the files are read again.
+    prepared: Option<(Vec<u8>, Prepared)>,
+    /// The fast path's buffers, reused from record to record.
+    scratch: Scratch,
     /// Config problems still to report (on the first record, once).
     config_problems: Option<String>,
 }
+
+/// Records between two readings of the host's clock when record times do not change.
+pub const CLOCK_EVERY_RECORDS: u32 = 64;
 
 thread_local! {
     static STATE: Cell<Option<Box<State>>> = const { Cell::new(None) };
@@ -48,7 +64,13 @@ thread_local! {
 }
 
 /// Processes one record and returns the bytes to hand back, NUL-terminated.
-pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<u8>) {
+pub fn filter(
+    tag: &[u8],
+    time_sec: u32,
+    record: Option<&[u8]>,
+    record_len: u32,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     let Some(record) = record else {
         // The host could not copy the record into the module (its heap was too small).
@@ -76,11 +98,17 @@ pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<
             config,
             pod,
             read_at: Instant::now(),
+            records_since_clock: 0,
+            record_time_at_clock: time_sec,
             prepared: None,
+            scratch: Scratch::default(),
             config_problems,
         })
     });
-    if state.read_at.elapsed().as_secs() >= state.config.refresh_seconds {
+    state.records_since_clock += 1;
+    if (state.records_since_clock >= CLOCK_EVERY_RECORDS || time_sec != state.record_time_at_clock)
+        && clock_says_refresh(&mut state, time_sec)
+    {
         state.pod = PodInfo::read(&state.config.podinfo_dir);
         state.read_at = Instant::now();
         state.prepared = None;
@@ -92,6 +120,13 @@ pub fn filter(tag: &[u8], record: Option<&[u8]>, record_len: u32, out: &mut Vec<
     }
     STATE.set(Some(state));
     out.push(0);
+}
+
+/// Reads the host's clock: whether the files are due to be read again.
+fn clock_says_refresh(state: &mut State, time_sec: u32) -> bool {
+    state.records_since_clock = 0;
+    state.record_time_at_clock = time_sec;
+    state.read_at.elapsed().as_secs() >= state.config.refresh_seconds
 }
 
 fn error_record(reason: String, content: &[u8]) -> Map<String, Value> {
@@ -124,8 +159,8 @@ fn json_record(record: &[u8], tag: &[u8], state: &mut State, out: &mut Vec<u8>) 
             let prepared = Prepared::new(&String::from_utf8_lossy(tag), &state.pod, &state.config);
             state.prepared = Some((tag.to_vec(), prepared));
         }
-        if let Some((_, Some(prepared))) = &state.prepared
-            && splice::splice(record, prepared, &state.config, out)
+        if let Some((_, prepared)) = &state.prepared
+            && splice::splice(record, prepared, &state.config, &mut state.scratch, out)
         {
             return;
         }
@@ -193,8 +228,8 @@ pub(crate) mod abi {
     pub extern "C" fn k8s_metadata(
         tag: *const u8,
         tag_len: u32,
-        // The record's time is the application's to set: nothing here depends on it.
-        _time_sec: u32,
+        // The record's time is the application's to set: it only says when to read the clock.
+        time_sec: u32,
         _time_nsec: u32,
         record: *const u8,
         record_len: u32,
@@ -212,7 +247,7 @@ pub(crate) mod abi {
             unsafe { std::slice::from_raw_parts(record, record_len as usize) }
         });
         let mut output = OUTPUT.take();
-        filter(tag, record, record_len, &mut output);
+        filter(tag, time_sec, record, record_len, &mut output);
         let answer = output.as_ptr();
         // Put back (moving a Vec keeps its buffer where it is): the host reads the answer
         // after this returns, and the next call reuses the buffer.

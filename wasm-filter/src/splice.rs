@@ -1,41 +1,46 @@
-//! The fast path for JSON records: most records only gain keys, so the module appends the
-//! serialized metadata to the host's JSON text instead of parsing the record into values and
-//! writing it again.
+//! The fast path for JSON records: the module writes the host's JSON text back with the
+//! metadata appended, and with the members of a JSON log line merged in, instead of parsing the
+//! record into values and writing it again.
 //!
-//! A record takes this path when the filter knows something about the pod and the record has
-//! none of what would change it otherwise: no `kubernetes` key of its own (it would be moved
-//! aside), no raw CRI line to split, no JSON object in `log`/`message` to merge. One scan with
-//! serde_json (no values built) checks that the text is a JSON object and finds those keys;
-//! anything unusual — invalid JSON, an escape where a decision needs the text — goes to the
-//! full path, which gives the same record. The record's own bytes are kept as the host wrote
-//! them, numbers included, and so are escapes inside its strings, which the scan does not
-//! decode (a lone surrogate `\ud800` the host wrote goes back to it unchanged, where the full
-//! path would mark the record as invalid JSON). Invalid UTF-8 takes the full path.
+//! A record takes this path when [`crate::scan`] finds it is one JSON object and it has none of
+//! what the fast path leaves to the full one: a `kubernetes` key of its own (moved aside by the
+//! full path), a raw CRI line to split, two `log` or two `message` keys. `merge_log` is done
+//! here: the `log` (else `message`) string is unescaped once, scanned as a JSON object with
+//! serde_json's rules for values, and its members are copied after the record's own — but not
+//! `kubernetes`, nor a key the record has (the record wins). Anything the scanner is unsure of (a
+//! number serde_json may find out of range, escaped keys to compare, a key twice in the log
+//! line, deep nesting) goes to the full path, which gives the same record.
+//!
+//! The record's own bytes are kept as the host wrote them, numbers included, and so are escapes
+//! inside its strings, which the scan does not decode (a lone surrogate `\ud800` the host wrote
+//! goes back to it unchanged, where the full path would mark the record as invalid JSON).
+//! Merged members are copied as the application wrote them (unescaped once, from inside the
+//! `log` string). Invalid UTF-8 takes the full path.
 //!
 //! The metadata depends only on the tag and the Downward API files, so it is serialized once per
 //! tag and kept until the files are read again.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
 use crate::enrich::{self, KUBERNETES};
 use crate::podinfo::{Config, PodInfo};
+use crate::scan::{self, Failure, Member, Strictness};
 
 /// The metadata of one tag, serialized: what a record of that tag gains.
 pub struct Prepared {
-    /// `"kubernetes":{…}`.
-    kubernetes: Vec<u8>,
+    /// `"kubernetes":{…}`, or `None` when nothing is known about the pod.
+    kubernetes: Option<Vec<u8>>,
     /// `"service":"…"` and the like, each added unless the record has that key.
     service_tags: Vec<(TopKey, Vec<u8>)>,
 }
 
 impl Prepared {
-    /// The metadata for `tag`, or `None` when nothing is known about the pod (records are
-    /// then left as they are, by the full path).
-    pub fn new(tag: &str, pod: &PodInfo, config: &Config) -> Option<Prepared> {
-        let kubernetes = enrich::kubernetes_map(tag, pod, &config.annotations_exclude)?;
+    /// The metadata for `tag`.
+    pub fn new(tag: &str, pod: &PodInfo, config: &Config) -> Prepared {
+        let Some(kubernetes) = enrich::kubernetes_map(tag, pod, &config.annotations_exclude) else {
+            return Prepared {
+                kubernetes: None,
+                service_tags: Vec::new(),
+            };
+        };
         let labels = match kubernetes.get("labels") {
             Some(serde_json::Value::Object(labels)) if config.service_tags => {
                 enrich::service_tags(labels)
@@ -45,14 +50,14 @@ impl Prepared {
         let service_tags = labels
             .into_iter()
             .filter_map(|(field, value)| {
-                let key = TopKey::of(field)?;
+                let key = TopKey::of(field.as_bytes())?;
                 Some((key, member(field, &value)))
             })
             .collect();
-        Some(Prepared {
-            kubernetes: member(KUBERNETES, &kubernetes),
+        Prepared {
+            kubernetes: Some(member(KUBERNETES, &kubernetes)),
             service_tags,
-        })
+        }
     }
 }
 
@@ -66,31 +71,245 @@ fn member(key: &str, value: &impl serde::Serialize) -> Vec<u8> {
     out
 }
 
-/// Writes `record` with `prepared`'s metadata appended into `out` and returns true, or returns
-/// false (with `out` untouched) when the record needs the full path.
-pub fn splice(record: &[u8], prepared: &Prepared, config: &Config, out: &mut Vec<u8>) -> bool {
-    let Some(scan) = Scan::of(record, config) else {
+/// Buffers kept from record to record, so the fast path allocates nothing once warm.
+#[derive(Default)]
+pub struct Scratch {
+    record: Vec<Member>,
+    log_line: Vec<u8>,
+    merged: Vec<Member>,
+    /// Per merged member: whether it is written (not `kubernetes`, not a key the record has).
+    keep: Vec<bool>,
+    key: Vec<u8>,
+}
+
+/// Writes `record` with `prepared`'s metadata (and its JSON log line merged) into `out` and
+/// returns true, or returns false (with `out` untouched) when the record needs the full path.
+pub fn splice(
+    record: &[u8],
+    prepared: &Prepared,
+    config: &Config,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Ok(scanned) = scan::object(record, 0, Strictness::Structure, &mut scratch.record) else {
         return false;
     };
-    if scan.has(TopKey::Kubernetes) || scan.needs_full_path {
+    if !record[scanned.end..]
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        || (scanned.non_ascii && std::str::from_utf8(record).is_err())
+    {
         return false;
     }
-    let Some(close) = record.iter().rposition(|&b| b == b'}') else {
+    let Some(top) = TopKeys::of(record, &scratch.record, &mut scratch.key) else {
         return false;
     };
-    out.extend_from_slice(&record[..close]);
-    if scan.members > 0 {
-        out.push(b',');
+    if top.has(TopKey::Kubernetes) {
+        return false;
     }
-    out.extend_from_slice(&prepared.kubernetes);
-    for (key, member) in &prepared.service_tags {
-        if !scan.has(*key) {
+    let cri_candidate = config.parse_cri && !top.has(TopKey::Stream) && !top.has(TopKey::Logtag);
+    if cri_candidate
+        && let Some(log) = top.log
+        && may_be_a_cri_line(&record[scratch.record[log].value.clone()])
+    {
+        return false;
+    }
+    let merged = if config.merge_log {
+        match merge_source(record, &top, scratch) {
+            Ok(merged) => merged,
+            Err(()) => return false,
+        }
+    } else {
+        None
+    };
+    let mut present = top.present;
+    if let Some(source) = merged {
+        let Some(inner_present) = choose_merged(record, source, config.keep_log, scratch) else {
+            return false;
+        };
+        present |= inner_present;
+    }
+
+    // Decided: write.
+    let close = scanned.end - 1;
+    let mut members = scratch.record.len();
+    match merged {
+        Some(source) if !config.keep_log => {
+            out.push(b'{');
+            let mut first = true;
+            for (index, member) in scratch.record.iter().enumerate() {
+                if index != source {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend_from_slice(&record[member.span()]);
+                }
+            }
+            members -= 1;
+        }
+        _ => out.extend_from_slice(&record[..close]),
+    }
+    let mut separate = |out: &mut Vec<u8>| {
+        if members > 0 {
             out.push(b',');
+        }
+        members += 1;
+    };
+    if merged.is_some() {
+        for (member, keep) in scratch.merged.iter().zip(&scratch.keep) {
+            if *keep {
+                separate(out);
+                out.extend_from_slice(&scratch.log_line[member.span()]);
+            }
+        }
+    }
+    if let Some(kubernetes) = &prepared.kubernetes {
+        separate(out);
+        out.extend_from_slice(kubernetes);
+    }
+    for (key, member) in &prepared.service_tags {
+        if present & key.bit() == 0 {
+            separate(out);
             out.extend_from_slice(member);
         }
     }
     out.push(b'}');
     true
+}
+
+/// Which of `log` and `message` holds the JSON object to merge (its member index; its text
+/// unescaped in `scratch.log_line`, its members in `scratch.merged`), `None` when neither does;
+/// `Err` when the full path must decide.
+fn merge_source(record: &[u8], top: &TopKeys, scratch: &mut Scratch) -> Result<Option<usize>, ()> {
+    for index in [top.log, top.message].into_iter().flatten() {
+        let raw = &record[scratch.record[index].value.clone()];
+        if !may_hold_an_object(raw) {
+            continue;
+        }
+        scratch.log_line.clear();
+        scan::unescape(&raw[1..raw.len() - 1], &mut scratch.log_line).ok_or(())?;
+        let text = &scratch.log_line;
+        // `merge_log` trims the text (Unicode whitespace) before parsing it.
+        let start = text
+            .iter()
+            .position(|b| !matches!(b, b'\t'..=b'\r' | b' '))
+            .unwrap_or(text.len());
+        match text.get(start) {
+            Some(b'{') => {}
+            Some(b) if !b.is_ascii() => return Err(()),
+            _ => continue,
+        }
+        match scan::object(text, start, Strictness::Value, &mut scratch.merged) {
+            Ok(scanned) => {
+                let rest = &text[scanned.end..];
+                if rest.iter().all(|b| matches!(b, b'\t'..=b'\r' | b' ')) {
+                    return Ok(Some(index));
+                }
+                if !rest.is_ascii() {
+                    return Err(());
+                }
+            }
+            Err(Failure::Invalid) => {}
+            Err(Failure::Unsure) => return Err(()),
+        }
+    }
+    Ok(None)
+}
+
+/// Marks which merged members are written (`scratch.keep`): not `kubernetes` (pod identity is
+/// never the application's to say), not a key the record has (minus the merged one, when it is
+/// not kept). Returns the [`TopKey`]s the merged members bring, or `None` for the full path (a
+/// key to compare holds an escape, or the log line has a key twice).
+fn choose_merged(
+    record: &[u8],
+    source: usize,
+    keep_log: bool,
+    scratch: &mut Scratch,
+) -> Option<u16> {
+    let Scratch {
+        record: own,
+        log_line,
+        merged,
+        keep,
+        ..
+    } = scratch;
+    let mut seen = KeyFilter::default();
+    for (index, member) in own.iter().enumerate() {
+        if index == source && !keep_log {
+            continue;
+        }
+        if member.key_escaped {
+            return None;
+        }
+        seen.insert(member.key_body(record));
+    }
+    keep.clear();
+    let mut present = 0;
+    for (index, member) in merged.iter().enumerate() {
+        if member.key_escaped {
+            return None;
+        }
+        let key = member.key_body(log_line);
+        if key == KUBERNETES.as_bytes() {
+            keep.push(false);
+            continue;
+        }
+        if seen.may_contain(key) {
+            if merged[..index]
+                .iter()
+                .any(|earlier| same_bytes(earlier.key_body(log_line), key))
+            {
+                return None;
+            }
+            let in_record = own
+                .iter()
+                .enumerate()
+                .any(|(i, m)| (i != source || keep_log) && same_bytes(m.key_body(record), key));
+            if in_record {
+                keep.push(false);
+                continue;
+            }
+        }
+        seen.insert(key);
+        if let Some(top) = TopKey::of(key) {
+            present |= top.bit();
+        }
+        keep.push(true);
+    }
+    Some(present)
+}
+
+/// A 256-bit set of key hashes: most keys are told apart without comparing their bytes.
+#[derive(Default)]
+struct KeyFilter([u64; 4]);
+
+impl KeyFilter {
+    /// Mixes the key's first and last eight bytes (all of a short key) and its length: keys
+    /// that differ only in their middle (`field_00`, `field_01`, …) still differ at one end.
+    fn hash(key: &[u8]) -> u8 {
+        let word = |bytes: &[u8]| {
+            let mut word = [0u8; 8];
+            let n = bytes.len().min(8);
+            word[..n].copy_from_slice(&bytes[..n]);
+            u64::from_le_bytes(word)
+        };
+        let first = word(key);
+        let last = word(&key[key.len().saturating_sub(8)..]);
+        let mixed =
+            (first ^ last.rotate_left(29) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 56) as u8
+    }
+
+    fn insert(&mut self, key: &[u8]) {
+        let h = Self::hash(key);
+        self.0[usize::from(h >> 6)] |= 1 << (h & 63);
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        let h = Self::hash(key);
+        self.0[usize::from(h >> 6)] & (1 << (h & 63)) != 0
+    }
 }
 
 /// Whether two byte strings are equal, eight bytes at a time: the tag is compared on every
@@ -120,16 +339,16 @@ enum TopKey {
 }
 
 impl TopKey {
-    fn of(key: &str) -> Option<TopKey> {
+    fn of(key: &[u8]) -> Option<TopKey> {
         Some(match key {
-            "kubernetes" => TopKey::Kubernetes,
-            "stream" => TopKey::Stream,
-            "logtag" => TopKey::Logtag,
-            "log" => TopKey::Log,
-            "message" => TopKey::Message,
-            "service" => TopKey::Service,
-            "env" => TopKey::Env,
-            "version" => TopKey::Version,
+            b"kubernetes" => TopKey::Kubernetes,
+            b"stream" => TopKey::Stream,
+            b"logtag" => TopKey::Logtag,
+            b"log" => TopKey::Log,
+            b"message" => TopKey::Message,
+            b"service" => TopKey::Service,
+            b"env" => TopKey::Env,
+            b"version" => TopKey::Version,
             _ => return None,
         })
     }
@@ -139,38 +358,48 @@ impl TopKey {
     }
 }
 
-/// What one pass over a record's top level found.
-struct Scan<'a> {
+/// The record's top-level keys that decide its path.
+struct TopKeys {
     present: u16,
-    members: usize,
-    /// Raw text of the `log` and `message` values (a third one, a duplicate key, sends the
-    /// record to the full path). Not a Vec: an allocation per record costs as much as the scan.
-    texts: [Option<(TopKey, &'a RawValue)>; 2],
-    needs_full_path: bool,
+    /// The member holding `log`, and the one holding `message`, when each is a string.
+    log: Option<usize>,
+    message: Option<usize>,
 }
 
-impl<'a> Scan<'a> {
-    /// `None` when the record is not a JSON object the full path would accept as it is.
-    fn of(record: &'a [u8], config: &Config) -> Option<Scan<'a>> {
-        // Records deeper than the limit get the full path's marker. (The scan itself would cope:
-        // serde_json skips values with a loop and a heap stack, never recursing.)
-        if crate::depth::json_may_exceed(record, crate::depth::MAX_DEPTH) {
-            return None;
+impl TopKeys {
+    /// `None` when `log` or `message` is there twice (the full path takes the last one).
+    fn of(record: &[u8], members: &[Member], key: &mut Vec<u8>) -> Option<TopKeys> {
+        let mut top = TopKeys {
+            present: 0,
+            log: None,
+            message: None,
+        };
+        for (index, member) in members.iter().enumerate() {
+            let found = if member.key_escaped {
+                key.clear();
+                scan::unescape(member.key_body(record), key)?;
+                TopKey::of(key)
+            } else {
+                TopKey::of(member.key_body(record))
+            };
+            let Some(found) = found else { continue };
+            let slot = match found {
+                TopKey::Log => &mut top.log,
+                TopKey::Message => &mut top.message,
+                _ => {
+                    top.present |= found.bit();
+                    continue;
+                }
+            };
+            if top.present & found.bit() != 0 {
+                return None;
+            }
+            top.present |= found.bit();
+            if record[member.value.start] == b'"' {
+                *slot = Some(index);
+            }
         }
-        // Invalid UTF-8 takes the full path, which reports it; valid text is scanned as `str`,
-        // so the scan does not check it again.
-        let text = std::str::from_utf8(record).ok()?;
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let mut scan = deserializer.deserialize_map(ScanVisitor).ok()?;
-        deserializer.end().ok()?;
-        let cri_candidate =
-            config.parse_cri && !scan.has(TopKey::Stream) && !scan.has(TopKey::Logtag);
-        scan.needs_full_path |= scan.texts.iter().flatten().any(|(key, raw)| {
-            let text = raw.get().as_bytes();
-            (config.merge_log && may_hold_an_object(text))
-                || (cri_candidate && *key == TopKey::Log && may_be_a_cri_line(text))
-        });
-        Some(scan)
+        Some(top)
     }
 
     fn has(&self, key: TopKey) -> bool {
@@ -180,7 +409,7 @@ impl<'a> Scan<'a> {
 
 /// Whether a JSON string value (raw, quotes included) might start with `{` once unescaped
 /// and trimmed, as `merge_log` checks. Unsure (an escape other than whitespace, a non-ASCII
-/// character first) counts as yes: the full path decides.
+/// character first) counts as yes: the unescaped text decides.
 fn may_hold_an_object(raw: &[u8]) -> bool {
     let Some(body) = raw.strip_prefix(b"\"") else {
         return false; // not a string: never merged
@@ -214,69 +443,6 @@ fn may_be_a_cri_line(raw: &[u8]) -> bool {
     }
 }
 
-struct ScanVisitor;
-
-impl<'de> Visitor<'de> for ScanVisitor {
-    type Value = Scan<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan<'de>, A::Error> {
-        let mut scan = Scan {
-            present: 0,
-            members: 0,
-            texts: [None, None],
-            needs_full_path: false,
-        };
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            scan.members += 1;
-            match key {
-                Some(key @ (TopKey::Log | TopKey::Message)) => {
-                    scan.present |= key.bit();
-                    let text = Some((key, map.next_value::<&RawValue>()?));
-                    match scan.texts.iter_mut().find(|slot| slot.is_none()) {
-                        Some(slot) => *slot = text,
-                        None => scan.needs_full_path = true,
-                    }
-                }
-                Some(key) => {
-                    scan.present |= key.bit();
-                    map.next_value::<IgnoredAny>()?;
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(scan)
-    }
-}
-
-/// Reads a key without allocating, keeping only whether it is one of [`TopKey`].
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<TopKey>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for KeySeed {
-    type Value = Option<TopKey>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(TopKey::of(key))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,14 +468,24 @@ mod tests {
     }
 
     /// The record as the full path writes it.
-    fn full(record: &str) -> Value {
-        let mut map = serde_json::from_str::<Value>(record)
+    fn full_with(record: &[u8], pod: &PodInfo, config: &Config) -> Value {
+        let mut map = serde_json::from_slice::<Value>(record)
             .unwrap()
             .as_object()
             .unwrap()
             .clone();
-        enrich::enrich(&mut map, TAG, &pod(), &Config::default());
+        enrich::enrich(&mut map, TAG, pod, config);
         Value::Object(map)
+    }
+
+    fn full(record: &str) -> Value {
+        full_with(record.as_bytes(), &pod(), &Config::default())
+    }
+
+    fn spliced_with(record: &[u8], pod: &PodInfo, config: &Config) -> Option<Vec<u8>> {
+        let prepared = Prepared::new(TAG, pod, config);
+        let mut out = Vec::new();
+        splice(record, &prepared, config, &mut Scratch::default(), &mut out).then_some(out)
     }
 
     fn spliced(record: &str) -> Option<Vec<u8>> {
@@ -317,10 +493,29 @@ mod tests {
     }
 
     fn spliced_bytes(record: &[u8]) -> Option<Vec<u8>> {
-        let config = Config::default();
-        let prepared = Prepared::new(TAG, &pod(), &config).unwrap();
-        let mut out = Vec::new();
-        splice(record, &prepared, &config, &mut out).then_some(out)
+        spliced_with(record, &pod(), &Config::default())
+    }
+
+    /// Spliced, the record equals the full path's and has no key twice (the host would keep both).
+    fn assert_same_as_full(record: &str, pod: &PodInfo, config: &Config) {
+        let out = spliced_with(record.as_bytes(), pod, config)
+            .unwrap_or_else(|| panic!("spliced: {record}"));
+        let value: Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        assert_eq!(value, full_with(record.as_bytes(), pod, config), "{record}");
+        let mut raw_keys = Vec::new();
+        let mut members = Vec::new();
+        scan::object(&out, 0, Strictness::Structure, &mut members).unwrap();
+        for member in &members {
+            raw_keys.push(member.key_body(&out).to_vec());
+        }
+        let unique: std::collections::BTreeSet<_> = raw_keys.iter().collect();
+        assert_eq!(
+            unique.len(),
+            raw_keys.len(),
+            "a key twice: {}",
+            String::from_utf8_lossy(&out)
+        );
     }
 
     #[test]
@@ -347,24 +542,78 @@ mod tests {
         );
     }
 
+    /// JSON log lines, merged by the fast path exactly as the full path merges them, with every
+    /// config that changes the merge.
+    #[test]
+    fn json_log_lines_are_merged_as_the_full_path_merges_them() {
+        let no_keep = Config {
+            keep_log: false,
+            ..Config::default()
+        };
+        let no_tags = Config {
+            service_tags: false,
+            ..Config::default()
+        };
+        for record in [
+            r#"{"time":"t","stream":"stdout","_p":"F","log":"{\"level\":\"info\",\"msg\":\"GET /x\",\"status\":200,\"ms\":12.5,\"ok\":true}"}"#,
+            r#"{"stream":"stdout","log":"{\"http\":{\"method\":\"GET\",\"h\":{\"a\":[1,2,{\"b\":null}]}},\"tags\":[\"x\",1,2.5,true,null],\"e\":{},\"f\":[]}"}"#,
+            r#"{"stream":"stdout","log":"{\"msg\":\"caf\u00e9 \\u00e9 \\u201cq\\u201d \\\"x\\\" tab\\there\\nnext \\ud83d\\ude00\",\"path\":\"C:\\\\tmp\"}"}"#,
+            "{\"stream\":\"stdout\",\"log\":\"{\\\"lang\\\":\\\"\u{65e5}\u{672c}\u{8a9e} \u{2713} \u{1f600}\\\"}\"}",
+            // The record wins; `kubernetes` is never merged; service tags the line has are kept.
+            r#"{"stream":"stdout","level":"record's","log":"{\"level\":\"line's\",\"kubernetes\":{\"pod_name\":\"evil\"},\"service\":\"mine\",\"stream\":\"x\"}"}"#,
+            // `log` holds no object: `message` is merged; a `log` object wins over `message`.
+            r#"{"stream":"stdout","log":"plain","message":"{\"from\":\"message\"}"}"#,
+            r#"{"stream":"stdout","log":"{\"from\":\"log\"}","message":"{\"from\":\"message\"}"}"#,
+            r#"{"stream":"stdout","log":"{not json","message":"{\"from\":\"message\"}"}"#,
+            r#"{"stream":"stdout","log":"{\"a\":1} trailing","message":"{\"b\":2}"}"#,
+            // Whitespace around the object, escaped or not; the log line's own `log` key.
+            r#"{"stream":"stdout","log":" \t\n{ \"a\" : 1 , \"log\" : \"inner\" } \r\n"}"#,
+            r#"{"stream":"stdout","log":"\f{\"a\":1}\u000b"}"#,
+            r#"{"stream":"stdout","log":"{}"}"#,
+            // Not objects, or not valid: left as text.
+            r#"{"stream":"stdout","log":"{\"a\":1,}"}"#,
+            r#"{"stream":"stdout","log":"{\"a\":\"\\ud800\"}"}"#,
+            r#"{"stream":"stdout","log":"{\"a\":\"raw\ttab\"}"}"#,
+            r#"{"stream":"stdout","log":"[1,2]"}"#,
+            r#"{"stream":"stdout","log":"{\"a\":01}"}"#,
+            r#"{"log":"{\"a\":1}","stream":"stdout","logtag":"F"}"#,
+        ] {
+            for config in [&Config::default(), &no_keep, &no_tags] {
+                assert_same_as_full(record, &pod(), config);
+                assert_same_as_full(record, &PodInfo::default(), config);
+            }
+        }
+    }
+
     #[test]
     fn records_the_filter_changes_otherwise_take_the_full_path() {
         for record in [
             r#"{"kubernetes":{"pod_name":"evil"}}"#,
             r#"{"k\u0075bernetes":"escaped"}"#,
-            r#"{"log":"{\"level\":\"error\"}"}"#,
-            r#"{"log":" \t {\"a\":1}"}"#,
-            r#"{"message":"\u007b\"a\":1}"}"#,
             r#"{"log":"2026-11-22T09:00:00.1Z stdout F hello"}"#,
             r#"{"log":"ok","log":"{\"a\":1}"}"#,
             r#"{"log":"a","message":"b","log":"c"}"#,
             r#"["not", "an", "object"]"#,
             r#"{"unterminated":"#,
             r#"{"a":1} trailing"#,
-            "{\"log\":\"\u{a0}{\\\"a\\\":1}\"}",
+            // Unsure: the full path decides.
+            "{\"stream\":\"x\",\"log\":\"\u{a0}{\\\"a\\\":1}\"}",
+            r#"{"stream":"x","log":"{\"a\":1e400}"}"#,
+            r#"{"stream":"x","log":"{\"a\":1,\"a\":2}"}"#,
+            r#"{"stream":"x","log":"{\"\\u0061\":1}"}"#,
+            r#"{"stream":"x","l\u006fg":"{\"a\":1}","a":2}"#,
+            r#"{"stream":"x","log":"{\"a\":1}\u00a0"}"#,
+            r#"{"stream":"x","log":"\ud800{\"a\":1}"}"#,
         ] {
             assert!(spliced(record).is_none(), "{record}");
         }
+        // Deeper than the limit, inside the log line.
+        let deep = format!(
+            r#"{{"stream":"x","log":"{{\"a\":{}1{}}}"}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert!(spliced(&deep).is_none());
     }
 
     #[test]
@@ -399,8 +648,27 @@ mod tests {
     }
 
     #[test]
-    fn nothing_known_about_the_pod_prepares_nothing() {
-        assert!(Prepared::new("tail.0", &PodInfo::default(), &Config::default()).is_none());
+    fn nothing_known_about_the_pod_adds_nothing_but_still_merges() {
+        let config = Config::default();
+        let prepared = Prepared::new("tail.0", &PodInfo::default(), &config);
+        let run = |record: &str| {
+            let mut out = Vec::new();
+            assert!(splice(
+                record.as_bytes(),
+                &prepared,
+                &config,
+                &mut Scratch::default(),
+                &mut out
+            ));
+            out
+        };
+        let out = run(r#"{"stream":"stdout","log":"{\"a\":1}"}"#);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            json!({"stream": "stdout", "log": "{\"a\":1}", "a": 1})
+        );
+        let plain = r#"{"stream":"stdout","log":"hello"}"#;
+        assert_eq!(run(plain), plain.as_bytes());
     }
 
     #[test]
@@ -416,5 +684,19 @@ mod tests {
                    "docker_id": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
                    "labels": {"tags.datadoghq.com/env": "prod", "tags.datadoghq.com/service": "nightly"}})
         );
+    }
+
+    /// Many keys, some alike: the hash set never takes two keys for one.
+    #[test]
+    fn many_keys_merge_without_mixing_them_up() {
+        let mut line = serde_json::Map::new();
+        for n in 0..300 {
+            line.insert(format!("k{n}"), json!(n));
+            line.insert(format!("{n}k"), json!(n));
+        }
+        line.insert("stream".into(), json!("line's"));
+        let record =
+            json!({"stream": "stdout", "k7": "record's", "log": Value::Object(line).to_string()});
+        assert_same_as_full(&record.to_string(), &pod(), &Config::default());
     }
 }

@@ -523,9 +523,24 @@ fn pod_identity_annotations_refresh_and_config_mistakes() {
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let later = filter.json("t", 1, r#"{"log":"y"}"#);
+    let later = filter.json("t", 2, r#"{"log":"y"}"#);
     assert_eq!(
-        later["kubernetes"]["labels"]["app.kubernetes.io/name"],
-        "report-v2"
+        later["kubernetes"]["labels"]["app.kubernetes.io/name"], "report-v2",
+        "a record of another second reads the clock"
     );
+    // Records that all carry one time (an application writing its own) still see the change
+    // within CLOCK_EVERY_RECORDS records: the clock is read that often regardless.
+    std::fs::write(
+        dir.path().join("labels"),
+        "app.kubernetes.io/name=\"report-v3\"\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let names: Vec<Value> = (0..k8s_metadata::CLOCK_EVERY_RECORDS)
+        .map(|_| {
+            filter.json("t", 2, r#"{"log":"z"}"#)["kubernetes"]["labels"]["app.kubernetes.io/name"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(names.last().unwrap(), "report-v3");
 }

@@ -189,3 +189,138 @@ fn hostile_records_through(fluent_bit: &Path, module: &Path) {
         .unwrap();
     assert!(deep.get("a").is_none(), "too deep to merge: left as text");
 }
+
+/// JSON log lines of every shape, as a container runtime writes them (CRI, one long line split
+/// into partial `P` lines), tailed with the cri parser and merged by the module in the real
+/// WAMR: each comes out with the line's members beside its own (its own keys winning), the line
+/// kept in `log`, the real pod in `kubernetes`; plain lines come out with the metadata only.
+#[test]
+fn json_log_lines_merge_in_real_wamr() {
+    let test = "json_log_lines_merge_in_real_wamr";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let scratch = Scratch::new("real-wasm-merge");
+    let podinfo = scratch.dir("/etc/podinfo");
+    std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
+    std::fs::write(podinfo.join("namespace"), "batch").unwrap();
+    std::fs::write(
+        podinfo.join("labels"),
+        "tags.datadoghq.com/service=\"nightly-report\"\n",
+    )
+    .unwrap();
+    let big: serde_json::Map<String, Value> = (0..40)
+        .map(|k| {
+            (
+                format!("field_{k:02}"),
+                json!(format!("value {k} {}", "x".repeat(80))),
+            )
+        })
+        .collect();
+    let lines: Vec<Value> = vec![
+        json!({"level": "info", "msg": "GET /x 200", "status": 200, "ms": 12.5, "ok": true}),
+        json!({"http": {"method": "GET", "headers": {"a": [1, 2, {"b": null}]}}, "tags": ["x", 1, 2.5, false, null]}),
+        json!({"msg": "café “quoted” \"x\" tab\there\nnext 😀 日本語", "path": "C:\\tmp\\out"}),
+        Value::Object(big),
+        // The record's own keys win; a line never says which pod it is.
+        json!({"stream": "from the line", "service": "mine", "kubernetes": {"pod_name": "evil"}}),
+    ];
+    let mut file = String::new();
+    let cri = |stream: &str, partial: &str, message: &str| {
+        format!("2026-11-22T02:00:00.000000001Z {stream} {partial} {message}\n")
+    };
+    for line in &lines {
+        file += &cri("stdout", "F", &line.to_string());
+    }
+    file += &cri("stderr", "F", "plain text, not JSON {");
+    // One JSON line longer than the runtime's line limit: split into partial lines.
+    let split = json!({"level": "warn", "msg": "split across partial lines", "n": 7}).to_string();
+    file += &cri("stdout", "P", &split[..20]);
+    file += &cri("stdout", "F", &split[20..]);
+    let log_dir = scratch.dir("/var/log/app");
+    std::fs::write(log_dir.join("app.log"), file).unwrap();
+    let out_dir = scratch.dir("/out");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[SERVICE]\n    Flush 0.2\n    Grace 2\n\
+             [INPUT]\n    Name tail\n    Path {logs}/*.log\n    Tag app\n    Read_from_Head On\n    multiline.parser cri\n    Buffer_Max_Size 1M\n\
+             [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
+             [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
+            logs = log_dir.display(),
+            wasm = workspace_root().join("dist/k8s-metadata.wasm").display(),
+            podinfo = podinfo.display(),
+            settings = shipped_filter_settings(),
+            out = out_dir.display(),
+        ),
+    )
+    .unwrap();
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        ["-c", config.to_str().unwrap()],
+        &[],
+        &scratch.root,
+    );
+    let out = out_dir.join("records.jsonl");
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let expected = lines.len() + 2;
+    wait_until(
+        &mut fb,
+        "every record written",
+        Duration::from_secs(30),
+        || read().len() >= expected,
+    );
+    assert!(fb.terminate(Duration::from_secs(20)).success());
+    let written = read();
+    let log = fb.log();
+    assert_eq!(written.len(), expected, "{written:#?}\n{log}");
+    assert!(!log.contains("exception"), "{log}");
+    let merged_lines = lines
+        .iter()
+        .cloned()
+        .chain([serde_json::from_str(&split).unwrap()]);
+    for line in merged_lines {
+        let text = line.to_string();
+        let record = written
+            .iter()
+            .find(|r| r["log"] == text.as_str())
+            .unwrap_or_else(|| panic!("{text} missing: {written:#?}"));
+        for (key, value) in line.as_object().unwrap() {
+            match key.as_str() {
+                "kubernetes" => assert_eq!(record["kubernetes"]["pod_name"], "report-1"),
+                "stream" => assert_eq!(record["stream"], "stdout", "the record's own key wins"),
+                _ => assert_eq!(&record[key], value, "{key} in {record}"),
+            }
+        }
+        assert_eq!(record["kubernetes"]["namespace_name"], "batch", "{record}");
+        let service = line
+            .get("service")
+            .cloned()
+            .unwrap_or(json!("nightly-report"));
+        assert_eq!(record["service"], service, "{record}");
+        assert!(record.get("kubernetes_from_record").is_none(), "{record}");
+    }
+    let plain = written
+        .iter()
+        .find(|r| r["log"] == "plain text, not JSON {")
+        .expect("the plain line");
+    let mut keys: Vec<&str> = plain
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["_p", "kubernetes", "log", "service", "stream", "time"],
+        "{plain}"
+    );
+}

@@ -1,0 +1,719 @@
+//! A JSON object scanner built for the interpreter: it checks that a text is one JSON object and
+//! notes where each top-level member lies, without building values.
+//!
+//! Why not serde_json here: WAMR's interpreter pays for every wasm instruction, and a
+//! serde_json pass (even into `IgnoredAny`) spends several per byte, where this one looks at
+//! eight bytes of a string per step (`u64` word tricks) and decodes nothing. serde_json stays
+//! the judge: everything this scanner is unsure of goes to the full path (serde_json parses,
+//! the filter enriches, serde_json writes), and the tests and the fuzz target check that its
+//! verdicts agree with serde_json's.
+//!
+//! Two strictnesses:
+//! - [`Strictness::Structure`] is what serde_json checks when it skips a value: the grammar,
+//!   escapes that exist, no control characters in strings, any `\uXXXX`. The host's JSON is
+//!   checked this way (its escapes are handed back as it wrote them).
+//! - [`Strictness::Value`] is what parsing into `serde_json::Value` accepts: also `\uXXXX`
+//!   surrogates in pairs. Numbers serde_json might find out of range (an exponent, more than
+//!   [`MAX_PLAIN_NUMBER`] characters) are left to it ([`Failure::Unsure`]). A JSON log line is
+//!   checked this way before it is merged.
+//!
+//! Nesting deeper than [`crate::depth::MAX_DEPTH`] is left to the full path, which has the
+//! rules for it. Bytes of 0x80 and up are allowed in strings and reported
+//! ([`Scanned::non_ascii`]): the caller validates UTF-8 only when there are any.
+
+use std::ops::Range;
+
+use crate::depth::MAX_DEPTH;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Strictness {
+    Structure,
+    Value,
+}
+
+/// Why a text is not scanned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Failure {
+    /// Not one JSON object: serde_json rejects it too.
+    Invalid,
+    /// The full path decides (deep nesting, a number serde_json may not take).
+    Unsure,
+}
+
+/// One top-level member: byte ranges in the scanned text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The key, quotes included.
+    pub key: Range<usize>,
+    /// The value, as written.
+    pub value: Range<usize>,
+    /// The key holds an escape (`\`): its raw bytes are not its text.
+    pub key_escaped: bool,
+}
+
+impl Member {
+    /// The key's raw text, without quotes.
+    pub fn key_body<'a>(&self, text: &'a [u8]) -> &'a [u8] {
+        &text[self.key.start + 1..self.key.end - 1]
+    }
+
+    /// The whole member, `"key":value`, as written.
+    pub fn span(&self) -> Range<usize> {
+        self.key.start..self.value.end
+    }
+}
+
+/// What a successful scan found besides the members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    /// Just past the object's closing brace.
+    pub end: usize,
+    /// Some string holds a byte of 0x80 or more (UTF-8 still to validate).
+    pub non_ascii: bool,
+}
+
+/// The longest number a value scan takes as it is (serde_json's range is wider; longer ones go
+/// to serde_json).
+pub const MAX_PLAIN_NUMBER: usize = 300;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Flags the bytes of `word` that end a run of plain string content: `"`, `\`, a control
+/// character, or a byte of 0x80 and up. The lowest flag is exact; flags above it may not be.
+#[inline(always)]
+fn string_stops(word: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    quote | backslash | control | (word & HIGHS)
+}
+
+#[inline(always)]
+fn word_at(text: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&text[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The index of the first byte at or after `at` that ends plain string content.
+#[inline(always)]
+pub fn next_string_stop(text: &[u8], mut at: usize) -> usize {
+    while at + 8 <= text.len() {
+        let stops = string_stops(word_at(text, at));
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < text.len() {
+        let b = text[at];
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+#[inline(always)]
+fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(at) {
+        at += 1;
+    }
+    at
+}
+
+fn hex4(text: &[u8], at: usize) -> Option<u16> {
+    let digits = text.get(at..at + 4)?;
+    let mut value = 0u16;
+    for &d in digits {
+        let nibble = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | u16::from(nibble);
+    }
+    Some(value)
+}
+
+/// A string starting at `at` (its opening quote): the index past its closing quote, whether it
+/// holds an escape, whether it holds a byte of 0x80 or more.
+///
+/// A word's flagged bytes are handled one after the other without reading the word again, so a
+/// string dense with escapes (a JSON log line inside `log`) costs a few operations per escape.
+#[inline(always)]
+fn string(text: &[u8], at: usize, strictness: Strictness) -> Result<(usize, bool, bool), Failure> {
+    let (mut at, mut escaped, mut non_ascii) = (at + 1, false, false);
+    'words: while at + 8 <= text.len() {
+        let mut stops = string_stops(word_at(text, at));
+        while stops != 0 {
+            let offset = (stops.trailing_zeros() / 8) as usize;
+            let here = at + offset;
+            match text[here] {
+                b'"' => return Ok((here + 1, escaped, non_ascii)),
+                b'\\' => {
+                    escaped = true;
+                    match text.get(here + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            if offset == 7 {
+                                at = here + 2;
+                                continue 'words;
+                            }
+                            // The backslash and the byte it escapes.
+                            stops &= !(0xFFFF << (offset * 8));
+                        }
+                        _ => {
+                            at = unicode_escape(text, here, strictness)?;
+                            continue 'words;
+                        }
+                    }
+                }
+                b if b < 0x20 => return Err(Failure::Invalid),
+                b => {
+                    // High bytes; or a flag set by a borrow, which only a byte right after a
+                    // quote or a backslash gets (both handled above).
+                    non_ascii |= b >= 0x80;
+                    stops &= !(0xFF << (offset * 8));
+                }
+            }
+        }
+        at += 8;
+    }
+    loop {
+        at = next_string_stop(text, at);
+        match text.get(at) {
+            None => return Err(Failure::Invalid),
+            Some(b'"') => return Ok((at + 1, escaped, non_ascii)),
+            Some(b'\\') => {
+                escaped = true;
+                at = match text.get(at + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at + 2,
+                    _ => unicode_escape(text, at, strictness)?,
+                };
+            }
+            Some(b) if *b < 0x20 => return Err(Failure::Invalid),
+            Some(_) => {
+                non_ascii = true;
+                at += 1;
+            }
+        }
+    }
+}
+
+/// A `\uXXXX` escape at `at` (its backslash; any other escape there is invalid): the index past
+/// it.
+#[cold]
+fn unicode_escape(text: &[u8], at: usize, strictness: Strictness) -> Result<usize, Failure> {
+    if text.get(at + 1) != Some(&b'u') {
+        return Err(Failure::Invalid);
+    }
+    let unit = hex4(text, at + 2).ok_or(Failure::Invalid)?;
+    if strictness == Strictness::Structure {
+        return Ok(at + 6);
+    }
+    match unit {
+        0xD800..=0xDBFF => {
+            // A leading surrogate: a trailing one must follow, as `\uXXXX`.
+            if text.get(at + 6) != Some(&b'\\') || text.get(at + 7) != Some(&b'u') {
+                return Err(Failure::Invalid);
+            }
+            match hex4(text, at + 8) {
+                Some(0xDC00..=0xDFFF) => Ok(at + 12),
+                _ => Err(Failure::Invalid),
+            }
+        }
+        0xDC00..=0xDFFF => Err(Failure::Invalid),
+        _ => Ok(at + 6),
+    }
+}
+
+/// A number starting at `at`: the index past it.
+#[inline(always)]
+fn number(text: &[u8], start: usize, strictness: Strictness) -> Result<usize, Failure> {
+    let digits = |mut at: usize| {
+        while text.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = start;
+    if text.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    at = match text.get(at) {
+        Some(b'0') => at + 1,
+        Some(b'1'..=b'9') => digits(at + 1),
+        _ => return Err(Failure::Invalid),
+    };
+    if text.get(at) == Some(&b'.') {
+        let after = digits(at + 1);
+        if after == at + 1 {
+            return Err(Failure::Invalid);
+        }
+        at = after;
+    }
+    if let Some(b'e' | b'E') = text.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = text.get(at) {
+            at += 1;
+        }
+        let after = digits(at);
+        if after == at {
+            return Err(Failure::Invalid);
+        }
+        if strictness == Strictness::Value {
+            return Err(Failure::Unsure);
+        }
+        at = after;
+    }
+    if strictness == Strictness::Value && at - start > MAX_PLAIN_NUMBER {
+        return Err(Failure::Unsure);
+    }
+    Ok(at)
+}
+
+#[inline(always)]
+fn literal(text: &[u8], at: usize) -> Result<usize, Failure> {
+    for word in [&b"true"[..], b"false", b"null"] {
+        if text[at..].starts_with(word) {
+            return Ok(at + word.len());
+        }
+    }
+    Err(Failure::Invalid)
+}
+
+/// Scans the object starting at `start` (after optional whitespace), pushing its top-level
+/// members onto `members` (cleared first). What follows the object is the caller's to check.
+pub fn object(
+    text: &[u8],
+    start: usize,
+    strictness: Strictness,
+    members: &mut Vec<Member>,
+) -> Result<Scanned, Failure> {
+    members.clear();
+    let mut at = skip_whitespace(text, start);
+    if text.get(at) != Some(&b'{') {
+        return Err(Failure::Invalid);
+    }
+    let mut non_ascii = false;
+    at = skip_whitespace(text, at + 1);
+    if text.get(at) == Some(&b'}') {
+        return Ok(Scanned {
+            end: at + 1,
+            non_ascii,
+        });
+    }
+    // The top level, member by member (the usual record is flat): straight-line code, and
+    // containers inside it handed to `nested`.
+    loop {
+        if text.get(at) != Some(&b'"') {
+            return Err(Failure::Invalid);
+        }
+        let (key_end, key_escaped, high) = string(text, at, strictness)?;
+        non_ascii |= high;
+        let key = at..key_end;
+        at = skip_whitespace(text, key_end);
+        if text.get(at) != Some(&b':') {
+            return Err(Failure::Invalid);
+        }
+        let value_start = skip_whitespace(text, at + 1);
+        let (value_end, high) = match text.get(value_start) {
+            Some(b'{' | b'[') => nested(text, value_start, strictness)?,
+            _ => scalar(text, value_start, strictness)?,
+        };
+        non_ascii |= high;
+        members.push(Member {
+            key,
+            value: value_start..value_end,
+            key_escaped,
+        });
+        at = skip_whitespace(text, value_end);
+        match text.get(at) {
+            Some(b',') => at = skip_whitespace(text, at + 1),
+            Some(b'}') => {
+                return Ok(Scanned {
+                    end: at + 1,
+                    non_ascii,
+                });
+            }
+            _ => return Err(Failure::Invalid),
+        }
+    }
+}
+
+/// The array or object starting at `start` (a member's value): the index past it, and whether
+/// it holds high bytes. Iterative: nesting costs a bit, not a stack frame.
+fn nested(text: &[u8], start: usize, strictness: Strictness) -> Result<(usize, bool), Failure> {
+    // Bit d says whether the container at depth d + 1 (below the top-level object) is an
+    // object; the top-level object is depth 1, so `depth` starts at 2.
+    let mut objects: u64 = u64::from(text[start] == b'{') << 1;
+    let mut depth = 2usize;
+    let mut non_ascii = false;
+    let mut at = start + 1;
+    // Right after `{` or `[`: the container may close at once.
+    let mut expect_key_or_close = true;
+    loop {
+        at = skip_whitespace(text, at);
+        let in_object = (objects >> (depth - 1)) & 1 == 1;
+        let closer = if in_object { b'}' } else { b']' };
+        if expect_key_or_close && text.get(at) == Some(&closer) {
+            at += 1;
+            depth -= 1;
+            if depth == 1 {
+                return Ok((at, non_ascii));
+            }
+        } else {
+            if in_object {
+                if text.get(at) != Some(&b'"') {
+                    return Err(Failure::Invalid);
+                }
+                let (end, _, high) = string(text, at, strictness)?;
+                non_ascii |= high;
+                at = skip_whitespace(text, end);
+                if text.get(at) != Some(&b':') {
+                    return Err(Failure::Invalid);
+                }
+                at = skip_whitespace(text, at + 1);
+            }
+            if let Some(open @ (b'{' | b'[')) = text.get(at) {
+                if depth >= MAX_DEPTH {
+                    return Err(Failure::Unsure);
+                }
+                let is_object = u64::from(*open == b'{');
+                objects = (objects & !(1 << depth)) | (is_object << depth);
+                depth += 1;
+                at += 1;
+                expect_key_or_close = true;
+                continue;
+            }
+            let (end, high) = scalar(text, at, strictness)?;
+            non_ascii |= high;
+            at = end;
+        }
+        // A value (or a container) just ended inside the container at `depth`.
+        at = skip_whitespace(text, at);
+        let in_object = (objects >> (depth - 1)) & 1 == 1;
+        match (text.get(at), in_object) {
+            (Some(b','), _) => {
+                at += 1;
+                expect_key_or_close = false;
+            }
+            (Some(b'}'), true) | (Some(b']'), false) => {
+                // Closed by the next turn.
+                expect_key_or_close = true;
+            }
+            _ => return Err(Failure::Invalid),
+        }
+    }
+}
+
+/// A string, number or literal at `at`: the index past it and whether it holds high bytes.
+#[inline(always)]
+fn scalar(text: &[u8], at: usize, strictness: Strictness) -> Result<(usize, bool), Failure> {
+    match text.get(at) {
+        Some(b'"') => string(text, at, strictness).map(|(end, _, high)| (end, high)),
+        Some(b'-' | b'0'..=b'9') => number(text, at, strictness).map(|end| (end, false)),
+        Some(b't' | b'f' | b'n') => literal(text, at).map(|end| (end, false)),
+        _ => Err(Failure::Invalid),
+    }
+}
+
+/// Appends the text of the JSON string body `raw` (between its quotes, escapes as written) to
+/// `out`. `None` when an escape is invalid or a surrogate is alone (serde_json would reject the
+/// record).
+pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    // The text is never longer than its escaped form: room for it, and for a whole word written
+    // past its end, is made once; words are copied eight bytes at a time, backslash or not, and
+    // the length is cut back to the text at the end.
+    let start = out.len();
+    out.resize(start + raw.len() + 8, 0);
+    let (mut at, mut to) = (0, start);
+    let backslashes = ONES * u64::from(b'\\');
+    loop {
+        let mut found_in_word = false;
+        while at + 8 <= raw.len() {
+            let word = word_at(raw, at);
+            out[to..to + 8].copy_from_slice(&word.to_le_bytes());
+            let x = word ^ backslashes;
+            let found = x.wrapping_sub(ONES) & !x & HIGHS;
+            if found != 0 {
+                let skip = (found.trailing_zeros() / 8) as usize;
+                at += skip;
+                to += skip;
+                found_in_word = true;
+                break;
+            }
+            at += 8;
+            to += 8;
+        }
+        if !found_in_word {
+            while at < raw.len() && raw[at] != b'\\' {
+                out[to] = raw[at];
+                at += 1;
+                to += 1;
+            }
+            if at == raw.len() {
+                out.truncate(to);
+                return Some(());
+            }
+        }
+        let byte = match raw.get(at + 1) {
+            Some(b'"') => b'"',
+            Some(b'\\') => b'\\',
+            Some(b'/') => b'/',
+            Some(b'b') => 0x08,
+            Some(b'f') => 0x0c,
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            _ => {
+                let (ch, used) = unicode_char(raw, at)?;
+                let mut buf = [0u8; 4];
+                let bytes = ch.encode_utf8(&mut buf).as_bytes();
+                out[to..to + bytes.len()].copy_from_slice(bytes);
+                at += used;
+                to += bytes.len();
+                continue;
+            }
+        };
+        out[to] = byte;
+        at += 2;
+        to += 1;
+    }
+}
+
+/// The character a `\uXXXX` escape (or a surrogate pair of them) at `at` stands for, and how
+/// many bytes it takes.
+#[cold]
+fn unicode_char(raw: &[u8], at: usize) -> Option<(char, usize)> {
+    if raw.get(at + 1) != Some(&b'u') {
+        return None;
+    }
+    let unit = hex4(raw, at + 2)?;
+    let (code, used) = match unit {
+        0xD800..=0xDBFF => {
+            if raw.get(at + 6..at + 8)? != b"\\u" {
+                return None;
+            }
+            let low = hex4(raw, at + 8)?;
+            if !(0xDC00..=0xDFFF).contains(&low) {
+                return None;
+            }
+            let code = 0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+            (code, 12)
+        }
+        0xDC00..=0xDFFF => return None,
+        _ => (u32::from(unit), 6),
+    };
+    Some((char::from_u32(code)?, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// serde_json's verdict on `text` as one object, the way each strictness stands for it.
+    fn serde_verdict(text: &[u8], strictness: Strictness) -> bool {
+        match strictness {
+            Strictness::Value => {
+                matches!(serde_json::from_slice::<Value>(text), Ok(Value::Object(_)))
+            }
+            Strictness::Structure => {
+                std::str::from_utf8(text).is_ok()
+                    && text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+            }
+        }
+    }
+
+    fn ours(text: &[u8], strictness: Strictness) -> Result<Vec<Member>, Failure> {
+        let mut members = Vec::new();
+        let scanned = object(text, 0, strictness, &mut members)?;
+        if skip_whitespace(text, scanned.end) != text.len() {
+            return Err(Failure::Invalid);
+        }
+        if scanned.non_ascii && std::str::from_utf8(text).is_err() {
+            return Err(Failure::Invalid);
+        }
+        Ok(members)
+    }
+
+    /// Our verdict agrees with serde_json's wherever we give one.
+    fn agrees(text: &[u8]) {
+        for strictness in [Strictness::Structure, Strictness::Value] {
+            match ours(text, strictness) {
+                Err(Failure::Unsure) => {}
+                verdict => assert_eq!(
+                    verdict.is_ok(),
+                    serde_verdict(text, strictness),
+                    "{strictness:?}: {:?}",
+                    String::from_utf8_lossy(text)
+                ),
+            }
+        }
+    }
+
+    const SAMPLES: &[&str] = &[
+        r#"{}"#,
+        r#" { } "#,
+        r#"{"a":1}"#,
+        r#"{"a":1,}"#,
+        r#"{,"a":1}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{"a":[1,2,[3,{"b":null}]],"c":{"d":{"e":[]}}}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a":[,1]}"#,
+        r#"{"a":[1}"#,
+        r#"{"a":{"b":1]}"#,
+        r#"{"a":-0,"b":0.5,"c":-12.25,"d":1e5,"e":1E-5,"f":2e+300,"g":1e400}"#,
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":.5}"#,
+        r#"{"a":-}"#,
+        r#"{"a":+1}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":tru}"#,
+        r#"{"a":true,"b":false,"c":null}"#,
+        r#"{"a":nul}"#,
+        r#"{"a":"\"\\\/\b\f\n\r\t\u00e9\u20AC"}"#,
+        r#"{"a":"\x"}"#,
+        r#"{"a":"\u12"}"#,
+        r#"{"a":"\ud83d\ude00"}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":"\udc00"}"#,
+        r#"{"a":"\ud800\u0041"}"#,
+        r#"{"a":"\ud800x"}"#,
+        r#"{"\u006b":1}"#,
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":\"caf\u{e9} \u{65e5}\u{672c} \u{1f600}\"}",
+        r#"{"a":1}x"#,
+        r#"{"a":1}}"#,
+        r#"[1]"#,
+        r#""a""#,
+        r#"{"a":1"#,
+        r#"{"a":"unterminated}"#,
+        r#"{"a"#,
+        "{\"a\":1}\u{a0}",
+        r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}}}"#,
+    ];
+
+    #[test]
+    fn verdicts_agree_with_serde_json() {
+        for sample in SAMPLES {
+            agrees(sample.as_bytes());
+        }
+        for bytes in [
+            &b"{\"a\":\"\xff\"}"[..],
+            b"{\"a\":\"\xc3\"}",
+            b"{\"\xe9\":1}",
+            b"{\"a\":1,\xff}",
+        ] {
+            agrees(bytes);
+        }
+        // Deep nesting is left to the full path.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(
+            ours(deep.as_bytes(), Strictness::Structure),
+            Err(Failure::Unsure)
+        );
+        let ok = format!("{{\"a\":{}1{}}}", "[".repeat(63), "]".repeat(63));
+        assert!(ours(ok.as_bytes(), Strictness::Value).is_ok());
+    }
+
+    /// Every prefix and every one-byte change of the samples: the scanner never disagrees.
+    #[test]
+    fn mutations_agree_with_serde_json() {
+        let replacements = b"{}[]\":,\\ 0-.eE+tuax\x01\x7f\xc3\xa9";
+        for sample in SAMPLES {
+            let bytes = sample.as_bytes();
+            for cut in 0..bytes.len() {
+                agrees(&bytes[..cut]);
+            }
+            for at in 0..bytes.len() {
+                for &r in replacements {
+                    let mut changed = bytes.to_vec();
+                    changed[at] = r;
+                    agrees(&changed);
+                    changed.insert(at, r);
+                    agrees(&changed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn members_are_the_top_level_ones() {
+        let text = br#" {"a" : [1,{"x":2}], "b\n":"s", "c":{"d":[]} ,"e":-1.5} "#;
+        let members = ours(text, Strictness::Value).unwrap();
+        let show: Vec<(&str, &str, bool)> = members
+            .iter()
+            .map(|m| {
+                (
+                    std::str::from_utf8(&text[m.key.clone()]).unwrap(),
+                    std::str::from_utf8(&text[m.value.clone()]).unwrap(),
+                    m.key_escaped,
+                )
+            })
+            .collect();
+        assert_eq!(
+            show,
+            [
+                ("\"a\"", "[1,{\"x\":2}]", false),
+                ("\"b\\n\"", "\"s\"", true),
+                ("\"c\"", "{\"d\":[]}", false),
+                ("\"e\"", "-1.5", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn unescape_matches_serde_json() {
+        for raw in [
+            r#"plain"#,
+            r#"{\"level\":\"info\",\"msg\":\"a \\\"quoted\\\" word\"}"#,
+            r#"\b\f\n\r\t\/\\\u00e9\u20ac\ud83d\ude00 end"#,
+            "caf\u{e9} \u{1f600} ok",
+            "",
+        ] {
+            let mut out = Vec::new();
+            unescape(raw.as_bytes(), &mut out).unwrap();
+            let expected: String = serde_json::from_str(&format!("\"{raw}\"")).unwrap();
+            assert_eq!(out, expected.as_bytes(), "{raw}");
+        }
+        for raw in [
+            r#"\ud800"#,
+            r#"\udc00x"#,
+            r#"\ud800\u0041"#,
+            r#"\x"#,
+            r#"\u12"#,
+            r#"\"#,
+        ] {
+            assert_eq!(unescape(raw.as_bytes(), &mut Vec::new()), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn string_stops_find_the_first_special_byte_anywhere_in_a_word() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
+                    let mut text = vec![b'a'; len];
+                    text[at] = special;
+                    if at + 1 < len {
+                        text[at + 1] = b'"';
+                    }
+                    assert_eq!(next_string_stop(&text, 0), at, "{len} {at} {special}");
+                }
+                let plain = vec![b' '; len];
+                assert_eq!(next_string_stop(&plain, 0), len);
+            }
+        }
+    }
+}
