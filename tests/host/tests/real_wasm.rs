@@ -57,6 +57,33 @@ fn shipped_filter_settings() -> String {
     settings.concat()
 }
 
+/// The Downward API files of pod `report-1` in namespace `batch`, service `nightly-report`.
+fn pod_report_1(scratch: &Scratch) -> std::path::PathBuf {
+    let podinfo = scratch.dir("/etc/podinfo");
+    std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
+    std::fs::write(podinfo.join("namespace"), "batch").unwrap();
+    std::fs::write(
+        podinfo.join("labels"),
+        "tags.datadoghq.com/service=\"nightly-report\"\n",
+    )
+    .unwrap();
+    podinfo
+}
+
+/// A config: `input` (an `[INPUT]` section), the module with the shipped filter settings, and
+/// every record written to `out/records.jsonl`.
+fn filter_config(input: &str, module: &Path, podinfo: &Path, out: &Path) -> String {
+    format!(
+        "[SERVICE]\n    Flush 0.2\n    Grace 2\n{input}\
+         [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
+         [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
+        wasm = module.display(),
+        podinfo = podinfo.display(),
+        settings = shipped_filter_settings(),
+        out = out.display(),
+    )
+}
+
 #[test]
 fn hostile_records_never_disable_the_filter_in_wamr() {
     let test = "hostile_records_never_disable_the_filter_in_wamr";
@@ -98,14 +125,7 @@ fn hostile_records_never_disable_the_aot_compiled_filter() {
 /// checks every one comes out enriched with the real pod.
 fn hostile_records_through(fluent_bit: &Path, module: &Path) {
     let scratch = Scratch::new("real-wasm");
-    let podinfo = scratch.dir("/etc/podinfo");
-    std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
-    std::fs::write(podinfo.join("namespace"), "batch").unwrap();
-    std::fs::write(
-        podinfo.join("labels"),
-        "tags.datadoghq.com/service=\"nightly-report\"\n",
-    )
-    .unwrap();
+    let podinfo = pod_report_1(&scratch);
     let out_dir = scratch.dir("/out");
     let socket = scratch.path("/run/forward.sock");
     let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
@@ -113,16 +133,14 @@ fn hostile_records_through(fluent_bit: &Path, module: &Path) {
     // native stack overflow for every record (README: the k8s-metadata filter).
     std::fs::write(
         &config,
-        format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 2\n\
-             [INPUT]\n    Name forward\n    threaded on\n    unix_path {socket}\n\
-             [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
-            socket = socket.display(),
-            wasm = module.display(),
-            podinfo = podinfo.display(),
-            settings = shipped_filter_settings(),
-            out = out_dir.display(),
+        filter_config(
+            &format!(
+                "[INPUT]\n    Name forward\n    threaded on\n    unix_path {}\n",
+                socket.display()
+            ),
+            module,
+            &podinfo,
+            &out_dir,
         ),
     )
     .unwrap();
@@ -201,14 +219,7 @@ fn json_log_lines_merge_in_real_wamr() {
         return;
     };
     let scratch = Scratch::new("real-wasm-merge");
-    let podinfo = scratch.dir("/etc/podinfo");
-    std::fs::write(podinfo.join("pod_name"), "report-1").unwrap();
-    std::fs::write(podinfo.join("namespace"), "batch").unwrap();
-    std::fs::write(
-        podinfo.join("labels"),
-        "tags.datadoghq.com/service=\"nightly-report\"\n",
-    )
-    .unwrap();
+    let podinfo = pod_report_1(&scratch);
     let big: serde_json::Map<String, Value> = (0..40)
         .map(|k| {
             (
@@ -243,16 +254,14 @@ fn json_log_lines_merge_in_real_wamr() {
     let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
     std::fs::write(
         &config,
-        format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 2\n\
-             [INPUT]\n    Name tail\n    Path {logs}/*.log\n    Tag app\n    Read_from_Head On\n    multiline.parser cri\n    Buffer_Max_Size 1M\n\
-             [FILTER]\n    Name wasm\n    Match *\n    WASM_Path {wasm}\n    Function_Name k8s_metadata\n    accessible_paths {podinfo}\n{settings}\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {out}\n    File records.jsonl\n    Format plain\n",
-            logs = log_dir.display(),
-            wasm = workspace_root().join("dist/k8s-metadata.wasm").display(),
-            podinfo = podinfo.display(),
-            settings = shipped_filter_settings(),
-            out = out_dir.display(),
+        filter_config(
+            &format!(
+                "[INPUT]\n    Name tail\n    Path {}/*.log\n    Tag app\n    Read_from_Head On\n    multiline.parser cri\n    Buffer_Max_Size 1M\n",
+                log_dir.display()
+            ),
+            &workspace_root().join("dist/k8s-metadata.wasm"),
+            &podinfo,
+            &out_dir,
         ),
     )
     .unwrap();
