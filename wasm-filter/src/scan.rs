@@ -90,8 +90,9 @@ fn string_stops(word: u64) -> u64 {
     quote | backslash | control | (word & HIGHS)
 }
 
+/// The eight bytes at `at`, little-endian.
 #[inline(always)]
-fn word_at(text: &[u8], at: usize) -> u64 {
+pub fn word_at(text: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&text[at..at + 8]);
     u64::from_le_bytes(bytes)
@@ -434,23 +435,20 @@ pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let (mut at, mut to) = (0, start);
     let backslashes = ONES * u64::from(b'\\');
     loop {
-        let mut found_in_word = false;
-        while at + 8 <= raw.len() {
+        if at + 8 <= raw.len() {
             let word = word_at(raw, at);
             out[to..to + 8].copy_from_slice(&word.to_le_bytes());
             let x = word ^ backslashes;
             let found = x.wrapping_sub(ONES) & !x & HIGHS;
-            if found != 0 {
-                let skip = (found.trailing_zeros() / 8) as usize;
-                at += skip;
-                to += skip;
-                found_in_word = true;
-                break;
+            if found == 0 {
+                at += 8;
+                to += 8;
+                continue;
             }
-            at += 8;
-            to += 8;
-        }
-        if !found_in_word {
+            let skip = (found.trailing_zeros() / 8) as usize;
+            at += skip;
+            to += skip;
+        } else {
             while at < raw.len() && raw[at] != b'\\' {
                 out[to] = raw[at];
                 at += 1;
@@ -461,30 +459,36 @@ pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
                 return Some(());
             }
         }
-        let byte = match raw.get(at + 1) {
-            Some(b'"') => b'"',
-            Some(b'\\') => b'\\',
-            Some(b'/') => b'/',
-            Some(b'b') => 0x08,
-            Some(b'f') => 0x0c,
-            Some(b'n') => b'\n',
-            Some(b'r') => b'\r',
-            Some(b't') => b'\t',
-            _ => {
-                let (ch, used) = unicode_char(raw, at)?;
-                let mut buf = [0u8; 4];
-                let bytes = ch.encode_utf8(&mut buf).as_bytes();
-                out[to..to + bytes.len()].copy_from_slice(bytes);
-                at += used;
-                to += bytes.len();
-                continue;
-            }
-        };
-        out[to] = byte;
-        at += 2;
-        to += 1;
+        // `raw[at]` is a backslash.
+        let byte = SIMPLE_ESCAPES[usize::from(*raw.get(at + 1)?)];
+        if byte != 0 {
+            out[to] = byte;
+            at += 2;
+            to += 1;
+            continue;
+        }
+        let (ch, used) = unicode_char(raw, at)?;
+        let mut buf = [0u8; 4];
+        let bytes = ch.encode_utf8(&mut buf).as_bytes();
+        out[to..to + bytes.len()].copy_from_slice(bytes);
+        at += used;
+        to += bytes.len();
     }
 }
+
+/// What each byte after a backslash stands for, 0 where it is not a one-byte escape.
+const SIMPLE_ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'/' as usize] = b'/';
+    table[b'b' as usize] = 0x08;
+    table[b'f' as usize] = 0x0c;
+    table[b'n' as usize] = b'\n';
+    table[b'r' as usize] = b'\r';
+    table[b't' as usize] = b'\t';
+    table
+};
 
 /// The character a `\uXXXX` escape (or a surrogate pair of them) at `at` stands for, and how
 /// many bytes it takes.

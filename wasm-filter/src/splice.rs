@@ -79,6 +79,7 @@ pub struct Scratch {
     merged: Vec<Member>,
     /// Per merged member: whether it is written (not `kubernetes`, not a key the record has).
     keep: Vec<bool>,
+    keys: Vec<SeenKey>,
     key: Vec<u8>,
 }
 
@@ -232,9 +233,11 @@ fn choose_merged(
         log_line,
         merged,
         keep,
+        keys,
         ..
     } = scratch;
     let mut seen = KeyFilter::default();
+    keys.clear();
     for (index, member) in own.iter().enumerate() {
         if index == source && !keep_log {
             continue;
@@ -242,7 +245,13 @@ fn choose_merged(
         if member.key_escaped {
             return None;
         }
-        seen.insert(member.key_body(record));
+        let hash = key_hash(member.key_body(record));
+        seen.insert(hash);
+        keys.push(SeenKey {
+            hash,
+            in_record: true,
+            index,
+        });
     }
     keep.clear();
     let mut present = 0;
@@ -251,27 +260,35 @@ fn choose_merged(
             return None;
         }
         let key = member.key_body(log_line);
-        if key == KUBERNETES.as_bytes() {
+        if same_bytes(key, KUBERNETES.as_bytes()) {
             keep.push(false);
             continue;
         }
-        if seen.may_contain(key) {
-            if merged[..index]
-                .iter()
-                .any(|earlier| same_bytes(earlier.key_body(log_line), key))
-            {
-                return None;
-            }
-            let in_record = own
-                .iter()
-                .enumerate()
-                .any(|(i, m)| (i != source || keep_log) && same_bytes(m.key_body(record), key));
-            if in_record {
-                keep.push(false);
-                continue;
+        let hash = key_hash(key);
+        if seen.contains(hash) {
+            let earlier = keys.iter().find(|seen| {
+                seen.hash == hash
+                    && if seen.in_record {
+                        same_bytes(own[seen.index].key_body(record), key)
+                    } else {
+                        same_bytes(merged[seen.index].key_body(log_line), key)
+                    }
+            });
+            match earlier {
+                Some(seen) if seen.in_record => {
+                    keep.push(false);
+                    continue;
+                }
+                Some(_) => return None,
+                None => {}
             }
         }
-        seen.insert(key);
+        seen.insert(hash);
+        keys.push(SeenKey {
+            hash,
+            in_record: false,
+            index,
+        });
         if let Some(top) = TopKey::of(key) {
             present |= top.bit();
         }
@@ -280,35 +297,43 @@ fn choose_merged(
     Some(present)
 }
 
-/// A 256-bit set of key hashes: most keys are told apart without comparing their bytes.
+/// A key met while choosing what merges: its hash, and where it is.
+#[derive(Clone, Copy)]
+pub(crate) struct SeenKey {
+    hash: u16,
+    /// A member of the record (else of the log line), at `index`.
+    in_record: bool,
+    index: usize,
+}
+
+/// A 10-bit hash of a key: its first and last eight bytes (all of a short key) and its length,
+/// so keys that differ only in their middle (`field_00`, `field_01`, …) still differ.
+fn key_hash(key: &[u8]) -> u16 {
+    let (first, last) = if key.len() >= 8 {
+        (scan::word_at(key, 0), scan::word_at(key, key.len() - 8))
+    } else {
+        let mut word = 0u64;
+        for &b in key {
+            word = word << 8 | u64::from(b);
+        }
+        (word, 0)
+    };
+    let mixed =
+        (first ^ last.rotate_left(29) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 54) as u16
+}
+
+/// A 1024-bit set of key hashes: most keys are told apart without comparing their bytes.
 #[derive(Default)]
-struct KeyFilter([u64; 4]);
+struct KeyFilter([u64; 16]);
 
 impl KeyFilter {
-    /// Mixes the key's first and last eight bytes (all of a short key) and its length: keys
-    /// that differ only in their middle (`field_00`, `field_01`, …) still differ at one end.
-    fn hash(key: &[u8]) -> u8 {
-        let word = |bytes: &[u8]| {
-            let mut word = [0u8; 8];
-            let n = bytes.len().min(8);
-            word[..n].copy_from_slice(&bytes[..n]);
-            u64::from_le_bytes(word)
-        };
-        let first = word(key);
-        let last = word(&key[key.len().saturating_sub(8)..]);
-        let mixed =
-            (first ^ last.rotate_left(29) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (mixed >> 56) as u8
+    fn insert(&mut self, hash: u16) {
+        self.0[usize::from(hash >> 6)] |= 1 << (hash & 63);
     }
 
-    fn insert(&mut self, key: &[u8]) {
-        let h = Self::hash(key);
-        self.0[usize::from(h >> 6)] |= 1 << (h & 63);
-    }
-
-    fn may_contain(&self, key: &[u8]) -> bool {
-        let h = Self::hash(key);
-        self.0[usize::from(h >> 6)] & (1 << (h & 63)) != 0
+    fn contains(&self, hash: u16) -> bool {
+        self.0[usize::from(hash >> 6)] & (1 << (hash & 63)) != 0
     }
 }
 
@@ -316,13 +341,22 @@ impl KeyFilter {
 /// record, and wasi-libc's `memcmp` (what `==` on slices calls) takes a byte per iteration,
 /// which an interpreter pays for dearly.
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails_equal = a_words.remainder() == b_words.remainder();
-    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or_default());
-    tails_equal && a_words.zip(b_words).all(|(x, y)| word(x) == word(y))
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if scan::word_at(a, at) != scan::word_at(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word, overlapping the one before when the length is not a multiple of eight.
+    scan::word_at(a, n - 8) == scan::word_at(b, n - 8)
 }
 
 /// Top-level keys the filter's decisions depend on.
