@@ -123,8 +123,7 @@ impl<'a> MapRef<'a> {
         let mut bytes = self.bytes;
         let mut found = None;
         for _ in 0..self.len {
-            let key = read(&mut bytes)?;
-            let matches = match key {
+            let matches = match read(&mut bytes)? {
                 ValueRef::Str(text) => text == name.as_bytes(),
                 other => Key::Other(other).is(name),
             };
@@ -345,6 +344,10 @@ pub fn shape(marker: Marker, bytes: &mut &[u8]) -> Option<Shape> {
 pub fn skip_values(bytes: &mut &[u8], mut count: u64) -> Option<()> {
     while count > 0 {
         count -= 1;
+        if let Some((_, rest)) = short_text(bytes) {
+            *bytes = rest;
+            continue;
+        }
         let marker = Marker::from_u8(read_u8(bytes)?);
         match shape(marker, bytes)? {
             Shape::Scalar(n) | Shape::Text(n) => {
@@ -360,8 +363,27 @@ pub fn skip_values(bytes: &mut &[u8], mut count: u64) -> Option<()> {
     Some(())
 }
 
+/// A fixstr or str8 value at the front of `bytes` and what follows it, read straight from its
+/// marker; `None` for anything else. Nested maps (`kubernetes`, its `labels`) are walked by
+/// every convention tag and template several times a record, and their keys and values are
+/// nearly all short strings.
+#[inline]
+fn short_text(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (start, len) = match *bytes.first()? {
+        marker @ 0xa0..=0xbf => (1, usize::from(marker & 0x1f)),
+        0xd9 => (2, usize::from(*bytes.get(1)?)),
+        _ => return None,
+    };
+    let end = start + len;
+    Some((bytes.get(start..end)?, bytes.get(end..)?))
+}
+
 /// Reads one value off the front of `bytes` (skipping over a container's contents).
 pub fn read<'a>(bytes: &mut &'a [u8]) -> Option<ValueRef<'a>> {
+    if let Some((text, rest)) = short_text(bytes) {
+        *bytes = rest;
+        return Some(ValueRef::Str(text));
+    }
     let marker = Marker::from_u8(read_u8(bytes)?);
     Some(match shape(marker, bytes)? {
         Shape::Text(n) => ValueRef::Str(take(bytes, n)?),
