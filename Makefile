@@ -94,6 +94,7 @@ bench: setup-build dist
 	python3 bench/wasm_filter.py
 	python3 -m pip install --quiet --disable-pip-version-check 'zstandard==0.25.0'
 	python3 bench/end_to_end.py
+	python3 bench/eks_path.py
 
 ## fuzz: run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain: RUSTC_BOOTSTRAP, no sanitizer)
 FUZZ_SECONDS ?= 20
