@@ -158,10 +158,20 @@ pub fn splice(
         members += 1;
     };
     if merged.is_some() {
-        for (member, keep) in scratch.merged.iter().zip(&scratch.keep) {
-            if *keep {
-                separate(out);
-                out.extend_from_slice(&scratch.log_line[member.span()]);
+        if let (true, Some(first), Some(last)) = (
+            scratch.keep.iter().all(|keep| *keep),
+            scratch.merged.first(),
+            scratch.merged.last(),
+        ) {
+            // Every member merges (the usual line): one copy, separators as the line has them.
+            separate(out);
+            out.extend_from_slice(&scratch.log_line[first.key.start..last.value.end]);
+        } else {
+            for (member, keep) in scratch.merged.iter().zip(&scratch.keep) {
+                if *keep {
+                    separate(out);
+                    out.extend_from_slice(&scratch.log_line[member.span()]);
+                }
             }
         }
     }
