@@ -100,7 +100,7 @@ pub fn word_at(text: &[u8], at: usize) -> u64 {
 
 /// The index of the first byte at or after `at` that ends plain string content.
 #[inline(always)]
-pub fn next_string_stop(text: &[u8], mut at: usize) -> usize {
+fn next_string_stop(text: &[u8], mut at: usize) -> usize {
     while at + 8 <= text.len() {
         let stops = string_stops(word_at(text, at));
         if stops != 0 {
@@ -206,29 +206,18 @@ fn string(text: &[u8], at: usize, strictness: Strictness) -> Result<(usize, bool
 }
 
 /// A `\uXXXX` escape at `at` (its backslash; any other escape there is invalid): the index past
-/// it.
+/// it. Structure checks the four hex digits; Value also that surrogates come in pairs, as
+/// decoding it would ([`unicode_char`]).
 #[cold]
 fn unicode_escape(text: &[u8], at: usize, strictness: Strictness) -> Result<usize, Failure> {
-    if text.get(at + 1) != Some(&b'u') {
-        return Err(Failure::Invalid);
-    }
-    let unit = hex4(text, at + 2).ok_or(Failure::Invalid)?;
-    if strictness == Strictness::Structure {
-        return Ok(at + 6);
-    }
-    match unit {
-        0xD800..=0xDBFF => {
-            // A leading surrogate: a trailing one must follow, as `\uXXXX`.
-            if text.get(at + 6) != Some(&b'\\') || text.get(at + 7) != Some(&b'u') {
-                return Err(Failure::Invalid);
-            }
-            match hex4(text, at + 8) {
-                Some(0xDC00..=0xDFFF) => Ok(at + 12),
-                _ => Err(Failure::Invalid),
-            }
+    match strictness {
+        Strictness::Structure if text.get(at + 1) == Some(&b'u') => {
+            hex4(text, at + 2).map(|_| at + 6).ok_or(Failure::Invalid)
         }
-        0xDC00..=0xDFFF => Err(Failure::Invalid),
-        _ => Ok(at + 6),
+        Strictness::Structure => Err(Failure::Invalid),
+        Strictness::Value => unicode_char(text, at)
+            .map(|(_, used)| at + used)
+            .ok_or(Failure::Invalid),
     }
 }
 
