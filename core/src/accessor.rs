@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::record::Fields;
-use crate::view::{FIELD_DEPTH, ValueRef};
+use crate::view::{FIELD_DEPTH, Key, MapRef, ValueRef};
 
 /// One step below the top-level key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,10 +46,20 @@ impl FieldPath {
 
     /// The value at this path, if every step exists. `null` counts as absent.
     pub fn lookup<'a>(&self, record: &Fields<'a>) -> Option<ValueRef<'a>> {
+        self.lookup_in(record, &mut NestedMaps::unindexed())
+    }
+
+    /// [`FieldPath::lookup`], with the maps it steps into indexed in `maps` for the record's
+    /// next lookups.
+    pub fn lookup_in<'a>(
+        &self,
+        record: &Fields<'a>,
+        maps: &mut NestedMaps<'a>,
+    ) -> Option<ValueRef<'a>> {
         let mut value = record.get(&self.root)?;
         for subkey in &self.subkeys {
             value = match (subkey, value) {
-                (Subkey::Key(k), ValueRef::Map(map)) => map.get(k)?,
+                (Subkey::Key(k), ValueRef::Map(map)) => maps.get(map, k)?,
                 (Subkey::Index(i), ValueRef::Array(items)) => items.iter().nth(*i)?,
                 _ => return None,
             };
@@ -77,6 +87,82 @@ impl fmt::Display for FieldPath {
             }
         }
         Ok(())
+    }
+}
+
+/// The entries of the nested maps one record's references have stepped into, so that each
+/// map is walked once however many references look into it: the default `dd_service` and the
+/// convention tags look into `kubernetes` (and its `labels`) up to seven times a record, and
+/// a lookup walks the whole map because a later duplicate key wins.
+///
+/// Maps are told apart by where they sit in the chunk, so an index is never used for another
+/// map; [`NestedMaps::clear`] between records keeps it small. A map too large to be worth
+/// indexing, or one whose entries end early (a truncated value), is looked up by walking it.
+#[derive(Debug, Default)]
+pub struct NestedMaps<'a> {
+    /// `false`: every lookup walks its map (a single lookup gains nothing from an index).
+    indexing: bool,
+    /// (the map's address, its first entry in `entries`, its entry count)
+    maps: Vec<(usize, usize, usize)>,
+    entries: Vec<(Key<'a>, ValueRef<'a>)>,
+}
+
+/// Maps with more entries than this are walked on every lookup.
+const MAX_INDEXED_ENTRIES: usize = 64;
+/// Entries kept for one record at most.
+const MAX_INDEXED_TOTAL: usize = 256;
+
+impl<'a> NestedMaps<'a> {
+    /// An index for the references of one record after another.
+    pub fn new() -> NestedMaps<'a> {
+        NestedMaps {
+            indexing: true,
+            ..NestedMaps::default()
+        }
+    }
+
+    /// No index: each lookup walks its map (for a single lookup; allocates nothing).
+    pub fn unindexed() -> NestedMaps<'a> {
+        NestedMaps::default()
+    }
+
+    /// Forgets the maps of the record before.
+    pub fn clear(&mut self) {
+        self.maps.clear();
+        self.entries.clear();
+    }
+
+    /// What [`MapRef::get`] answers, from the map's index.
+    fn get(&mut self, map: MapRef<'a>, name: &str) -> Option<ValueRef<'a>> {
+        if !self.indexing {
+            return map.get(name);
+        }
+        let address = map.address();
+        let (first, count) = match self.maps.iter().find(|m| m.0 == address) {
+            Some(&(_, first, count)) => (first, count),
+            None => {
+                if map.len() > MAX_INDEXED_ENTRIES
+                    || self.entries.len() + map.len() > MAX_INDEXED_TOTAL
+                {
+                    return map.get(name);
+                }
+                let first = self.entries.len();
+                self.entries.extend(map.iter());
+                let count = self.entries.len() - first;
+                if count < map.len() {
+                    // The walk ended early: only a walk answers as `get` does.
+                    self.entries.truncate(first);
+                    return map.get(name);
+                }
+                self.maps.push((address, first, count));
+                (first, count)
+            }
+        };
+        self.entries[first..first + count]
+            .iter()
+            .rev()
+            .find(|(key, _)| key.is(name))
+            .map(|&(_, value)| value)
     }
 }
 
@@ -159,16 +245,18 @@ impl Template {
         // Allocated on the first push: a template whose first reference is missing (a
         // fallback tried on every record) allocates nothing.
         let mut out = String::new();
-        self.render_into(tag, record, &mut out)?;
+        self.render_into(tag, record, &mut NestedMaps::unindexed(), &mut out)?;
         Ok(out)
     }
 
     /// Appends the rendered template to `out`, or leaves `out` as it was and names the first
-    /// reference the record or tag lacks.
-    pub fn render_into(
+    /// reference the record or tag lacks. `maps` indexes the record's nested maps for the
+    /// templates rendered after this one.
+    pub fn render_into<'a>(
         &self,
         tag: &str,
-        record: &Fields<'_>,
+        record: &Fields<'a>,
+        maps: &mut NestedMaps<'a>,
         out: &mut String,
     ) -> Result<(), MissingField<'_>> {
         let start = out.len();
@@ -178,7 +266,7 @@ impl Template {
                     out.push_str(text);
                     continue;
                 }
-                Segment::Field(path) => match path.lookup(record) {
+                Segment::Field(path) => match path.lookup_in(record, maps) {
                     Some(value) => {
                         out.push_str(&value.to_text(path.depth()));
                         continue;
@@ -241,10 +329,16 @@ impl Choice {
 
     /// Appends the first alternative that renders to `out`; `false` (and `out` as it was) when
     /// none does.
-    pub fn render_into(&self, tag: &str, record: &Fields<'_>, out: &mut String) -> bool {
+    pub fn render_into<'a>(
+        &self,
+        tag: &str,
+        record: &Fields<'a>,
+        maps: &mut NestedMaps<'a>,
+        out: &mut String,
+    ) -> bool {
         self.options
             .iter()
-            .any(|option| option.render_into(tag, record, out).is_ok())
+            .any(|option| option.render_into(tag, record, maps, out).is_ok())
     }
 
     /// How many `||` alternatives there are.
@@ -466,6 +560,133 @@ mod tests {
 
     fn body(r: &Records) -> Fields<'_> {
         r.get(0).unwrap().body
+    }
+
+    /// Two maps `{"a": <nested>, "b": 7, 5: "int key", "a": "last", "c": null}` with the same
+    /// bytes at different places, then a map of 70 entries, then one cut short.
+    fn nested_maps_chunk() -> (Vec<u8>, Vec<usize>) {
+        use rmp::encode;
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for _ in 0..2 {
+            starts.push(buf.len());
+            encode::write_map_len(&mut buf, 5).unwrap();
+            encode::write_str(&mut buf, "a").unwrap();
+            encode::write_map_len(&mut buf, 1).unwrap();
+            encode::write_str(&mut buf, "x").unwrap();
+            encode::write_array_len(&mut buf, 2).unwrap();
+            encode::write_uint(&mut buf, 1).unwrap();
+            encode::write_str(&mut buf, "y").unwrap();
+            encode::write_str(&mut buf, "b").unwrap();
+            encode::write_uint(&mut buf, 7).unwrap();
+            encode::write_uint(&mut buf, 5).unwrap();
+            encode::write_str(&mut buf, "int key").unwrap();
+            encode::write_str(&mut buf, "a").unwrap();
+            encode::write_str(&mut buf, "last").unwrap();
+            encode::write_str(&mut buf, "c").unwrap();
+            encode::write_nil(&mut buf).unwrap();
+        }
+        starts.push(buf.len());
+        encode::write_map_len(&mut buf, 70).unwrap();
+        for n in 0..70 {
+            encode::write_str(&mut buf, &format!("k{n}")).unwrap();
+            encode::write_uint(&mut buf, n).unwrap();
+        }
+        starts.push(buf.len());
+        encode::write_map_len(&mut buf, 3).unwrap();
+        encode::write_str(&mut buf, "a").unwrap();
+        encode::write_str(&mut buf, "first").unwrap();
+        encode::write_str(&mut buf, "b").unwrap();
+        encode::write_str_len(&mut buf, 10).unwrap();
+        buf.extend_from_slice(b"cut");
+        (buf, starts)
+    }
+
+    #[test]
+    fn indexed_nested_maps_answer_exactly_as_a_walk_does() {
+        let (buf, starts) = nested_maps_chunk();
+        let maps: Vec<MapRef<'_>> = starts
+            .iter()
+            .map(|&at| match crate::view::peek(&buf[at..]) {
+                Some(ValueRef::Map(map)) => map,
+                other => panic!("a map, not {other:?}"),
+            })
+            .collect();
+        let names = ["a", "b", "c", "5", "x", "k0", "k69", "k70", "", "A"];
+        let mut index = NestedMaps::new();
+        // Twice over every map without clearing: the second round reads the index.
+        for _ in 0..2 {
+            for (n, map) in maps.iter().enumerate() {
+                for name in names {
+                    assert_eq!(
+                        index.get(*map, name),
+                        map.get(name),
+                        "map {n}, key {name:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(index.get(maps[0], "a"), Some(ValueRef::Str(b"last")));
+        assert_eq!(index.get(maps[1], "5"), Some(ValueRef::Str(b"int key")));
+        assert_eq!(
+            index.get(maps[3], "a"),
+            None,
+            "a walk that fails finds nothing"
+        );
+        // The two small maps are indexed, the large and the broken ones walked each time.
+        assert_eq!(index.maps.len(), 2);
+        assert_eq!(index.entries.len(), 10);
+        index.clear();
+        assert!(index.maps.is_empty() && index.entries.is_empty());
+        // Past the bound on entries per record, maps are walked, still with the same answers.
+        let mut many = Vec::new();
+        let mut starts = Vec::new();
+        for n in 0..40 {
+            starts.push(many.len());
+            rmp::encode::write_map_len(&mut many, 8).unwrap();
+            for k in 0..8 {
+                rmp::encode::write_str(&mut many, &format!("k{k}")).unwrap();
+                rmp::encode::write_uint(&mut many, n * 8 + k).unwrap();
+            }
+        }
+        for &at in &starts {
+            let Some(ValueRef::Map(map)) = crate::view::peek(&many[at..]) else {
+                panic!("a map")
+            };
+            assert_eq!(index.get(map, "k7"), map.get("k7"));
+        }
+        assert_eq!(index.entries.len(), MAX_INDEXED_TOTAL);
+    }
+
+    #[test]
+    fn templates_sharing_an_index_render_as_alone() {
+        let r = record(json!({
+            "container_name": "web",
+            "kubernetes": {
+                "pod_name": "p-1", "namespace_name": "batch",
+                "labels": {"tags.datadoghq.com/env": "prod", "app": "report"}
+            },
+            "other": {"labels": {"app": "not this one"}}
+        }));
+        let b = body(&r);
+        let sources = [
+            "$kubernetes['labels']['app']",
+            "$other['labels']['app']",
+            "$kubernetes['pod_name']-$kubernetes['labels']['tags.datadoghq.com/env']",
+            "$kubernetes['labels']['missing']",
+            "$kubernetes['namespace_name']/$container_name",
+        ];
+        let mut maps = NestedMaps::new();
+        for source in sources {
+            let template = Template::parse(source).unwrap();
+            let mut shared = String::new();
+            let with_index = template
+                .render_into("t", &b, &mut maps, &mut shared)
+                .map(|()| shared);
+            assert_eq!(with_index, template.render("t", &b), "{source}");
+        }
+        // kubernetes, its labels, other, its labels: each indexed once.
+        assert_eq!(maps.maps.len(), 4);
     }
 
     #[test]

@@ -117,6 +117,12 @@ impl<'a> MapRef<'a> {
         }
     }
 
+    /// Where the map's entries start in the chunk: two maps of one chunk are the same map
+    /// exactly when this is equal.
+    pub(crate) fn address(&self) -> usize {
+        self.bytes.as_ptr() as usize
+    }
+
     /// The value of the last entry whose key text is `name` (later duplicates win, as they did
     /// when a map was built from the entries). Values of other keys are skipped, not read.
     pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
@@ -495,14 +501,20 @@ pub fn write_text(bytes: &[u8], out: &mut Vec<u8>) {
     let mut at = 0;
     while at < bytes.len() {
         // Eight bytes at a time while none needs a look (most text).
-        if let Some(word) = bytes.get(at..at + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !needs_look(word, !utf8_checked) {
-                at += 8;
-                continue;
+        while let Some(word) = bytes.get(at..at + 8) {
+            if needs_look(
+                u64::from_le_bytes(word.try_into().unwrap_or_default()),
+                !utf8_checked,
+            ) {
+                break;
             }
+            at += 8;
         }
-        let byte = bytes[at];
+        // The last few bytes (all of most keys and short values) as one word.
+        if at + 8 > bytes.len() && !needs_look(last_word(bytes, at), !utf8_checked) {
+            break;
+        }
+        let Some(&byte) = bytes.get(at) else { break };
         match ESCAPE[byte as usize] {
             0 => {}
             NON_ASCII => {
@@ -535,6 +547,25 @@ pub fn write_text(bytes: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[copied..]);
     out.push(b'"');
+}
+
+/// The bytes of `bytes` from `at` (fewer than eight) in one word, with bytes before them or
+/// spaces: read without a copy of variable length.
+#[inline]
+fn last_word(bytes: &[u8], at: usize) -> u64 {
+    let len = bytes.len();
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
+    if len >= 8 {
+        u64::from_le_bytes(bytes[len - 8..].try_into().unwrap_or_default())
+    } else if len >= 4 {
+        u64::from(u32_at(0)) | u64::from(u32_at(len - 4)) << 32
+    } else {
+        bytes[at.min(len)..]
+            .iter()
+            .fold(u64::from_le_bytes([b' '; 8]), |word, &b| {
+                word << 8 | u64::from(b)
+            })
+    }
 }
 
 /// Whether any of the eight bytes in `word` is a control character, `"` or `\\` (or, with
@@ -670,6 +701,25 @@ mod tests {
             "\u{e9}\u{0}".as_bytes().to_vec(),
         ];
         samples.push((0u8..=255).collect());
+        // Every length a string's last word is read in a different way, with a byte that
+        // needs a look at every place (the first or last of a multi-byte character too).
+        for len in 0..=20 {
+            for at in 0..len {
+                for special in [
+                    &b"\""[..],
+                    b"\\",
+                    b"\n",
+                    b"\x1f",
+                    b"\x7f",
+                    b"\xff",
+                    "\u{e9}".as_bytes(),
+                ] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.splice(at..(at + special.len()).min(len), special.iter().copied());
+                    samples.push(bytes);
+                }
+            }
+        }
         for bytes in samples {
             let mut ours = Vec::new();
             write_text(&bytes, &mut ours);

@@ -12,6 +12,7 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 
 use super::config::{Compression, DatadogConfig};
+use crate::accessor::NestedMaps;
 use crate::delivery::batch::Limits;
 use crate::delivery::json::Object;
 use crate::delivery::plan::{Planned, Request};
@@ -61,14 +62,16 @@ pub struct Plan<'a> {
     pub truncated: u64,
     /// Logs whose own `ddtags` was not a string and was turned into tags ([`ddtags_text`]).
     pub retyped_ddtags: u64,
-    scratch: Scratch,
+    scratch: Scratch<'a>,
 }
 
-/// Text buffers reused from entry to entry: rendered values and the tag list.
+/// Buffers reused from entry to entry: rendered values, the tag list, and the index of the
+/// entry's nested maps.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<'a> {
     value: String,
     tags: String,
+    maps: NestedMaps<'a>,
     /// The last entry written had a `ddtags` that was not a string.
     retyped_ddtags: bool,
 }
@@ -221,19 +224,22 @@ impl<'a> Encoder<'a> {
             current: Units::default(),
             truncated: 0,
             retyped_ddtags: 0,
-            scratch: Scratch::default(),
+            scratch: Scratch {
+                maps: NestedMaps::new(),
+                ..Scratch::default()
+            },
         }
     }
 
     /// Re-encodes an over-long entry with a shorter message until it fits `MAX_LOG_BYTES`.
-    fn shrink(
+    fn shrink<'r>(
         &self,
-        event: &Record<'_>,
+        event: &Record<'r>,
         tag: &str,
         len: usize,
         buf: &mut Vec<u8>,
         start: usize,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<'r>,
     ) -> Shrunk {
         let message_len = self
             .message(event)
@@ -265,16 +271,17 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn write_entry(
+    fn write_entry<'r>(
         &self,
-        event: &Record<'_>,
+        event: &Record<'r>,
         tag: &str,
         message_limit: Option<usize>,
         out: &mut Vec<u8>,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<'r>,
     ) {
         let config = self.config;
         let body = &event.body;
+        scratch.maps.clear();
         let mut object = Object::start(out);
         if !body.contains_key(&config.date_key) {
             object.field(&config.date_key, &event.time.as_millis());
@@ -292,7 +299,7 @@ impl<'a> Encoder<'a> {
             if let Some(choice) = choice {
                 if !body.contains_key(key) {
                     scratch.value.clear();
-                    if choice.render_into(tag, body, &mut scratch.value) {
+                    if choice.render_into(tag, body, &mut scratch.maps, &mut scratch.value) {
                         object.text(key, &scratch.value);
                     }
                 }
@@ -346,7 +353,7 @@ impl<'a> Encoder<'a> {
             if !tags.is_empty() {
                 tags.push(',');
             }
-            if !template.render_into(tag, body, tags) {
+            if !template.render_into(tag, body, &mut scratch.maps, tags) {
                 tags.truncate(before);
             }
         }
