@@ -12,7 +12,18 @@ use serde_json::Value;
 const WRAPPER: &str = env!("CARGO_BIN_EXE_job-wrapper");
 
 fn wrapper(args: &[&str]) -> Command {
-    let mut c = Command::new(WRAPPER);
+    // Under emulation (`make test-aarch64`) the emulator starts the wrapper: an emulated
+    // process cannot start another emulated binary by itself without binfmt_misc.
+    let runner = std::env::var("FANOUT_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut c = match runner.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(runner).arg(WRAPPER);
+            c
+        }
+        None => Command::new(WRAPPER),
+    };
     c.args(args);
     // The tests' own options come from flags only.
     for (k, _) in std::env::vars() {

@@ -63,7 +63,7 @@ pub fn binary(release: Release, test: &str) -> Option<PathBuf> {
 
 /// `fluent-bit --version`'s first line, e.g. `Fluent Bit v5.1.1`.
 pub fn version(binary: &Path) -> String {
-    let out = Command::new(binary)
+    let out = crate::host::target_command(binary)
         .arg("--version")
         .output()
         .unwrap_or_else(|e| panic!("{} cannot run: {e}", binary.display()));
@@ -146,7 +146,7 @@ impl FluentBit {
     {
         let log = dir.join(format!("fluent-bit-{}.log", free_port()));
         let out = std::fs::File::create(&log).expect("Fluent Bit's log file");
-        let mut command = Command::new(binary);
+        let mut command = crate::host::target_command(binary);
         command
             .args(args)
             .current_dir(dir)

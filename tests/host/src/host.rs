@@ -70,6 +70,36 @@ pub fn plugin_path() -> PathBuf {
     path
 }
 
+/// A command running `program`, a binary built for the architecture under test: through
+/// `$FANOUT_TEST_RUNNER` (`qemu-aarch64-static`) when the tests themselves run under emulation
+/// (`make test-aarch64`), since an emulated process cannot start another emulated binary by
+/// itself without binfmt_misc.
+pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let runner = std::env::var("FANOUT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut command = std::process::Command::new(emulator);
+            command.args(words).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// The job wrapper `make dist` builds: `$JOB_WRAPPER_BIN`, else `dist/job-wrapper`.
+pub fn job_wrapper_path() -> PathBuf {
+    let path = std::env::var_os("JOB_WRAPPER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("dist/job-wrapper"));
+    assert!(
+        path.exists(),
+        "{} does not exist: run `make dist` first (or set JOB_WRAPPER_BIN)",
+        path.display()
+    );
+    path
+}
+
 /// One line the plugin logged through the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {

@@ -21,4 +21,7 @@ pub mod moto;
 pub mod scripted;
 
 pub use chunk::{Chunk, Layout, Time};
-pub use host::{HostVersion, LogLine, OutputInstance, Plugin, logs, plugin_path, workspace_root};
+pub use host::{
+    HostVersion, LogLine, OutputInstance, Plugin, job_wrapper_path, logs, plugin_path,
+    target_command, workspace_root,
+};

@@ -507,17 +507,19 @@ fn tls_certificates_are_verified_by_default() {
 fn a_resend_after_the_deadline_carries_only_what_was_not_accepted() {
     let plugin = load();
     let intake = FakeDatadog::start();
-    // The first request (1000 logs) is accepted; the next fails until the flush deadline.
-    // One request at a time, so "the first" is the first 1000 logs.
+    // The first request (1000 logs) is accepted; the others are told to come back after the
+    // flush deadline, so the flush ends there however slow this machine is (under emulation
+    // too). One request at a time, so "the first" is the first 1000 logs.
     intake.script(
-        std::iter::once(Reply::Status(202)).chain(std::iter::repeat_n(Reply::Status(500), 300)),
+        std::iter::once(Reply::Status(202))
+            .chain(std::iter::repeat_n(Reply::RetryAfter(503, 600), 10)),
     );
     let instance = plugin
         .init(&props(
             "dd-resend",
             &intake,
             &[
-                ("flush_timeout", "1s"),
+                ("flush_timeout", "3s"),
                 ("stats_interval", "0"),
                 ("max_concurrent_requests", "1"),
             ],

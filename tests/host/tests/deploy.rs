@@ -124,3 +124,53 @@ fn the_dockerfile_passes_hadolint() {
         "hadolint flags a bad Dockerfile"
     );
 }
+
+/// A multi-architecture build (`docker buildx --platform linux/amd64,linux/arm64`) runs the
+/// build stage on the build machine and must make each image's artifacts for that image's
+/// architecture. Docker cannot run here: the stage's own `make` line is run as BuildKit would
+/// run it for each TARGETARCH, with `make -n`, and the builds it would do are read off.
+#[test]
+fn the_dockerfile_builds_the_artifacts_for_each_target_architecture() {
+    let dockerfile = std::fs::read_to_string(file("docker/Dockerfile")).unwrap();
+    let stage: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|l| !(l.starts_with("FROM ") && l.ends_with(" AS build")))
+        .take_while(|l| !l.starts_with("# ---"))
+        .collect();
+    assert!(
+        stage[0].contains("--platform=$BUILDPLATFORM"),
+        "the build stage runs on the build machine, not emulated: {}",
+        stage[0]
+    );
+    assert!(stage.contains(&"ARG TARGETARCH"), "{stage:#?}");
+    let make = stage
+        .iter()
+        .find_map(|l| l.strip_prefix("RUN ").filter(|c| c.contains("make dist")))
+        .expect("the build stage runs `make dist`");
+    for (docker_arch, arch) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let (ok, plan) = run(Command::new("sh")
+            .arg("-c")
+            .arg(make.replacen("make ", "make -n ", 1))
+            .env("TARGETARCH", docker_arch)
+            .current_dir(workspace_root()));
+        assert!(ok, "{plan}");
+        for expected in [
+            format!("zigbuild --release -p fanout --target {arch}-unknown-linux-gnu.2.26"),
+            format!("zigbuild --release -p job-wrapper --target {arch}-unknown-linux-musl"),
+            format!("target/{arch}-unknown-linux-gnu/release/libfanout.so dist/fanout.so"),
+            format!("target/{arch}-unknown-linux-musl/release/job-wrapper dist/job-wrapper"),
+        ] {
+            assert!(
+                plan.contains(&expected),
+                "TARGETARCH={docker_arch}: no `{expected}` in\n{plan}"
+            );
+        }
+    }
+    // An architecture no release is built for stops the build rather than shipping another's.
+    let (ok, output) = run(Command::new("sh")
+        .arg("-c")
+        .arg(make.replacen("make ", "make -n ", 1))
+        .env("TARGETARCH", "s390x")
+        .current_dir(workspace_root()));
+    assert!(!ok && output.contains("only x86_64"), "{output}");
+}

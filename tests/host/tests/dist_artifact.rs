@@ -1,9 +1,66 @@
-//! The file `make dist` ships: named so Fluent Bit treats it as a proxy plugin, exporting the
-//! proxy symbols, and loadable on Amazon Linux 2 (glibc 2.26).
+//! The files `make dist` ships, for the architecture these tests were built for (`make
+//! test-aarch64` builds and runs them for aarch64 under qemu): the plugin named so Fluent Bit
+//! treats it as a proxy plugin, exporting the proxy symbols, and loadable on Amazon Linux 2
+//! (glibc 2.26); the job wrapper static, so it runs in any Job image.
 
-use fanout_testhost::plugin_path;
-use object::read::elf::{ElfFile64, FileHeader};
+use fanout_testhost::{job_wrapper_path, plugin_path};
+use object::elf::{EM_AARCH64, EM_X86_64, PT_INTERP};
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol};
+
+/// The ELF machine of this test binary's own architecture: the files must match it, since a
+/// host of one architecture cannot load a plugin of another.
+fn this_machine() -> u16 {
+    match std::env::consts::ARCH {
+        "x86_64" => EM_X86_64,
+        "aarch64" => EM_AARCH64,
+        other => panic!("no release is built for {other}"),
+    }
+}
+
+fn machine(data: &[u8]) -> u16 {
+    let elf = ElfFile64::<Endianness>::parse(data).expect("an ELF64 file");
+    elf.elf_header().e_machine.get(elf.endian())
+}
+
+#[test]
+fn dist_files_are_built_for_this_architecture() {
+    for path in [plugin_path(), job_wrapper_path()] {
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(
+            machine(&data),
+            this_machine(),
+            "{} is not an {} file (`make dist ARCH={}`)",
+            path.display(),
+            std::env::consts::ARCH,
+            std::env::consts::ARCH
+        );
+    }
+}
+
+#[test]
+fn dist_job_wrapper_is_static() {
+    let path = job_wrapper_path();
+    let data = std::fs::read(&path).unwrap();
+    let elf = ElfFile64::<Endianness>::parse(&*data).expect("an ELF64 file");
+    let endian = elf.endian();
+    let interpreter = elf
+        .elf_program_headers()
+        .iter()
+        .any(|header| header.p_type(endian) == PT_INTERP);
+    assert!(
+        !interpreter,
+        "{} names a dynamic loader: it would not start in a scratch or distroless image",
+        path.display()
+    );
+    let libraries: Vec<_> = elf.imports().expect("readable imports");
+    assert!(
+        libraries.is_empty(),
+        "{} imports {} symbols from shared libraries",
+        path.display(),
+        libraries.len()
+    );
+}
 
 /// AWS for Fluent Bit 2.x runs on Amazon Linux 2, whose glibc is 2.26.
 const OLDEST_GLIBC: (u32, u32) = (2, 26);

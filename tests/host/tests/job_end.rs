@@ -9,29 +9,16 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fanout_testhost::host::{FLB_OK, logs_of};
-use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, plugin_path, workspace_root};
+use fanout_testhost::{Chunk, HostVersion, Layout, Plugin, Time, job_wrapper_path, plugin_path};
 use serde_json::{Value, json};
 
 use common::records;
-
-fn wrapper_path() -> PathBuf {
-    let path = std::env::var_os("JOB_WRAPPER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("dist/job-wrapper"));
-    assert!(
-        path.exists(),
-        "{} does not exist: run `make dist` first",
-        path.display()
-    );
-    path
-}
 
 /// Fluent Bit's `cri` parser: `<time> <stream> <logtag> <message>`.
 fn parse_cri(line: &str) -> Value {
@@ -98,7 +85,7 @@ fn a_job_of_n_lines_exits_3_after_everything_is_delivered_and_fluent_bit_stopped
          [ $i -eq {half} ] && echo '{FORGED}'; i=$((i+1)); done; exit 3",
         half = LINES / 2
     );
-    let mut wrapper = Command::new(wrapper_path())
+    let mut wrapper = Command::new(job_wrapper_path())
         .arg("--log-file")
         .arg(&log)
         .args(["--fluent-bit", &fluent_bit_url, "--drain-timeout", "60s"])

@@ -10,7 +10,7 @@
 //!
 //! Needs `FLUENT_BIT` (≥ 4.0.3, for filter_wasm); skipped, and said so, without it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use fanout_testhost::fluent_bit::{
     wait_until, with_fanout_properties, yaml_documents,
 };
 use fanout_testhost::moto::Moto;
-use fanout_testhost::workspace_root;
+use fanout_testhost::{job_wrapper_path, workspace_root};
 use serde_json::Value;
 
 const API_KEY: &str = "dd-api-key-from-a-secret";
@@ -158,12 +158,6 @@ fn with_port(text: &str, port: u16) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
-}
-
-fn job_wrapper_path() -> PathBuf {
-    let path = workspace_root().join("dist/job-wrapper");
-    assert!(path.exists(), "run `make dist` first");
-    path
 }
 
 /// A line any application can print: the start of job-wrapper's end-of-job record, without

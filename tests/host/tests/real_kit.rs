@@ -13,7 +13,7 @@ use std::time::Duration;
 use fanout_testhost::fluent_bit::{
     FluentBit, Release, Scratch, binary, free_port, http_get, install_artifacts, rooted, wait_until,
 };
-use fanout_testhost::{plugin_path, workspace_root};
+use fanout_testhost::{job_wrapper_path, plugin_path, workspace_root};
 use serde_json::Value;
 
 fn read(path: &str) -> String {
@@ -414,8 +414,7 @@ fn job_wrapper_flags() -> Vec<String> {
 
 #[test]
 fn job_wrapper_flags_named_by_the_kit_exist() {
-    let wrapper = workspace_root().join("dist/job-wrapper");
-    assert!(wrapper.exists(), "run `make dist` first");
+    let wrapper = job_wrapper_path();
     let help = Command::new(&wrapper).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let flags = job_wrapper_flags();

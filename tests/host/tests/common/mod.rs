@@ -57,7 +57,7 @@ pub fn in_child() -> bool {
 /// environment is exactly `env` (plus IMDS switched off), and fails if it fails.
 pub fn run_in_child(name: &str, env: &[(&str, &str)]) {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut command = std::process::Command::new(exe);
+    let mut command = fanout_testhost::target_command(exe);
     command.args([
         name,
         "--exact",
