@@ -174,3 +174,31 @@ fn the_dockerfile_builds_the_artifacts_for_each_target_architecture() {
         .current_dir(workspace_root()));
     assert!(!ok && output.contains("only x86_64"), "{output}");
 }
+
+/// The README's table of default images names what the Dockerfile builds from: a base image
+/// changed in one place and not the other would tell users the wrong Fluent Bit.
+#[test]
+fn the_readme_names_the_dockerfiles_default_images() {
+    let dockerfile = std::fs::read_to_string(file("docker/Dockerfile")).unwrap();
+    let readme = std::fs::read_to_string(file("README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("**Default images**"))
+        .take_while(|l| !l.starts_with("**Architectures:**"))
+        .collect();
+    for arg in ["FIRELENS_IMAGE", "EKS_IMAGE", "WAMR_VERSION"] {
+        let default = dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {arg}=")))
+            .unwrap_or_else(|| panic!("the Dockerfile has no default {arg}"));
+        let named = if arg == "WAMR_VERSION" {
+            format!("WAMR_VERSION={default}")
+        } else {
+            format!("`{default}`")
+        };
+        assert!(
+            table.iter().any(|l| l.contains(&named)),
+            "README \"Default images\" does not name {named}"
+        );
+    }
+}
