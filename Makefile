@@ -17,7 +17,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         ?= $(if $(filter $(ARCH),$(HOST_ARCH)),dist,dist/$(ARCH))
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup setup-build build dist test test-aarch64 core-wasm playground demo bench soak aot lint fmt bindings fuzz clean
+.PHONY: all setup setup-build setup-demo setup-browser build dist test test-aarch64 core-wasm playground demo bench soak aot lint fmt bindings fuzz clean
 
 all: dist
 
@@ -28,6 +28,14 @@ setup:
 ## setup-build: only what `make dist` needs
 setup-build:
 	@ARCH=$(ARCH) bash .ci/setup build
+
+## setup-demo: only what `make demo` needs (setup-build, a C compiler, moto)
+setup-demo:
+	@ARCH=$(ARCH) bash .ci/setup demo
+
+## setup-browser: setup-build and the browser's target and wasm-bindgen (playground, core-wasm)
+setup-browser:
+	@ARCH=$(ARCH) bash .ci/setup browser
 
 ## build: debug build of the whole workspace (native glibc; for development)
 build:
@@ -86,18 +94,18 @@ test-aarch64: setup
 	  cargo-zigbuild test -p job-wrapper --target aarch64-unknown-linux-musl --no-fail-fast
 
 ## playground: the browser playground in dist/playground/ (open dist/playground/index.html)
-playground: setup-build
+playground: setup-browser
 	$(CARGO) build -p fanout-playground --release --target wasm32-unknown-unknown
 	wasm-bindgen --target no-modules --no-typescript --out-dir target/playground-bindgen \
 	    target/wasm32-unknown-unknown/release/fanout_playground.wasm
 	python3 playground/bundle.py target/playground-bindgen $(DIST)/playground
 
 ## core-wasm: fanout-core builds for the browser (wasm32-unknown-unknown): it stays free of I/O
-core-wasm: setup-build
+core-wasm: setup-browser
 	$(CARGO) build -p fanout-core --no-default-features --target wasm32-unknown-unknown
 
 ## demo: sample FireLens and Kubernetes records through the real plugin, no cloud, no Fluent Bit
-demo: setup dist
+demo: setup-demo $(DIST)/fanout.so
 	$(CARGO) run -q -p fanout-testhost --bin fanout-demo
 
 ## aot: dist/k8s-metadata.aot, the WASM filter compiled ahead of time (3-4x less filter CPU

@@ -1051,3 +1051,13 @@ while time.time() < end:
         "the impostor never saw a request"
     );
 }
+
+#[test]
+fn version_is_the_release() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("job-wrapper {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -203,8 +203,10 @@ impl Instance {
             .job_end
             .is_some()
             .then(|| handle.spawn(job_end_fallback(Arc::clone(&pipeline))));
-        pipeline.log.debug(format_args!(
-            "started: destinations={} flush_timeout={:?}",
+        // The release, once per instance: what a support question needs first.
+        pipeline.log.info(format_args!(
+            "flb-fanout {} started: destinations={} flush_timeout={:?}",
+            env!("CARGO_PKG_VERSION"),
             pipeline
                 .destinations
                 .iter()

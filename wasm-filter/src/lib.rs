@@ -90,7 +90,12 @@ pub fn filter(
         let config = Config::load(&abi::preopened_dirs());
         let pod = PodInfo::read(&config.podinfo_dir);
         let config_problems = (!config.problems.is_empty()).then(|| {
-            let text = config.problems.join("; ");
+            // With the release, so a report names the module that read the file.
+            let text = format!(
+                "k8s-metadata {}: {}",
+                env!("CARGO_PKG_VERSION"),
+                config.problems.join("; ")
+            );
             eprintln!("k8s-metadata: {text}");
             text
         });
@@ -253,6 +258,26 @@ pub(crate) mod abi {
         // after this returns, and the next call reuses the buffer.
         OUTPUT.set(output);
         answer
+    }
+
+    /// The module's release, as a record: `{"k8s_metadata_version":"0.1.0"}`. Named as the
+    /// `function_name` instead of `k8s_metadata` it answers every record with that, which is
+    /// how to ask a running Fluent Bit which module it loaded.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn k8s_metadata_version(
+        _tag: *const u8,
+        _tag_len: u32,
+        _time_sec: u32,
+        _time_nsec: u32,
+        _record: *const u8,
+        _record_len: u32,
+    ) -> *const u8 {
+        concat!(
+            "{\"k8s_metadata_version\":\"",
+            env!("CARGO_PKG_VERSION"),
+            "\"}\0"
+        )
+        .as_ptr()
     }
 
     /// The directories the host preopened for the module (`accessible_paths`), in order.

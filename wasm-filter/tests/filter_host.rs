@@ -36,6 +36,11 @@ struct FilterWasm {
 impl FilterWasm {
     /// A fresh instance; `accessible_paths` maps host directories to guest paths.
     fn new(accessible_paths: &[(&Path, &str)]) -> FilterWasm {
+        FilterWasm::calling("k8s_metadata", accessible_paths)
+    }
+
+    /// A fresh instance whose `function_name` is `function`.
+    fn calling(function: &str, accessible_paths: &[(&Path, &str)]) -> FilterWasm {
         let engine = Engine::default();
         let module = Module::from_file(&engine, module_path()).expect("the module compiles");
         let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
@@ -60,8 +65,8 @@ impl FilterWasm {
                 .get_typed_func(&mut store, "free")
                 .expect("free is exported"),
             function: instance
-                .get_typed_func(&mut store, "k8s_metadata")
-                .expect("k8s_metadata is exported"),
+                .get_typed_func(&mut store, function)
+                .unwrap_or_else(|e| panic!("{function} is exported: {e}")),
             store,
         }
     }
@@ -504,6 +509,10 @@ fn pod_identity_annotations_refresh_and_config_mistakes() {
     );
     let problems = first["k8s_metadata_config_error"].as_str().unwrap();
     assert!(
+        problems.starts_with(&format!("k8s-metadata {}: ", env!("CARGO_PKG_VERSION"))),
+        "the report names the release: {problems}"
+    );
+    assert!(
         problems.contains("line 2: 'merge_log' takes on/off, not 'maybe'"),
         "{problems}"
     );
@@ -543,4 +552,15 @@ fn pod_identity_annotations_refresh_and_config_mistakes() {
         })
         .collect();
     assert_eq!(names.last().unwrap(), "report-v3");
+}
+
+#[test]
+fn the_version_function_answers_every_record_with_the_release() {
+    let mut filter = FilterWasm::calling("k8s_metadata_version", &[]);
+    for record in [r#"{"log":"x"}"#, "{}", "not json"] {
+        assert_eq!(
+            filter.json("t", 1, record),
+            json!({"k8s_metadata_version": env!("CARGO_PKG_VERSION")})
+        );
+    }
 }

@@ -324,6 +324,14 @@ fn logging_goes_through_the_host_with_a_constant_format_and_respects_the_level()
             .any(|l| l.level == 3 && l.text.contains("exiting: chunks=1")),
         "{lines:?}"
     );
+    // The release it is, said at start (the workspace's one version).
+    let started = format!("flb-fanout {} started: ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.level == 3 && l.text.contains(&started)),
+        "{lines:?}"
+    );
 
     let mut quiet_props = file_props("quiet", &out_s);
     quiet_props.push(("log_level", "error"));

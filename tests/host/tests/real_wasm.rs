@@ -333,3 +333,54 @@ fn json_log_lines_merge_in_real_wamr() {
         "{plain}"
     );
 }
+
+/// `function_name k8s_metadata_version` in place of `k8s_metadata`: every record comes out as
+/// the module's release, which is how to ask a running Fluent Bit which module it loaded.
+#[test]
+fn the_version_export_answers_in_real_wamr() {
+    let test = "the_version_export_answers_in_real_wamr";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let scratch = Scratch::new("real-wasm-version");
+    let podinfo = pod_report_1(&scratch);
+    let out_dir = scratch.dir("/out");
+    let config = scratch.path("/fluent-bit/etc/fluent-bit.conf");
+    let shipped = filter_config(
+        "[INPUT]\n    Name dummy\n    Tag app\n    Samples 3\n    Dummy {\"log\":\"x\"}\n",
+        &workspace_root().join("dist/k8s-metadata.wasm"),
+        &podinfo,
+        &out_dir,
+    );
+    let asking = shipped.replace(
+        "Function_Name k8s_metadata\n",
+        "Function_Name k8s_metadata_version\n",
+    );
+    assert_ne!(asking, shipped, "the filter names its function");
+    std::fs::write(&config, asking).unwrap();
+    let mut fb = FluentBit::start(
+        &fluent_bit,
+        ["-c", config.to_str().unwrap()],
+        &[],
+        &scratch.root,
+    );
+    let out = out_dir.join("records.jsonl");
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_until(&mut fb, "three records written", Duration::from_secs(30), || {
+        read().len() >= 3
+    });
+    assert!(fb.terminate(Duration::from_secs(20)).success());
+    let expected = json!({"k8s_metadata_version": env!("CARGO_PKG_VERSION")});
+    let written = read();
+    assert!(
+        written.len() == 3 && written.iter().all(|r| *r == expected),
+        "{written:#?}\n{}",
+        fb.log()
+    );
+}
