@@ -17,7 +17,7 @@ TARGET       := $(ARCH)-unknown-linux-gnu
 DIST         ?= $(if $(filter $(ARCH),$(HOST_ARCH)),dist,dist/$(ARCH))
 PLUGIN_SO    := target/$(TARGET)/release/libfanout.so
 
-.PHONY: all setup setup-build setup-demo setup-browser build dist test test-aarch64 core-wasm playground demo bench soak aot lint fmt bindings fuzz clean
+.PHONY: all setup setup-build setup-demo setup-browser setup-release release build dist test test-aarch64 core-wasm playground demo bench soak aot lint fmt bindings fuzz clean
 
 all: dist
 
@@ -32,6 +32,10 @@ setup-build:
 ## setup-demo: only what `make demo` needs (setup-build, a C compiler, moto)
 setup-demo:
 	@ARCH=$(ARCH) bash .ci/setup demo
+
+## setup-release: setup-build and cargo-cyclonedx (the SBOMs)
+setup-release:
+	@ARCH=$(ARCH) bash .ci/setup release
 
 ## setup-browser: setup-build and the browser's target and wasm-bindgen (playground, core-wasm)
 setup-browser:
@@ -64,8 +68,19 @@ $(DIST)/job-wrapper: setup-build FORCE
 
 FORCE:
 
+# The workspace's one version (what every artifact reports).
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+
+## release: dist/release/flb-fanout-$(VERSION)-linux-{x86_64,aarch64}.tar.gz (the three
+##      artifacts, the configs, the manifests, LICENSE, README, CHANGELOG, a CycloneDX SBOM per
+##      artifact from Cargo.lock) and their SHA256SUMS
+release: setup-release
+	$(MAKE) dist ARCH=x86_64
+	$(MAKE) dist ARCH=aarch64
+	bash tools/release.sh $(VERSION) x86_64 aarch64
+
 ## test: every test, against the dist build (what users load); on x86_64, the aarch64 build too
-test: setup dist core-wasm playground
+test: setup dist core-wasm playground release
 	$(CARGO) test --workspace --no-fail-fast
 ifeq ($(HOST_ARCH),x86_64)
 	$(MAKE) test-aarch64
@@ -78,7 +93,7 @@ AARCH64_QEMU  := qemu-aarch64-static -L /usr/aarch64-linux-gnu
 FLUENT_BIT_AARCH64 ?= $(abspath ../shared/fluent-bit/5.1.1-aarch64/bin/fluent-bit)
 # real_firelens is the smoke test in a real aarch64 Fluent Bit; without one it says it skipped.
 AARCH64_TESTS := --test dist_artifact --test abi --test lifecycle --test datadog --test firehose \
-                 --test fanout --test real_firelens
+                 --test fanout --test release --test real_firelens
 
 ## test-aarch64: the aarch64 release files (`make dist ARCH=aarch64`) checked (ELF machine, glibc
 ##      floor, exported symbols, static wrapper) and run under qemu-user: the test host, built for

@@ -372,9 +372,12 @@ fn the_version_export_answers_in_real_wamr() {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     };
-    wait_until(&mut fb, "three records written", Duration::from_secs(30), || {
-        read().len() >= 3
-    });
+    wait_until(
+        &mut fb,
+        "three records written",
+        Duration::from_secs(30),
+        || read().len() >= 3,
+    );
     assert!(fb.terminate(Duration::from_secs(20)).success());
     let expected = json!({"k8s_metadata_version": env!("CARGO_PKG_VERSION")});
     let written = read();
