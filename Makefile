@@ -161,12 +161,13 @@ fuzz: setup
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 
-## lint: formatting and clippy, warnings are errors
+## lint: formatting and clippy (warnings are errors), and cargo-deny (licenses, bans, sources)
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fanout-core --no-default-features --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) clippy -p fanout-playground --target wasm32-unknown-unknown -- -D warnings
+	$(CARGO) deny check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all
