@@ -59,12 +59,17 @@ pub fn workspace_root() -> PathBuf {
 
 /// The plugin under test: `$FANOUT_SO`, else `dist/fanout.so` as `make dist` builds it.
 pub fn plugin_path() -> PathBuf {
-    let path = std::env::var_os("FANOUT_SO")
+    dist_file("FANOUT_SO", "fanout.so")
+}
+
+/// `$variable`, else `dist/<name>`; the file must exist.
+fn dist_file(variable: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("dist/fanout.so"));
+        .unwrap_or_else(|| workspace_root().join("dist").join(name));
     assert!(
         path.exists(),
-        "{} does not exist: run `make dist` first (or set FANOUT_SO)",
+        "{} does not exist: run `make dist` first (or set {variable})",
         path.display()
     );
     path
@@ -89,15 +94,7 @@ pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Com
 
 /// The job wrapper `make dist` builds: `$JOB_WRAPPER_BIN`, else `dist/job-wrapper`.
 pub fn job_wrapper_path() -> PathBuf {
-    let path = std::env::var_os("JOB_WRAPPER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("dist/job-wrapper"));
-    assert!(
-        path.exists(),
-        "{} does not exist: run `make dist` first (or set JOB_WRAPPER_BIN)",
-        path.display()
-    );
-    path
+    dist_file("JOB_WRAPPER_BIN", "job-wrapper")
 }
 
 /// One line the plugin logged through the host.

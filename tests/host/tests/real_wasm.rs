@@ -70,6 +70,15 @@ fn pod_report_1(scratch: &Scratch) -> std::path::PathBuf {
     podinfo
 }
 
+/// The records the file output has written so far (a line still being written is left out).
+fn written_records(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// A config: `input` (an `[INPUT]` section), the module with the shipped filter settings, and
 /// every record written to `out/records.jsonl`.
 fn filter_config(input: &str, module: &Path, podinfo: &Path, out: &Path) -> String {
@@ -174,13 +183,7 @@ fn hostile_records_through(fluent_bit: &Path, module: &Path) {
         forward_unix(&socket, &tag, std::slice::from_ref(record)).unwrap();
     }
     let out = out_dir.join("records.jsonl");
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
+    let read = || written_records(&out);
     wait_until(
         &mut fb,
         "every record written",
@@ -272,13 +275,7 @@ fn json_log_lines_merge_in_real_wamr() {
         &scratch.root,
     );
     let out = out_dir.join("records.jsonl");
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
+    let read = || written_records(&out);
     let expected = lines.len() + 2;
     wait_until(
         &mut fb,
@@ -365,13 +362,7 @@ fn the_version_export_answers_in_real_wamr() {
         &scratch.root,
     );
     let out = out_dir.join("records.jsonl");
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
+    let read = || written_records(&out);
     wait_until(
         &mut fb,
         "three records written",
