@@ -167,7 +167,7 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fanout-core --no-default-features --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) clippy -p fanout-playground --target wasm32-unknown-unknown -- -D warnings
-	$(CARGO) deny check licenses bans sources
+	$(CARGO) deny --log-level error check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all
