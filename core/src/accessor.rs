@@ -98,7 +98,7 @@ impl fmt::Display for FieldPath {
 /// Maps are told apart by where they sit in the chunk, so an index is never used for another
 /// map; [`NestedMaps::clear`] between records keeps it small. A map too large to be worth
 /// indexing, or one whose entries end early (a truncated value), is looked up by walking it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NestedMaps<'a> {
     /// `false`: every lookup walks its map (a single lookup gains nothing from an index).
     indexing: bool,
@@ -112,18 +112,30 @@ const MAX_INDEXED_ENTRIES: usize = 64;
 /// Entries kept for one record at most.
 const MAX_INDEXED_TOTAL: usize = 256;
 
+/// The default indexes: what a caller keeping one across records wants.
+impl Default for NestedMaps<'_> {
+    fn default() -> Self {
+        NestedMaps::new()
+    }
+}
+
 impl<'a> NestedMaps<'a> {
     /// An index for the references of one record after another.
     pub fn new() -> NestedMaps<'a> {
-        NestedMaps {
-            indexing: true,
-            ..NestedMaps::default()
-        }
+        NestedMaps::with_indexing(true)
     }
 
     /// No index: each lookup walks its map (for a single lookup; allocates nothing).
     pub fn unindexed() -> NestedMaps<'a> {
-        NestedMaps::default()
+        NestedMaps::with_indexing(false)
+    }
+
+    fn with_indexing(indexing: bool) -> NestedMaps<'a> {
+        NestedMaps {
+            indexing,
+            maps: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 
     /// Forgets the maps of the record before.

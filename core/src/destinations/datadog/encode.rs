@@ -224,10 +224,7 @@ impl<'a> Encoder<'a> {
             current: Units::default(),
             truncated: 0,
             retyped_ddtags: 0,
-            scratch: Scratch {
-                maps: NestedMaps::new(),
-                ..Scratch::default()
-            },
+            scratch: Scratch::default(),
         }
     }
 
