@@ -4,6 +4,7 @@
 //!
 //! Layout: [`decode`] checks and indexes chunks into [`record`]s, read in place through
 //! [`view`]; [`accessor`] resolves per-record templates; [`config`] reads properties;
+//! [`properties`] is the table of every property (checked against the readers and the README);
 //! [`destinations`] hold each destination's configuration and encoder (Datadog entries and
 //! request bodies, Firehose routing, aggregation and records); [`delivery`] has what encoders
 //! share (units, limits, JSON writing, the plan a destination hands its executor).
@@ -15,6 +16,7 @@ pub mod decode;
 pub mod delivery;
 pub mod destinations;
 pub mod preview;
+pub mod properties;
 pub mod record;
 pub mod text;
 pub mod view;

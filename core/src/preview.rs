@@ -16,8 +16,9 @@ use crate::delivery::plan::Planned;
 use crate::destinations::DestinationKind;
 use crate::destinations::datadog::config::DatadogConfig;
 use crate::destinations::datadog::encode as datadog_encode;
-use crate::destinations::firehose::config::FirehoseConfig;
+use crate::destinations::firehose::config::{FirehoseConfig, RecordCompression};
 use crate::destinations::firehose::encode::{self as firehose_encode, BILLING_UNIT};
+use crate::properties::{self, Key};
 use crate::record::{Batch, EventTime, Records};
 
 /// Records from JSON lines: plain objects, `[time, record]` (forward), or what Fluent Bit's
@@ -94,7 +95,8 @@ pub struct FirehoseSummary {
     pub region: String,
     pub endpoint: Option<String>,
     pub aggregation: bool,
-    pub gzip: bool,
+    /// `none`, `gzip` or `zstd`.
+    pub compression: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,8 +130,9 @@ pub enum FirehoseRoute {
         stream: String,
         /// Size of the Firehose record (its `Data` before base64).
         bytes: usize,
-        gzip: bool,
-        /// The record's text (gunzipped when `compression gzip`).
+        /// `none`, `gzip` or `zstd`: how the record is compressed.
+        compression: &'static str,
+        /// The record's text (decompressed when `compression` is set).
         record: String,
         /// `partition_keys` and their values in this record: what Firehose dynamic
         /// partitioning (`!{partitionKeyFromQuery:<key>}`) builds the S3 prefix from.
@@ -208,6 +211,10 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         records: Vec::new(),
         totals: Totals::default(),
     };
+    if let Err(error) = check_keys(section, &mut report.notes) {
+        report.error = Some(error);
+        return report;
+    }
     let (core, datadog, firehose) = match configs(&mut props, &label, &mut report.notes) {
         Ok(configs) => configs,
         Err(e) => {
@@ -233,7 +240,7 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         region: fh.region.clone(),
         endpoint: fh.endpoint.clone(),
         aggregation: fh.simple_aggregation,
-        gzip: fh.gzip,
+        compression: fh.compression.name(),
     });
     let keys = &core.message_keys;
     for event in records {
@@ -305,6 +312,31 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
     report
 }
 
+/// Checks the section's keys against the property table as Fluent Bit 5.1.1 does with the
+/// plugin's `config_map`: an unknown key stops it at startup (older hosts ignore it, which the
+/// preview reports as the error it is); keys of the core outputs that mean nothing here get the
+/// plugin's startup note.
+fn check_keys(section: &Section, notes: &mut Vec<String>) -> Result<(), String> {
+    let mut inherited = Vec::new();
+    for (key, _) in &section.properties {
+        match properties::classify(key) {
+            Key::Property(_) | Key::Host => {}
+            Key::Inherited(i) => inherited.push(i),
+            Key::Unknown => {
+                let hint = properties::suggestion(key)
+                    .map(|name| format!(" (did you mean '{name}'?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{}{hint}: Fluent Bit 5.1.1 refuses to start; older versions ignore the key",
+                    properties::unknown_key_error(key)
+                ));
+            }
+        }
+    }
+    notes.extend(properties::inherited_note(&inherited));
+    Ok(())
+}
+
 /// The core configuration and each destination's, read as the plugin reads them.
 fn configs(
     props: &mut HashMap<String, String>,
@@ -361,12 +393,17 @@ fn firehose_route(config: &FirehoseConfig, keys: &[String], batch: &Batch) -> Fi
         };
     };
     let record = &stream.records[0];
-    let text = if config.gzip {
-        let mut plain = String::new();
-        let _ = flate2::read::GzDecoder::new(&record[..]).read_to_string(&mut plain);
-        plain
-    } else {
-        String::from_utf8_lossy(record).into_owned()
+    let text = match config.compression {
+        RecordCompression::Gzip => {
+            let mut plain = String::new();
+            let _ = flate2::read::GzDecoder::new(&record[..]).read_to_string(&mut plain);
+            plain
+        }
+        #[cfg(feature = "zstd")]
+        RecordCompression::Zstd => zstd::decode_all(&record[..])
+            .map(|plain| String::from_utf8_lossy(&plain).into_owned())
+            .unwrap_or_default(),
+        _ => String::from_utf8_lossy(record).into_owned(),
     };
     let fields: Value = text
         .lines()
@@ -388,7 +425,7 @@ fn firehose_route(config: &FirehoseConfig, keys: &[String], batch: &Batch) -> Fi
     FirehoseRoute::Sent {
         stream: stream.stream.clone(),
         bytes: record.len(),
-        gzip: config.gzip,
+        compression: config.compression.name(),
         record: text.trim_end().to_owned(),
         partition_keys,
     }
@@ -426,7 +463,7 @@ impl Report {
                         .map(|e| format!(" endpoint {e}"))
                         .unwrap_or_default(),
                     if fh.aggregation { "on" } else { "off" },
-                    if fh.gzip { "gzip" } else { "none" }
+                    fh.compression
                 );
             }
             let kept = match &output.dead_letter {
@@ -471,14 +508,17 @@ impl Report {
                     Some(FirehoseRoute::Sent {
                         stream,
                         bytes,
-                        gzip,
+                        compression,
                         record,
                         partition_keys,
                     }) => {
                         let _ = writeln!(
                             out,
                             "    firehose: stream={stream} ({bytes} bytes{})\n              record {record}",
-                            if *gzip { ", gzip" } else { "" },
+                            match *compression {
+                                "none" => String::new(),
+                                other => format!(", {other}"),
+                            },
                         );
                         if !partition_keys.is_empty() {
                             let keys: Vec<String> = partition_keys
@@ -541,6 +581,47 @@ mod tests {
     }
 
     const CONFIG: &str = "[OUTPUT]\n    Name fanout\n    Match *\n    destinations datadog,firehose\n    apikey k\n    region ${AWS_REGION}\n    delivery_stream logs-$container_name\n    simple_aggregation on\n";
+
+    /// A misspelt key is the error Fluent Bit 5.1.1 stops on, with the likely name; keys Fluent
+    /// Bit takes itself pass; a core output's key that means nothing here passes with a note.
+    #[test]
+    fn keys_are_checked_against_the_property_table() {
+        let typo = report(
+            &sections("[OUTPUT]\n    Name fanout\n    Match *\n    Retry_Limit 2\n    tls.verify on\n    destinations firehose\n    region x\n    delivery_steam logs\n"),
+            &records(),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            typo.outputs[0].error.as_deref(),
+            Some(
+                "[error] [config] fanout: unknown configuration property 'delivery_steam' (did you mean 'delivery_stream'?): Fluent Bit 5.1.1 refuses to start; older versions ignore the key"
+            )
+        );
+        let renamed = report(
+            &sections(&format!(
+                "{CONFIG}    auto_retry_requests true\n    workers 2\n"
+            )),
+            &records(),
+            "t",
+        )
+        .unwrap();
+        let output = &renamed.outputs[0];
+        assert_eq!(output.error, None);
+        assert!(
+            output
+                .notes
+                .iter()
+                .any(|n| n.contains("'auto_retry_requests' (kinesis_firehose output")),
+            "{:?}",
+            output.notes
+        );
+        assert!(
+            renamed
+                .text()
+                .contains("note: ignoring properties of Fluent Bit's core outputs")
+        );
+    }
 
     fn records() -> Vec<(EventTime, Value)> {
         parse_records(

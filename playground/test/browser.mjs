@@ -2,7 +2,8 @@
 //   node playground/test/browser.mjs dist/playground/index.html target/playground.png
 // 1. without any interaction the shipped FireLens sample is rendered: the `firelens` output,
 //    its streams (logs-checkout, logs-cart) and services;
-// 2. an invalid property shows the plugin's own error line;
+// 2. an invalid property shows the plugin's own error line, a misspelt one Fluent Bit 5.1.1's
+//    (with the likely name);
 // 3. partition keys show the values the S3 prefix is built from;
 // 4. a config loaded from a file is previewed; the EKS preset routes the Kubernetes sample;
 // 5. a phone-sized viewport has no horizontal scroll; 6. no script errors, no network.
@@ -66,6 +67,18 @@ try {
     assert.equal(
       await page.textContent(".output .error"),
       "[error] [output:fanout:firelens] property 'flush_timeout': invalid value 'soon': expected a duration such as 30s, 500ms, 2m or 1h",
+    );
+  });
+
+  await check("a misspelt property shows Fluent Bit 5.1.1's error and the likely name", async () => {
+    await page.fill("#config", config_with("    delivery_steam  logs-x"));
+    // The previous check left an error on the page: wait for this one.
+    await page.waitForFunction(
+      () => document.querySelector(".output .error")?.textContent.includes("delivery_steam"),
+      null, { timeout: 5000 });
+    assert.equal(
+      await page.textContent(".output .error"),
+      "[error] [config] fanout: unknown configuration property 'delivery_steam' (did you mean 'delivery_stream'?): Fluent Bit 5.1.1 refuses to start; older versions ignore the key",
     );
   });
 

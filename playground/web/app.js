@@ -85,7 +85,7 @@
       row.append(pill("not routed: " + route.reason + " (reported as failed" + kept(deadLetter) + ")", "warn"));
       return row;
     }
-    row.append(pill(route.stream, "stream"), pill(route.bytes + " bytes" + (route.gzip ? ", gzip" : "")));
+    row.append(pill(route.stream, "stream"), pill(route.bytes + " bytes" + (route.compression !== "none" ? ", " + route.compression : "")));
     // The S3 prefix is the stream's own, or with dynamic partitioning built from these values.
     for (const [key, value] of route.partition_keys) row.append(pill(`S3 prefix key ${key}=${value}`, "prefix"));
     const payload = el("details");
@@ -107,7 +107,7 @@
     if (output.datadog) summary.append(el("span", null, `Datadog: POST ${output.datadog.url} (compress ${output.datadog.compress})`));
     if (output.firehose) {
       const f = output.firehose;
-      summary.append(el("span", null, `Firehose: region ${f.region}${f.endpoint ? " endpoint " + f.endpoint : ""}, aggregation ${f.aggregation ? "on" : "off"}, compression ${f.gzip ? "gzip" : "none"}`));
+      summary.append(el("span", null, `Firehose: region ${f.region}${f.endpoint ? " endpoint " + f.endpoint : ""}, aggregation ${f.aggregation ? "on" : "off"}, compression ${f.compression}`));
     }
     card.append(summary, totals(output));
     output.records.forEach((record, i) => {

@@ -18,12 +18,12 @@ use serde_json::json;
 const RECORDS: usize = 1_000_000;
 const PER_CHUNK: usize = 1_000;
 
-fn config(aggregation: bool, gzip: bool) -> FirehoseConfig {
+fn config(aggregation: bool, compression: &str) -> FirehoseConfig {
     let props: HashMap<String, String> = [
         ("region", "us-east-1"),
         ("delivery_stream", "logs-$container_name"),
         ("simple_aggregation", if aggregation { "on" } else { "off" }),
-        ("compression", if gzip { "gzip" } else { "none" }),
+        ("compression", compression),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -92,13 +92,17 @@ fn main() {
         ("~1 KB records", 870),
         ("~4 KB records", 3900),
     ] {
-        let plain = bill(&config(false, false), log_len);
+        let plain = bill(&config(false, "none"), log_len);
         for (label, b) in [
             ("plain", plain),
-            ("simple_aggregation", bill(&config(true, false), log_len)),
+            ("simple_aggregation", bill(&config(true, "none"), log_len)),
             (
                 "simple_aggregation + compression gzip",
-                bill(&config(true, true), log_len),
+                bill(&config(true, "gzip"), log_len),
+            ),
+            (
+                "simple_aggregation + compression zstd",
+                bill(&config(true, "zstd"), log_len),
             ),
         ] {
             println!(

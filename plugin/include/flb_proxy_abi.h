@@ -76,6 +76,67 @@ struct flbgo_output_plugin {
     struct flb_plugin_proxy_context *context;
 };
 
+/*
+ * Fluent Bit 5.1.1 exactly (not 5.0.x, whose config map element is 8 bytes shorter, nor
+ * anything later, whose layout is unknown): what the plugin writes only once the host has said
+ * it is that version.
+ *
+ * The registration struct as 5.1.1 allocates it (48 bytes, zeroed): event_type stays 0 (logs);
+ * config_map points to the plugin's property table, an array ended by an entry whose name is
+ * NULL. Fluent Bit then refuses unknown keys at startup and lists the table for `-h`. It keeps
+ * the pointer (and each desc) for the plugin's lifetime and only reads it.
+ */
+struct flb_mk_list_5_1_1 {
+    void *prev;
+    void *next;
+};
+
+/* struct flb_config_map_val: a union of 8 bytes, the raw template (added during 5.0.x), the
+ * list of values of a repeatable key, and a list link. Zero in what the plugin passes. */
+struct flb_config_map_val_5_1_1 {
+    union {
+        int i_num;
+        double d_num;
+        size_t s_num;
+        void *ptr;
+    } val;
+    char *raw;
+    void *mult;
+    struct flb_mk_list_5_1_1 _head;
+};
+
+/* Types and flags the plugin uses (flb_config_map.h). */
+#define FLB_CONFIG_MAP_STR 0
+#define FLB_CONFIG_MAP_INT 2
+#define FLB_CONFIG_MAP_BOOL 3
+#define FLB_CONFIG_MAP_SIZE 5
+#define FLB_CONFIG_MAP_CLIST 30
+#define FLB_CONFIG_MAP_MULT 1
+
+/* struct flb_config_map: 104 bytes. set_property stays 0: the plugin reads its values itself,
+ * so the host never writes through `offset`. */
+struct flb_config_map_5_1_1 {
+    int type;
+    char *name;
+    char *def_value;
+    int flags;
+    int set_property;
+    size_t offset;
+    char *desc;
+    struct flb_config_map_val_5_1_1 value;
+    struct flb_mk_list_5_1_1 _head;
+};
+
+struct flb_plugin_proxy_def_5_1_1 {
+    int type;
+    int proxy;
+    int flags;
+    char *name;
+    char *description;
+    int event_type;
+    struct flb_config_map_5_1_1 *config_map;
+};
+
 /* Signatures of the symbols the host looks up with dlsym. */
 typedef int (*flb_plugin_register_fn)(struct flb_plugin_proxy_def *def);
 typedef int (*flb_plugin_init_fn)(struct flbgo_output_plugin *plugin);

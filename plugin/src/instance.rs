@@ -34,6 +34,7 @@ use crate::log::{LogSink, Logger};
 use crate::metrics::{Exporter, Gauges, MetricsHost};
 use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
+use fanout_core::properties::{INHERITED, inherited_note};
 
 /// What a flush tells Fluent Bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +216,13 @@ impl Instance {
                 .join(","),
             pipeline.config.flush_timeout
         ));
+        let inherited: Vec<_> = INHERITED
+            .iter()
+            .filter(|i| props.get(i.name).is_some())
+            .collect();
+        if let Some(note) = inherited_note(&inherited) {
+            pipeline.log.warn(format_args!("{note}"));
+        }
         Some(Instance {
             pipeline,
             jobs: Mutex::new(Some(tx)),
@@ -230,6 +238,14 @@ impl Instance {
 
     /// Puts the counters on the host's metrics when it offers them; says once per process
     /// when it does not. Call once, right after [`Instance::start`], on the Init thread.
+    /// Says, once per instance, that the host does not check this output's property names
+    /// (only Fluent Bit 5.1.1 is given the table), so a misspelt key goes unnoticed there.
+    pub fn note_unchecked_property_names(&self, host: &str) {
+        self.pipeline.log.info(format_args!(
+            "{host} does not check this output's property names (Fluent Bit 5.1.1 does): a misspelt key is ignored; flb-fanout preview finds it"
+        ));
+    }
+
     pub fn export_metrics(&self, offer: MetricsOffer) {
         static UNAVAILABLE_SAID: AtomicBool = AtomicBool::new(false);
         let pipeline = &self.pipeline;

@@ -1,6 +1,7 @@
 //! Each destination's configuration and encoder; the plugin adds transport and delivery.
 
 pub mod datadog;
+pub mod file;
 pub mod firehose;
 
 /// The destinations this build knows, as named in the `destinations` property.

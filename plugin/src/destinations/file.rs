@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::Shared;
-use crate::config::{ConfigError, Properties, Reader};
+use crate::config::{ConfigError, Properties};
 use crate::delivery::json::Object;
 use crate::delivery::outcome::{Outcome, SharedOutcome};
 use crate::record::Batch;
+use fanout_core::destinations::file::FileConfig;
 
 pub struct FileDestination {
     path: PathBuf,
@@ -27,10 +28,7 @@ impl FileDestination {
         props: &dyn Properties,
         _shared: &Shared,
     ) -> Result<FileDestination, ConfigError> {
-        let path = PathBuf::from(Reader::new(props).required(
-            "path",
-            "the file the file destination appends JSON lines to",
-        )?);
+        let path = FileConfig::read(props)?.path;
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -14,6 +14,12 @@ pub const FLB_LOG_WARN: u32 = 2;
 pub const FLB_LOG_INFO: u32 = 3;
 pub const FLB_LOG_DEBUG: u32 = 4;
 pub const FLB_LOG_TRACE: u32 = 5;
+pub const FLB_CONFIG_MAP_STR: u32 = 0;
+pub const FLB_CONFIG_MAP_INT: u32 = 2;
+pub const FLB_CONFIG_MAP_BOOL: u32 = 3;
+pub const FLB_CONFIG_MAP_SIZE: u32 = 5;
+pub const FLB_CONFIG_MAP_CLIST: u32 = 30;
+pub const FLB_CONFIG_MAP_MULT: u32 = 1;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct flb_plugin_proxy_def {
@@ -165,6 +171,173 @@ const _: () = {
     [
         "Offset of field: flbgo_output_plugin::context",
     ][::core::mem::offset_of!(flbgo_output_plugin, context) - 24usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct flb_mk_list_5_1_1 {
+    pub prev: *mut ::core::ffi::c_void,
+    pub next: *mut ::core::ffi::c_void,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of flb_mk_list_5_1_1"][::core::mem::size_of::<flb_mk_list_5_1_1>() - 16usize];
+    [
+        "Alignment of flb_mk_list_5_1_1",
+    ][::core::mem::align_of::<flb_mk_list_5_1_1>() - 8usize];
+    [
+        "Offset of field: flb_mk_list_5_1_1::prev",
+    ][::core::mem::offset_of!(flb_mk_list_5_1_1, prev) - 0usize];
+    [
+        "Offset of field: flb_mk_list_5_1_1::next",
+    ][::core::mem::offset_of!(flb_mk_list_5_1_1, next) - 8usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct flb_config_map_val_5_1_1 {
+    pub val: flb_config_map_val_5_1_1__bindgen_ty_1,
+    pub raw: *mut ::core::ffi::c_char,
+    pub mult: *mut ::core::ffi::c_void,
+    pub _head: flb_mk_list_5_1_1,
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union flb_config_map_val_5_1_1__bindgen_ty_1 {
+    pub i_num: ::core::ffi::c_int,
+    pub d_num: f64,
+    pub s_num: usize,
+    pub ptr: *mut ::core::ffi::c_void,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of flb_config_map_val_5_1_1__bindgen_ty_1",
+    ][::core::mem::size_of::<flb_config_map_val_5_1_1__bindgen_ty_1>() - 8usize];
+    [
+        "Alignment of flb_config_map_val_5_1_1__bindgen_ty_1",
+    ][::core::mem::align_of::<flb_config_map_val_5_1_1__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1__bindgen_ty_1::i_num",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1__bindgen_ty_1, i_num) - 0usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1__bindgen_ty_1::d_num",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1__bindgen_ty_1, d_num) - 0usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1__bindgen_ty_1::s_num",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1__bindgen_ty_1, s_num) - 0usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1__bindgen_ty_1::ptr",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1__bindgen_ty_1, ptr) - 0usize];
+};
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of flb_config_map_val_5_1_1",
+    ][::core::mem::size_of::<flb_config_map_val_5_1_1>() - 40usize];
+    [
+        "Alignment of flb_config_map_val_5_1_1",
+    ][::core::mem::align_of::<flb_config_map_val_5_1_1>() - 8usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1::val",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1, val) - 0usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1::raw",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1, raw) - 8usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1::mult",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1, mult) - 16usize];
+    [
+        "Offset of field: flb_config_map_val_5_1_1::_head",
+    ][::core::mem::offset_of!(flb_config_map_val_5_1_1, _head) - 24usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct flb_config_map_5_1_1 {
+    pub type_: ::core::ffi::c_int,
+    pub name: *mut ::core::ffi::c_char,
+    pub def_value: *mut ::core::ffi::c_char,
+    pub flags: ::core::ffi::c_int,
+    pub set_property: ::core::ffi::c_int,
+    pub offset: usize,
+    pub desc: *mut ::core::ffi::c_char,
+    pub value: flb_config_map_val_5_1_1,
+    pub _head: flb_mk_list_5_1_1,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of flb_config_map_5_1_1",
+    ][::core::mem::size_of::<flb_config_map_5_1_1>() - 104usize];
+    [
+        "Alignment of flb_config_map_5_1_1",
+    ][::core::mem::align_of::<flb_config_map_5_1_1>() - 8usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::type_",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, type_) - 0usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::name",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, name) - 8usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::def_value",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, def_value) - 16usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::flags",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, flags) - 24usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::set_property",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, set_property) - 28usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::offset",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, offset) - 32usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::desc",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, desc) - 40usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::value",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, value) - 48usize];
+    [
+        "Offset of field: flb_config_map_5_1_1::_head",
+    ][::core::mem::offset_of!(flb_config_map_5_1_1, _head) - 88usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct flb_plugin_proxy_def_5_1_1 {
+    pub type_: ::core::ffi::c_int,
+    pub proxy: ::core::ffi::c_int,
+    pub flags: ::core::ffi::c_int,
+    pub name: *mut ::core::ffi::c_char,
+    pub description: *mut ::core::ffi::c_char,
+    pub event_type: ::core::ffi::c_int,
+    pub config_map: *mut flb_config_map_5_1_1,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of flb_plugin_proxy_def_5_1_1",
+    ][::core::mem::size_of::<flb_plugin_proxy_def_5_1_1>() - 48usize];
+    [
+        "Alignment of flb_plugin_proxy_def_5_1_1",
+    ][::core::mem::align_of::<flb_plugin_proxy_def_5_1_1>() - 8usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::type_",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, type_) - 0usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::proxy",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, proxy) - 4usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::flags",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, flags) - 8usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::name",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, name) - 16usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::description",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, description) - 24usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::event_type",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, event_type) - 32usize];
+    [
+        "Offset of field: flb_plugin_proxy_def_5_1_1::config_map",
+    ][::core::mem::offset_of!(flb_plugin_proxy_def_5_1_1, config_map) - 40usize];
 };
 pub type flb_plugin_register_fn = ::core::option::Option<
     unsafe extern "C" fn(def: *mut flb_plugin_proxy_def) -> ::core::ffi::c_int,

@@ -3,7 +3,9 @@
 //!
 //! Rules this module keeps (see `shared/reference/abi.md`):
 //! - every export catches panics: an unwind across `extern "C"` aborts Fluent Bit;
-//! - Register writes only the five fields every host version has, and starts nothing;
+//! - Register writes only the five fields every host version has, and starts nothing; the
+//!   property table goes to `config_map` on Fluent Bit 5.1.1 only, once the host program has
+//!   said it is that version (`config_map.rs`);
 //! - per-instance state lives behind `remote_context`, never in the shared plugin struct;
 //! - host structs are read field by field through raw pointers, never as whole Rust values,
 //!   because older hosts allocate shorter tables than the newest layout;
@@ -20,6 +22,7 @@
 )]
 mod bindings;
 mod cmt;
+mod config_map;
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -265,14 +268,16 @@ pub extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_int {
             return 0;
         }
         // SAFETY: def points to at least the 32-byte common prefix on every host version;
-        // only the five fields in it are written (event_type/config_map do not exist on older
-        // hosts). The strings are 'static and NUL-terminated; the host never frees them.
+        // only the five fields in it are written here (event_type/config_map do not exist on
+        // older hosts; config_map::register writes the latter only on a host that said it is
+        // 5.1.1). The strings are 'static and NUL-terminated; the host never frees them.
         unsafe {
             addr_of_mut!((*def).type_).write(FLB_PROXY_OUTPUT_PLUGIN as c_int);
             addr_of_mut!((*def).proxy).write(FLB_PROXY_GOLANG as c_int);
             addr_of_mut!((*def).flags).write(0);
             addr_of_mut!((*def).name).write(PLUGIN_NAME.as_ptr().cast_mut());
             addr_of_mut!((*def).description).write(PLUGIN_DESCRIPTION.as_ptr().cast_mut());
+            config_map::register(def);
         }
         0
     })
@@ -340,6 +345,10 @@ pub extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
             return 0;
         };
         instance.export_metrics(metrics_offer(&host, host_name));
+        let version = config_map::host_version();
+        if !version.checks_property_names() {
+            instance.note_unchecked_property_names(&version.describe());
+        }
         let context_ptr = Box::into_raw(Box::new(Context {
             instance,
             _runtime: runtime,

@@ -534,6 +534,42 @@ child_test!(
     }
 );
 
+child_test!(
+    zstd_sends_one_frame_per_firehose_record,
+    fake_zstd,
+    STATIC_KEYS,
+    {
+        let endpoint = FakeFirehose::start();
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-zstd",
+                &[("compression", "zstd")],
+            ))
+            .unwrap();
+        let chunk = (0..50usize).fold(Chunk::new(), |c, n| {
+            c.event(n as u32, &firelens("checkout", n))
+        });
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let records: Vec<Vec<u8>> = endpoint
+            .received()
+            .into_iter()
+            .flat_map(|request| request.records)
+            .collect();
+        assert_eq!(records.len(), 50, "one Firehose record per log record");
+        for (n, record) in records.iter().enumerate() {
+            // Each record is a whole zstd frame, as the core output sends with `compression zstd`.
+            let plain = zstd::decode_all(&record[..]).unwrap();
+            let line = lines(&plain);
+            assert_eq!(line.len(), 1);
+            assert_eq!(line[0]["container_name"], "checkout");
+            assert_eq!(line[0]["n"], n, "{line:?}");
+        }
+    }
+);
+
 #[test]
 fn credentials_come_from_irsa_web_identity_through_moto_sts() {
     let dir = tempfile::tempdir().unwrap();
@@ -631,7 +667,7 @@ fn bad_firehose_properties_fail_init_with_one_line() {
                 ("delivery_stream", "s"),
                 ("compression", "snappy"),
             ],
-            "property 'compression': invalid value 'snappy': expected one of gzip, none",
+            "property 'compression': invalid value 'snappy': expected one of gzip, zstd, none",
         ),
     ];
     assert_init_fails(&plugin, cases.into(), None);

@@ -19,10 +19,31 @@ pub struct FirehoseConfig {
     /// chrono strftime, with Fluent Bit's `%L` (milliseconds) translated.
     pub time_key_format: String,
     pub log_key: Option<String>,
-    pub gzip: bool,
+    /// How each Firehose record is compressed (`compression`).
+    pub compression: RecordCompression,
     pub simple_aggregation: bool,
     /// Fields added to every record, for Firehose dynamic partitioning: (name, template).
     pub partition_keys: Vec<(String, Template)>,
+}
+
+/// `compression`: each Firehose record compressed on its own, as the core `kinesis_firehose`
+/// output does (`gzip` since 1.x, `zstd` since 4.1), so a destination reads one frame per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordCompression {
+    None,
+    Gzip,
+    /// zstd at its default level (3), as the core output uses it.
+    Zstd,
+}
+
+impl RecordCompression {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordCompression::None => "none",
+            RecordCompression::Gzip => "gzip",
+            RecordCompression::Zstd => "zstd",
+        }
+    }
 }
 
 /// Fluent Bit's default `time_key_format`.
@@ -57,7 +78,19 @@ impl FirehoseConfig {
         )?;
         let delivery_stream = Choice::parse(&stream)
             .map_err(|e| ConfigError::new("delivery_stream", e.to_string()))?;
-        let compression = r.choice("compression", &["gzip", "none"], "none")?;
+        let compression = match r.choice("compression", &["gzip", "zstd", "none"], "none")? {
+            "gzip" => RecordCompression::Gzip,
+            "zstd" => {
+                if !cfg!(feature = "zstd") {
+                    return Err(ConfigError::new(
+                        "compression",
+                        "zstd is not in this build (the browser playground's): use gzip or none here",
+                    ));
+                }
+                RecordCompression::Zstd
+            }
+            _ => RecordCompression::None,
+        };
         let log_key = r.string("log_key");
         let time_key = r.string("time_key");
         if log_key.is_some() && time_key.is_some() {
@@ -103,7 +136,7 @@ impl FirehoseConfig {
             time_key,
             time_key_format,
             log_key,
-            gzip: compression == "gzip",
+            compression,
             simple_aggregation: r.boolean("simple_aggregation", false)?,
             partition_keys,
         })
@@ -145,7 +178,7 @@ mod tests {
         assert_eq!(c.partition_keys.len(), 2);
         assert_eq!(c.partition_keys[1].0, "cluster");
         assert_eq!(c.time_key_format, "%Y-%m-%dT%H:%M:%S.%3fZ");
-        assert!(!c.gzip && !c.simple_aggregation);
+        assert!(c.compression == RecordCompression::None && !c.simple_aggregation);
     }
 
     #[test]
@@ -161,16 +194,29 @@ mod tests {
             ("time_key", "t"),
         ]);
         assert_eq!(both.unwrap_err().property, "time_key");
-        let zstd = read(&[
+        let snappy = read(&[
             ("region", "x"),
             ("delivery_stream", "s"),
-            ("compression", "zstd"),
+            ("compression", "snappy"),
         ])
         .unwrap_err();
         assert_eq!(
-            zstd.to_string(),
-            "property 'compression': invalid value 'zstd': expected one of gzip, none"
+            snappy.to_string(),
+            "property 'compression': invalid value 'snappy': expected one of gzip, zstd, none"
         );
+        for (given, expected) in [
+            ("gzip", RecordCompression::Gzip),
+            ("ZSTD", RecordCompression::Zstd),
+            ("none", RecordCompression::None),
+        ] {
+            let c = read(&[
+                ("region", "x"),
+                ("delivery_stream", "s"),
+                ("compression", given),
+            ])
+            .unwrap();
+            assert_eq!(c.compression, expected, "{given}");
+        }
         let pk = read(&[
             ("region", "x"),
             ("delivery_stream", "s"),

@@ -3,7 +3,8 @@
 //! Each record becomes one newline-terminated JSON line (or, with `log_key`, that field's
 //! value as it is). Lines are grouped by the stream their template resolves to, in arrival
 //! order. With `simple_aggregation`, consecutive lines of one stream are packed into records
-//! of up to 1000 KiB; with `compression gzip`, each Firehose record is gzip-compressed.
+//! of up to 1000 KiB; with `compression gzip` or `zstd`, each Firehose record is compressed on
+//! its own (one gzip member or zstd frame per record, as the core `kinesis_firehose` output).
 //!
 //! Routing rule: `delivery_stream`'s `||` alternatives are tried in order, and one is taken
 //! only if it renders to a valid stream name (1-64 of `[A-Za-z0-9_.-]`), is not a stream
@@ -21,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::ops::Range;
 
-use super::config::FirehoseConfig;
+use super::config::{FirehoseConfig, RecordCompression};
 use crate::delivery::batch::{self, Limits};
 use crate::delivery::json::Object;
 use crate::delivery::plan::{Planned, Request};
@@ -35,8 +36,16 @@ use flate2::write::GzEncoder;
 /// Largest Firehose record, before base64 (1000 KiB).
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
 
-/// gzip adds a few bytes to incompressible input; aggregates leave room for that.
-const GZIP_SLACK: usize = 1024;
+/// Room left in a record for what compression adds to incompressible input: gzip's stored
+/// blocks add 5 bytes per 64 KiB; zstd's worst case (`ZSTD_compressBound`) is 1/256 of the
+/// input plus a header, ~4 KB for a full record.
+fn compression_slack(compression: RecordCompression) -> usize {
+    match compression {
+        RecordCompression::None => 0,
+        RecordCompression::Gzip => 1024,
+        RecordCompression::Zstd => 8192,
+    }
+}
 
 pub const TRUNCATION_MARKER: &str = "[Truncated...]";
 
@@ -284,7 +293,7 @@ impl OpenStream {
             self.push_record(line, &[position], config, ready);
             return;
         }
-        let limit = MAX_RECORD_BYTES - if config.gzip { GZIP_SLACK } else { 0 };
+        let limit = MAX_RECORD_BYTES - compression_slack(config.compression);
         if !self.aggregate.is_empty() && self.aggregate.len() + line.len() > limit {
             self.seal_aggregate(config, ready);
         }
@@ -312,11 +321,16 @@ impl OpenStream {
         ready: &mut VecDeque<Planned<String>>,
     ) {
         let compressed;
-        let record = if config.gzip {
-            compressed = gzip(raw);
-            &compressed[..]
-        } else {
-            raw
+        let record = match config.compression {
+            RecordCompression::None => raw,
+            RecordCompression::Gzip => {
+                compressed = gzip(raw);
+                &compressed[..]
+            }
+            RecordCompression::Zstd => {
+                compressed = zstd_frame(raw);
+                &compressed[..]
+            }
         };
         let cost = base64_len(record.len()) + CALL_LIMITS.per_entry_overhead;
         let full = self.call.len() >= CALL_LIMITS.max_entries
@@ -449,7 +463,7 @@ impl<'a> Encoder<'a> {
         line: &mut Vec<u8>,
     ) -> Result<(), String> {
         line.clear();
-        let limit = MAX_RECORD_BYTES - if self.config.gzip { GZIP_SLACK } else { 0 };
+        let limit = MAX_RECORD_BYTES - compression_slack(self.config.compression);
         let oversize = |counts: &mut Counts| {
             counts.dropped_oversize += 1;
             Err("over 1000 KiB with no message to shorten".to_owned())
@@ -545,6 +559,19 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()
+}
+
+/// One zstd frame at the library's default level (3), what the core output sends.
+#[cfg(feature = "zstd")]
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    // Compressing from memory into memory fails only on allocation failure.
+    zstd::bulk::compress(data, zstd::DEFAULT_COMPRESSION_LEVEL).unwrap_or_default()
+}
+
+/// Unreachable: configuration refuses `compression zstd` in builds without zstd.
+#[cfg(not(feature = "zstd"))]
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    data.to_vec()
 }
 
 /// Firehose stream names: 1 to 64 of `[a-zA-Z0-9_.-]`.
@@ -848,6 +875,56 @@ mod tests {
         assert!(record.len() <= MAX_RECORD_BYTES);
         let parsed: Value = serde_json::from_slice(record).unwrap();
         assert!(parsed["log"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+    }
+
+    /// `compression zstd`: one frame per Firehose record, each decoding to exactly the lines
+    /// it carries; incompressible aggregates stay within the record limit after compression.
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn zstd_compresses_each_record_into_one_frame() {
+        let bodies: Vec<Value> = (0..40)
+            .map(|i| json!({"container_name": "web", "log": format!("line {i}")}))
+            .collect();
+        let plain = encode(&config(&[]), &bodies);
+        let zstd = encode(&config(&[("compression", "zstd")]), &bodies);
+        assert_eq!(zstd.streams[0].records.len(), 40);
+        for (compressed, raw) in zstd.streams[0]
+            .records
+            .iter()
+            .zip(&plain.streams[0].records)
+        {
+            assert_eq!(&compressed[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+            assert_eq!(&zstd::decode_all(&compressed[..]).unwrap(), raw);
+        }
+        // Random hex does not compress below ~50 %: the worst case for the size rule.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<Value> = (0..300)
+            .map(|_| {
+                let hex: String = (0..4000)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from_digit((state % 16) as u32, 16).unwrap()
+                    })
+                    .collect();
+                json!({"container_name": "web", "log": hex})
+            })
+            .collect();
+        let packed = encode(
+            &config(&[("simple_aggregation", "on"), ("compression", "zstd")]),
+            &noise,
+        );
+        let mut lines = 0;
+        for record in &packed.streams[0].records {
+            assert!(record.len() <= MAX_RECORD_BYTES, "{} bytes", record.len());
+            lines += zstd::decode_all(&record[..])
+                .unwrap()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+        }
+        assert_eq!(lines, 300);
     }
 
     #[test]
