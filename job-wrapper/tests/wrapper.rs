@@ -422,11 +422,14 @@ fn a_sidecar_that_never_becomes_ready() {
 fn fluent_bit_is_waited_for_until_it_exits() {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}", server.server_addr().to_ip().unwrap());
-    // Fluent Bit stand-in: answers for a while, then exits (its port closes).
+    // Fluent Bit stand-in: answers for 1.2 s from the wrapper's first look (its clock starts
+    // before that), then exits (its port closes). A guard ends it if nobody ever asks.
     let fake = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < until {
+        let guard = Instant::now() + Duration::from_secs(30);
+        let mut until = None;
+        while until.is_none_or(|until| Instant::now() < until) && Instant::now() < guard {
             if let Ok(Some(r)) = server.recv_timeout(Duration::from_millis(50)) {
+                until.get_or_insert_with(|| Instant::now() + Duration::from_millis(1200));
                 let _ = r.respond(tiny_http::Response::from_string("ok"));
             }
         }
@@ -585,11 +588,13 @@ fn sigterm_while_waiting_for_the_sidecars_ends_the_wrapper_without_running_the_c
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let ran = dir.path().join("ran");
-    let never = closed_port_url();
+    // Never ready; its first request says the wrapper is waiting (its handlers are installed
+    // before it waits for anything).
+    let never = recorder(503);
     let touch = format!("touch {}", ran.display());
     let mut child = wrapper(&[
         "--wait-http",
-        &never,
+        &never.url,
         "--wait-timeout",
         "60s",
         "--log-file",
@@ -601,7 +606,14 @@ fn sigterm_while_waiting_for_the_sidecars_ends_the_wrapper_without_running_the_c
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let guard = Instant::now() + Duration::from_secs(30);
+    while never.seen.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < guard,
+            "job-wrapper never asked the sidecar"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     signal(&child, 15);
     let status = exit_within(
         &mut child,
@@ -628,7 +640,7 @@ fn sigterm_reaches_a_command_that_floods_its_output() {
         "--",
         "trap 'exit 7' TERM; echo started >&2; yes flood-flood-flood-flood-flood-flood & wait",
     ])
-    .stdout(Stdio::null())
+    .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
@@ -639,13 +651,20 @@ fn sigterm_reaches_a_command_that_floods_its_output() {
         .unwrap()
         .read_exact(&mut started)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The flood has reached the wrapper's output: 1 MiB of it read here. Then the reading
+    // goes on beside the signal, so the pipe stays busy, not blocked.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut flood = vec![0u8; 1 << 20];
+    stdout.read_exact(&mut flood).unwrap();
+    assert!(flood.starts_with(b"flood-flood"));
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     signal(&child, 15);
     let status = exit_within(
         &mut child,
         "SIGTERM was never forwarded to a command flooding its output",
     );
     assert_eq!(status.code(), Some(7));
+    drain.join().unwrap().unwrap();
 }
 
 #[test]

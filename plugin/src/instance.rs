@@ -1156,7 +1156,22 @@ mod tests {
             ],
         );
         let chunk = chunk(&["a", "b"]);
-        let run = |cancel_after: Option<Duration>| {
+        // Connections the intake took (kept open: it never answers them).
+        silent.set_nonblocking(true).unwrap();
+        let held = std::cell::RefCell::new(Vec::new());
+        let datadog_connected = || {
+            while let Ok((stream, _)) = silent.accept() {
+                held.borrow_mut().push(stream);
+            }
+            !held.borrow().is_empty()
+        };
+        let written = || {
+            std::fs::read_to_string(dir.path().join("out.jsonl"))
+                .map(|text| text.lines().count())
+                .unwrap_or(0)
+        };
+        // Runs one delivery and cancels it once `ready` holds (the event, not a delay).
+        let run = |ready: &dyn Fn() -> bool| {
             let (reply, answer) = std_mpsc::sync_channel(1);
             let (cancel, cancelled) = oneshot::channel();
             let job = Job {
@@ -1170,22 +1185,28 @@ mod tests {
             let pipeline = Arc::clone(&inst.pipeline);
             let handle = lease.handle().clone();
             let task = handle.spawn(async move { pipeline.process(job).await });
-            if let Some(after) = cancel_after {
-                std::thread::sleep(after);
-                let _ = cancel.send(());
+            let guard = Instant::now() + Duration::from_secs(30);
+            while !ready() {
+                assert!(Instant::now() < guard, "the delivery never got there");
+                std::thread::sleep(Duration::from_millis(5));
             }
+            let _ = cancel.send(());
             let status = answer.recv_timeout(Duration::from_secs(60)).unwrap();
             let _ = handle.block_on(task);
             status
         };
-        assert_eq!(run(Some(Duration::from_millis(300))), FlushStatus::Retry);
+        // Cancelled once the file has both records and the Datadog request is on the wire.
+        assert_eq!(
+            run(&|| written() == 2 && datadog_connected()),
+            FlushStatus::Retry
+        );
         assert_eq!(inst.pipeline.ledger.len(), 1, "progress recorded");
-        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
-        assert_eq!(written.lines().count(), 2);
-        // The resend (cancelled again) does not write the file a second time.
-        assert_eq!(run(Some(Duration::from_millis(300))), FlushStatus::Retry);
-        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
-        assert_eq!(written.lines().count(), 2, "the file had them: skipped");
+        assert_eq!(written(), 2);
+        // The resend (cancelled again once Datadog has its new request) does not write the
+        // file a second time.
+        held.borrow_mut().clear();
+        assert_eq!(run(&datadog_connected), FlushStatus::Retry);
+        assert_eq!(written(), 2, "the file had them: skipped");
         assert_eq!(inst.pipeline.ledger.len(), 1);
         drop(silent);
         inst.shutdown();

@@ -45,6 +45,8 @@ pub struct Received {
     pub status: u16,
     /// Why the request broke the intake's rules, if it did.
     pub violation: Option<String>,
+    /// When the request had arrived in full.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -189,6 +191,7 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
             entries,
             status,
             violation,
+            at: std::time::Instant::now(),
         });
     }
     let mut headers = Vec::new();

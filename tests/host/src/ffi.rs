@@ -322,6 +322,16 @@ pub fn stalled_fifo(path: &std::path::Path) -> std::fs::File {
         .expect("the FIFO opens for reading")
 }
 
+/// Bytes written into a pipe or FIFO and not read yet (`FIONREAD` on its read end).
+pub fn readable_bytes(reader: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the descriptor is the open reader.
+    let status = unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut bytes) };
+    assert_eq!(status, 0, "FIONREAD");
+    usize::try_from(bytes).unwrap_or(0)
+}
+
 /// Caps this process's address space at `bytes` (RLIMIT_AS): an allocation sized from a
 /// chunk's claims, which would abort Fluent Bit, fails the test instead of passing unnoticed on
 /// a machine with lots of memory and overcommit.

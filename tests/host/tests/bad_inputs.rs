@@ -225,15 +225,40 @@ fn second_flush_waits_for_room(label: &str, big: &Chunk, limit: &str) {
             ("flush_timeout", "20s"),
             ("stats_interval", "0"),
             ("label", label),
+            // For the "waiting for room" line the test waits on.
+            ("log_level", "debug"),
         ])
         .unwrap();
     let small = Chunk::new().event(1, &json!({"log": "small"}));
+    let guard = Duration::from_secs(30);
     std::thread::scope(|scope| {
         let stuck = scope.spawn(|| instance.flush(big.bytes(), "t"));
-        // Let the first chunk (over the limit) get in flight, its write blocked on the pipe.
-        std::thread::sleep(Duration::from_millis(500));
+        // The first chunk (over the limit) is in flight once its write reaches the pipe.
+        let started = Instant::now();
+        while fanout_testhost::ffi::readable_bytes(&reader) == 0 {
+            assert!(
+                started.elapsed() < guard,
+                "the first chunk's write never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let waiting = scope.spawn(|| instance.flush(small.bytes(), "t"));
-        std::thread::sleep(Duration::from_millis(500));
+        // The second flush says it waits for room; nothing drains the pipe until then, so
+        // neither flush can have ended.
+        while !logs_of(label)
+            .iter()
+            .any(|l| l.text.contains("waiting for room"))
+        {
+            assert!(
+                !waiting.is_finished(),
+                "the second flush answered instead of waiting for room"
+            );
+            assert!(
+                started.elapsed() < guard,
+                "the second flush never waited for room"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(
             !waiting.is_finished() && !stuck.is_finished(),
             "the second flush holds its chunk and waits for room instead of answering RETRY at once"

@@ -667,9 +667,16 @@ fn retry_after_zero_is_honoured_with_a_floor() {
         FLB_OK
     );
     assert_eq!(instance.exit(), FLB_OK);
-    let statuses: Vec<u16> = intake.received().iter().map(|r| r.status).collect();
+    let received = intake.received();
+    let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 429, 429, 429, 429, 202]);
     assert_eq!(intake.accepted().len(), 2);
+    // `Retry-After: 0` is not taken as "at once": each try waits the 100 ms floor at least
+    // (a lower bound: a slow machine only makes the gaps longer).
+    for pair in received.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(100), "{gap:?} between tries");
+    }
 }
 
 #[test]

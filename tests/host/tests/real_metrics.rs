@@ -306,7 +306,9 @@ fn assert_metrics_equal_line(samples: &Samples, name: &str, line: &BTreeMap<Stri
 const RECORDS: usize = 300;
 
 /// Sends records in three batches, the first two while Datadog answers 503, and waits until
-/// both stand-ins have every record of every instance.
+/// both stand-ins have every record of every instance. The outage lasts until a flush of `edge`
+/// has answered RETRY and the second batch has reached Firehose (events, not a time window, so
+/// a slow machine sees the same story).
 fn deliver_through_an_outage(
     fb: &mut FluentBit,
     scratch: &Scratch,
@@ -314,11 +316,32 @@ fn deliver_through_an_outage(
     firehose: &FakeFirehose,
     archive: bool,
 ) {
-    intake.outage(Duration::from_secs(5), DatadogReply::Status(503));
-    for batch in 0..3 {
-        send(scratch, batch * RECORDS / 3, RECORDS / 3);
-        std::thread::sleep(Duration::from_millis(1500));
-    }
+    intake.outage(Duration::from_secs(600), DatadogReply::Status(503));
+    send(scratch, 0, RECORDS / 3);
+    // The line the plugin logs as a flush of `edge` answers RETRY.
+    let log_path = fb.log_path().to_owned();
+    wait_until(
+        fb,
+        "a flush of edge answers RETRY in the outage",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(&log_path).is_ok_and(|log| {
+                log.lines().any(|l| {
+                    l.contains("[output:fanout:edge] datadog:")
+                        && l.contains("Fluent Bit will retry the chunk")
+                })
+            })
+        },
+    );
+    send(scratch, RECORDS / 3, RECORDS / 3);
+    wait_until(
+        fb,
+        "the second batch reaches Firehose in the outage",
+        Duration::from_secs(60),
+        || firehose_lines(firehose).get("logs-edge") >= Some(&(2 * RECORDS / 3)),
+    );
+    intake.outage(Duration::ZERO, DatadogReply::Status(503));
+    send(scratch, 2 * RECORDS / 3, RECORDS / 3);
     wait_until(
         fb,
         "both stand-ins have every record",
@@ -468,12 +491,21 @@ fn metrics_fall_back_to_the_stats_line_in_fluent_bit_1_9() {
         http_port,
     } = launch(&fluent_bit, "metrics-1-9", true, false, false);
     deliver_through_an_outage(&mut fb, &scratch, &intake, &firehose, false);
-    std::thread::sleep(Duration::from_secs(3));
     // 1.9 has no /api/v2 metrics; its v1 page lists the core output counters.
-    let (_, prometheus) = http_get(&format!(
-        "http://127.0.0.1:{http_port}/api/v1/metrics/prometheus"
-    ))
-    .expect("1.9's metrics endpoint answers");
+    let page = || {
+        http_get(&format!(
+            "http://127.0.0.1:{http_port}/api/v1/metrics/prometheus"
+        ))
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+    };
+    wait_until(
+        &mut fb,
+        "1.9's metrics page lists the output counters",
+        Duration::from_secs(30),
+        || page().contains("fluentbit_output_proc_records_total"),
+    );
+    let prometheus = page();
     assert!(
         prometheus.contains("fluentbit_output_proc_records_total"),
         "{prometheus}"
