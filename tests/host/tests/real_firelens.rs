@@ -117,10 +117,22 @@ fn start_log_router(
     datadog_url: &str,
     firehose_url: &str,
 ) -> LogRouter {
+    start_log_router_with(fluent_bit, datadog_url, firehose_url, |text| text)
+}
+
+/// [`start_log_router`] with the installed `extra.conf` changed by `edit` first.
+fn start_log_router_with(
+    fluent_bit: &std::path::Path,
+    datadog_url: &str,
+    firehose_url: &str,
+    edit: impl Fn(String) -> String,
+) -> LogRouter {
     let scratch = Scratch::new("firelens");
     install_artifacts(&scratch);
     // The image's /fluent-bit/etc, as docker/Dockerfile copies it.
     let extra = install_firelens_config(&scratch, datadog_url, firehose_url);
+    let edited = edit(std::fs::read_to_string(&extra).unwrap());
+    std::fs::write(&extra, edited).unwrap();
     let socket = scratch.path("/var/run/fluent.sock");
     let (forward_port, health_port) = (free_port(), free_port());
     let main = scratch.path("/fluent-bit/etc/fluent-bit.conf");
@@ -419,6 +431,97 @@ fn firelens_loses_nothing_when_firehose_throttles_for_75_seconds() {
         "firelens_loses_nothing_when_firehose_throttles_for_75_seconds",
         false,
     );
+}
+
+/// What the shipped `Retry_Limit 8` is for: with Fluent Bit's default (`Retry_Limit 1`) the
+/// same FireLens recipe loses the chunk in a Datadog outage. The chunk's one retry fails too,
+/// Fluent Bit drops it (its own error line), and Datadog never gets those records, while
+/// Firehose, which took them at the first flush, has each once. The outage lasts until Fluent
+/// Bit says it dropped the chunk (the event, not a time window).
+#[test]
+fn fluent_bits_default_retry_limit_loses_the_chunk_in_an_outage() {
+    let test = "fluent_bits_default_retry_limit_loses_the_chunk_in_an_outage";
+    let Some(fluent_bit) = binary(Release::Current, test) else {
+        return;
+    };
+    let intake = FakeDatadog::start();
+    let firehose = FakeFirehose::start();
+    intake.outage(Duration::from_secs(3600), DatadogReply::Status(503));
+    let mut router = start_log_router_with(&fluent_bit, &intake.url, &firehose.url, |text| {
+        assert!(text.contains("Retry_Limit     8"), "{text}");
+        text.replace("Retry_Limit     8", "Retry_Limit     1")
+    });
+    let tag = format!("checkout-firelens-{TASK_ID}");
+    let records: Vec<(u32, Value)> = (0..50)
+        .map(|i| {
+            (
+                now(),
+                container_line("checkout", "stdout", &format!("lost in the outage {i}")),
+            )
+        })
+        .collect();
+    forward_unix(&router.socket, &tag, &records).unwrap();
+    let log_path = router.fluent_bit.log_path().to_owned();
+    wait_until(
+        &mut router.fluent_bit,
+        "Fluent Bit drops the chunk after its one retry",
+        Duration::from_secs(240),
+        || std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("cannot be retried")),
+    );
+    // The outage ends; a record sent now goes through, so the pipeline itself is fine.
+    intake.outage(Duration::ZERO, DatadogReply::Status(503));
+    let after = (
+        now(),
+        container_line("checkout", "stdout", "after the outage"),
+    );
+    forward_unix(&router.socket, &tag, std::slice::from_ref(&after)).unwrap();
+    wait_until(
+        &mut router.fluent_bit,
+        "the record sent after the outage reaches Datadog",
+        Duration::from_secs(120),
+        || !intake.accepted().is_empty(),
+    );
+    let status = router.fluent_bit.terminate(Duration::from_secs(40));
+    let log = router.fluent_bit.log();
+    assert!(status.success(), "{log}");
+    let to_datadog: Vec<String> = intake
+        .accepted()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        to_datadog,
+        vec!["after the outage".to_owned()],
+        "the outage's records are lost"
+    );
+    assert!(
+        intake.received().iter().filter(|r| r.status == 503).count() >= 2,
+        "the chunk was tried, and retried once"
+    );
+    let mut to_firehose: Vec<String> = firehose
+        .accepted()
+        .iter()
+        .flat_map(|(_, data)| {
+            String::from_utf8_lossy(data)
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).unwrap()["log"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    to_firehose.sort();
+    let mut expected: Vec<String> = records
+        .iter()
+        .chain(std::iter::once(&after))
+        .map(|(_, r)| r["log"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(to_firehose, expected, "Firehose: every record, once");
+    assert!(log.contains("[engine] chunk"), "{log}");
 }
 
 /// Chunk composition an application controls, in the shipped FireLens recipe: one ~900 KB log
