@@ -570,6 +570,109 @@ child_test!(
     }
 );
 
+/// A container-credentials endpoint (what ECS and EKS Pod Identity serve) handing out a new
+/// key each time, valid for 20 s. The AWS SDK's identity cache refreshes a key 10 s (its buffer)
+/// before its expiry plus a jitter of up to 5 s: 5–10 s before it expires.
+struct ShortLivedCredentials {
+    url: String,
+    served: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ShortLivedCredentials {
+    fn start() -> ShortLivedCredentials {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/creds", server.server_addr().to_ip().unwrap());
+        let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&served);
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let mut served = record.lock().unwrap();
+                let key = format!("ASIASHORTLIVED{:06}", served.len() + 1);
+                served.push(key.clone());
+                let expires = std::process::Command::new("date")
+                    .args(["-u", "-d", "+20 seconds", "+%Y-%m-%dT%H:%M:%SZ"])
+                    .output()
+                    .unwrap();
+                let body = json!({
+                    "AccessKeyId": key,
+                    "SecretAccessKey": "short-lived-secret",
+                    "Token": "short-lived-token",
+                    "Expiration": String::from_utf8_lossy(&expires.stdout).trim(),
+                });
+                let _ = request.respond(tiny_http::Response::from_string(body.to_string()));
+            }
+        });
+        ShortLivedCredentials { url, served }
+    }
+}
+
+/// Credentials that expire are replaced before they do: a flush once the first key is inside
+/// the SDK's refresh window (15.5 s of its 20) is signed with a new key, the old one still
+/// valid for 4.5 s.
+#[test]
+fn short_lived_credentials_are_refreshed_before_they_expire() {
+    let credentials = ShortLivedCredentials::start();
+    run_in_child(
+        "short_lived_credentials_child",
+        &[(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            credentials.url.as_str(),
+        )],
+    );
+    let served = credentials.served.lock().unwrap().clone();
+    assert_eq!(
+        served,
+        vec!["ASIASHORTLIVED000001", "ASIASHORTLIVED000002"],
+        "one key per flush: fetched when needed, not on every request"
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process: see short_lived_credentials_are_refreshed_before_they_expire"]
+fn short_lived_credentials_child() {
+    if !in_child() {
+        return;
+    }
+    let endpoint = FakeFirehose::start();
+    let plugin = load();
+    let instance = plugin
+        .init(&firehose_props(&endpoint.url, "fh-refresh", &[]))
+        .unwrap();
+    let flush = |n: u32| {
+        let chunk = Chunk::new().event(
+            n,
+            &json!({"container_name": "web", "log": format!("flush {n}")}),
+        );
+        assert_eq!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+    };
+    flush(1);
+    let first_signed = std::time::Instant::now();
+    // The first key (20 s) is inside the SDK's refresh window at the latest 15 s after it was
+    // fetched, and still 4.5 s from expiring at 15.5 s: a clock condition, which only a clock
+    // can tell.
+    std::thread::sleep(
+        std::time::Duration::from_millis(15_500).saturating_sub(first_signed.elapsed()),
+    );
+    flush(2);
+    assert_eq!(instance.exit(), FLB_OK);
+    let keys: Vec<String> = endpoint
+        .received()
+        .iter()
+        .map(|r| {
+            r.access_key()
+                .expect("a SigV4 Authorization header")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys, vec!["ASIASHORTLIVED000001", "ASIASHORTLIVED000002"]);
+    let tokens: Vec<Option<String>> = endpoint
+        .received()
+        .iter()
+        .map(|r| r.security_token.clone())
+        .collect();
+    assert_eq!(tokens, vec![Some("short-lived-token".to_owned()); 2]);
+}
+
 #[test]
 fn credentials_come_from_irsa_web_identity_through_moto_sts() {
     let dir = tempfile::tempdir().unwrap();
