@@ -1212,6 +1212,59 @@ mod tests {
         inst.shutdown();
     }
 
+    /// At shutdown, a delivery still running after `exit_timeout` is cancelled, with one
+    /// warning, instead of holding up Fluent Bit's exit: a job whose Datadog intake takes the
+    /// request and never answers, its flush deadline a minute away.
+    #[test]
+    fn shutdown_cancels_deliveries_still_running_after_exit_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let (inst, sink, _lease) = instance(
+            &dir,
+            &[
+                ("destinations", "datadog"),
+                ("apikey", "k"),
+                ("dd_url", &url),
+                ("flush_timeout", "60s"),
+                ("exit_timeout", "200ms"),
+            ],
+        );
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        // Kept until the end: a dropped sender would cancel the job by itself.
+        let (_cancel, cancelled) = oneshot::channel();
+        let job = Job {
+            chunk: chunk(&["a"]),
+            reserved: 0,
+            tag: "t".into(),
+            received: Instant::now(),
+            reply,
+            cancel: cancelled,
+        };
+        let jobs = inst.jobs.lock().unwrap().clone().unwrap();
+        jobs.send(job).ok().unwrap();
+        // In flight once the intake has the connection (it never answers).
+        silent.set_nonblocking(true).unwrap();
+        let guard = Instant::now() + Duration::from_secs(30);
+        let _held = loop {
+            match silent.accept() {
+                Ok((stream, _)) => break stream,
+                Err(_) => {
+                    assert!(Instant::now() < guard, "the request never left");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        let _host = HostThread::enter();
+        inst.shutdown();
+        let text = sink.text();
+        assert!(
+            text.contains("deliveries still running after exit_timeout (200ms) were cancelled"),
+            "{text}"
+        );
+        assert!(answer.try_recv().is_err(), "cancelled, never answered");
+    }
+
     #[test]
     fn an_empty_chunk_is_ok() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,11 @@
 //! A stand-in for the Datadog Logs intake on 127.0.0.1, for tests and the demo.
 //!
-//! It checks what the real intake checks — method and path, `DD-API-KEY`, JSON content type,
-//! gzip or zstd when announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413
-//! otherwise) — records every request, and answers from a script (202 when the script is
-//! empty), so tests can make it fail on schedule. Like the real intake refusing a malformed
+//! It checks what the real intake checks — method and path, `DD-API-KEY` (401 without one, 403
+//! for a key it does not know: [`TEST_API_KEYS`]), JSON content type, gzip or zstd when
+//! announced, a JSON array of at most 1000 entries and 5 MB uncompressed (413 otherwise) — and
+//! truncates a log over 1 MB as the intake does (still 2xx: [`Received::truncated`]). It records
+//! every request, and answers from a script (202 when the script is empty), so tests can make
+//! it fail on schedule. Like the real intake refusing a malformed
 //! log, it answers 400 to any request holding an entry whose message is [`REFUSED_MESSAGE`].
 
 use std::io::Read;
@@ -15,6 +17,22 @@ use crate::scripted::{Answer, Incoming, Script, ScriptedServer};
 
 pub const MAX_ENTRIES: usize = 1000;
 pub const MAX_UNCOMPRESSED: usize = 5_000_000;
+/// A log larger than this is accepted and cut to it.
+pub const MAX_LOG_BYTES: usize = 1_000_000;
+
+/// The API keys the repository's tests and tools use: any other is an invalid key (403).
+pub const TEST_API_KEYS: &[&str] = &[
+    "k",
+    "dd-test-key",
+    "dd-test-key-4f9a2c7e1b",
+    "dd-key-for-tests",
+    "dd-api-key-from-a-secret",
+    "dd-api-key-from-secrets-manager",
+    "dry-run-key",
+    "demo-api-key",
+    "dd-soak-key",
+    "metrics-test-key",
+];
 
 /// A message the stand-in refuses wherever it appears: HTTP 400 for the whole request.
 pub const REFUSED_MESSAGE: &str = "the fake intake refuses this log";
@@ -45,6 +63,8 @@ pub struct Received {
     pub status: u16,
     /// Why the request broke the intake's rules, if it did.
     pub violation: Option<String>,
+    /// Logs over [`MAX_LOG_BYTES`] the intake cut (their `message` shortened to fit).
+    pub truncated: usize,
     /// When the request had arrived in full.
     pub at: std::time::Instant,
 }
@@ -131,6 +151,9 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
     } else if header("DD-API-KEY").is_none_or(|k| k.is_empty()) {
         violation.get_or_insert("no DD-API-KEY".into());
         401
+    } else if header("DD-API-KEY").is_none_or(|k| !TEST_API_KEYS.contains(&k.as_str())) {
+        violation.get_or_insert("an invalid DD-API-KEY".into());
+        403
     } else if header("Content-Type").as_deref() != Some("application/json") {
         violation.get_or_insert("Content-Type is not application/json".into());
         400
@@ -185,7 +208,17 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
                 None => {}
             }
         }
+        let mut truncated = 0;
+        let entries = if (200..300).contains(&status) {
+            entries
+                .into_iter()
+                .map(|entry| truncate_log(entry, &mut truncated))
+                .collect()
+        } else {
+            entries
+        };
         state.seen.push(Received {
+            truncated,
             headers: request.headers.clone(),
             body_len: body.len(),
             entries,
@@ -212,4 +245,25 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
             r#"{"errors":["scripted"]}"#.to_owned()
         },
     }
+}
+
+/// A log as the intake keeps it: over [`MAX_LOG_BYTES`], its `message` cut so it fits.
+fn truncate_log(mut entry: Value, truncated: &mut usize) -> Value {
+    let size = entry.to_string().len();
+    if size <= MAX_LOG_BYTES {
+        return entry;
+    }
+    *truncated += 1;
+    if let Some(message) = entry
+        .get_mut("message")
+        .and_then(|m| m.as_str().map(str::to_owned))
+    {
+        let keep = message.len().saturating_sub(size - MAX_LOG_BYTES);
+        let mut cut = keep;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        entry["message"] = Value::String(message[..cut].to_owned());
+    }
+    entry
 }

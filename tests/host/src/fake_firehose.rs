@@ -2,6 +2,13 @@
 //! what moto cannot do: fail some records of a `PutRecordBatch` (`FailedPutCount`), throttle,
 //! or refuse a stream, on a script. It records every request with its decoded records and the
 //! credentials it was signed with.
+//!
+//! It refuses what Firehose refuses, before any script: more than 500 records, a record over
+//! 1,000 KiB before base64, or a request over 4 MiB (HTTP 400 `InvalidArgumentException`, with
+//! the service's wording), and a SigV4 signature that does not verify against the secret of a
+//! test key ([`TEST_KEYS`]: HTTP 403 `InvalidSignatureException`; an access key it does not
+//! know: 403 `UnrecognizedClientException`). Keys issued at run time (moto's STS) have secrets
+//! it cannot know: [`FakeFirehose::start_with_issued_keys`] checks only their signature's shape.
 
 use std::sync::Mutex;
 
@@ -9,6 +16,24 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::scripted::{Answer, Incoming, Script, ScriptedServer};
+
+/// The repository's test credentials (access key id, or its prefix for keys a stand-in issues,
+/// and secret): what the stand-in verifies signatures with.
+pub const TEST_KEYS: &[(&str, &str)] = &[
+    ("AKIDFANOUTTEST0000000", "fanout-test-secret"),
+    ("AKIDFIRELENSTEST0000", "firelens-test-secret"),
+    ("AKIDMETRICSTEST00000", "metrics-test-secret"),
+    ("AKIDREALHOSTTEST0000", "real-host-test-secret"),
+    ("AKIDEKSTEST000000000", "eks-test-secret"),
+    ("AKIDFANOUTDEMO000000", "fanout-demo-secret"),
+    ("AKIDSOAKTEST00000000", "soak-secret"),
+    ("ASIASHORTLIVED", "short-lived-secret"),
+];
+
+/// Firehose's `PutRecordBatch` limits.
+pub const MAX_RECORDS: usize = 500;
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// A stream that does not exist: every call to it is answered `ResourceNotFoundException`,
 /// whatever the script says (the script is not consumed).
@@ -40,6 +65,8 @@ pub struct Received {
     pub http_status: u16,
     pub authorization: Option<String>,
     pub security_token: Option<String>,
+    /// Why the request broke Firehose's rules (limits, signature), if it did.
+    pub violation: Option<String>,
 }
 
 impl Received {
@@ -63,7 +90,18 @@ impl std::ops::Deref for FakeFirehose {
 
 impl FakeFirehose {
     pub fn start() -> FakeFirehose {
-        FakeFirehose(ScriptedServer::start(handle))
+        FakeFirehose(ScriptedServer::start(|request, state| {
+            handle(request, state, false)
+        }))
+    }
+
+    /// For requests signed with keys issued at run time (moto's STS), whose secrets the
+    /// stand-in cannot know: their signatures are checked for shape only; [`TEST_KEYS`] are
+    /// still verified.
+    pub fn start_with_issued_keys() -> FakeFirehose {
+        FakeFirehose(ScriptedServer::start(|request, state| {
+            handle(request, state, true)
+        }))
     }
 
     /// Every accepted record, as (stream, data), in arrival order.
@@ -81,7 +119,7 @@ impl FakeFirehose {
     }
 }
 
-fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
+fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>, issued_keys: bool) -> Answer {
     let header = |name: &str| request.header(name).map(str::to_owned);
     let target = header("X-Amz-Target").unwrap_or_default();
     let authorization = header("Authorization");
@@ -105,6 +143,29 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
         })
         .unwrap_or_default();
 
+    let violation = signature_violation(&request, issued_keys)
+        .map(|(kind, message)| (403, kind, message))
+        .or_else(|| {
+            limit_violation(&records, request.body.len())
+                .map(|m| (400, "InvalidArgumentException", m))
+        });
+    if let Some((status, kind, message)) = violation {
+        state.lock().unwrap().seen.push(Received {
+            target,
+            stream,
+            records,
+            accepted: Vec::new(),
+            http_status: status,
+            authorization,
+            security_token,
+            violation: Some(message.clone()),
+        });
+        return Answer {
+            status,
+            headers: vec![("Content-Type", "application/x-amz-json-1.1".to_owned())],
+            body: json!({"__type": kind, "message": message}).to_string(),
+        };
+    }
     let reply = if target != "Firehose_20150804.PutRecordBatch" {
         Reply::Error("UnknownOperationException")
     } else if stream == MISSING_STREAM {
@@ -148,6 +209,7 @@ fn handle(request: Incoming, state: &Mutex<Script<Reply, Received>>) -> Answer {
         http_status: status,
         authorization,
         security_token,
+        violation: None,
     });
     Answer {
         status,
@@ -173,4 +235,134 @@ fn batch_response(n: usize, failed: &[usize], code: &str) -> Value {
         })
         .collect();
     json!({"FailedPutCount": failed.iter().filter(|&&i| i < n).count(), "Encrypted": false, "RequestResponses": responses})
+}
+
+/// Firehose's limits, with its error wording, or `None`.
+fn limit_violation(records: &[Vec<u8>], body_len: usize) -> Option<String> {
+    if records.len() > MAX_RECORDS {
+        return Some(format!(
+            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORDS} (got {})",
+            records.len()
+        ));
+    }
+    if let Some((index, record)) = records
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.len() > MAX_RECORD_BYTES)
+    {
+        return Some(format!(
+            "1 validation error detected: Value at 'records.{}.member.data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES} (got {})",
+            index + 1,
+            record.len()
+        ));
+    }
+    (body_len > MAX_REQUEST_BYTES).then(|| {
+        format!(
+            "Records size exceeds {MAX_REQUEST_BYTES} bytes limit (request of {body_len} bytes)"
+        )
+    })
+}
+
+/// Verifies the request's SigV4 signature as Firehose does: the same canonical request signed
+/// with the key's secret must give the signature it carries. `None` when it verifies.
+fn signature_violation(request: &Incoming, issued_keys: bool) -> Option<(&'static str, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let missing = || {
+        Some((
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token".to_owned(),
+        ))
+    };
+    let authorization = request.header("Authorization")?;
+    let fields = authorization.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let field = |name: &str| {
+        fields
+            .split(", ")
+            .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let (Some(credential), Some(signed_headers), Some(signature)) = (
+        field("Credential"),
+        field("SignedHeaders"),
+        field("Signature"),
+    ) else {
+        return missing();
+    };
+    // Credential=<key id>/<date>/<region>/<service>/aws4_request
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [key_id, _date, region, service, "aws4_request"] = scope[..] else {
+        return missing();
+    };
+    let Some(secret) = TEST_KEYS
+        .iter()
+        .find(|(known, _)| key_id.starts_with(known))
+        .map(|(_, secret)| *secret)
+    else {
+        if issued_keys && signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return None;
+        }
+        return Some((
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.".to_owned(),
+        ));
+    };
+    let Some(time) = request
+        .header("X-Amz-Date")
+        .and_then(|date| parse_amz_date(date))
+    else {
+        return missing();
+    };
+    let token = request.header("X-Amz-Security-Token").map(str::to_owned);
+    let identity =
+        aws_credential_types::Credentials::new(key_id, secret, token, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .ok()?
+        .into();
+    let host = request.header("Host").unwrap_or_default();
+    let url = format!("http://{host}{}", request.target);
+    // Exactly the headers the client signed (the signer adds X-Amz-Date and the token itself).
+    let headers: Vec<(&str, &str)> = signed_headers
+        .split(';')
+        .filter(|name| !matches!(*name, "x-amz-date" | "x-amz-security-token"))
+        .filter_map(|name| request.header(name).map(|value| (name, value)))
+        .collect();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.into_iter(),
+        SignableBody::Bytes(&request.body),
+    )
+    .ok()?;
+    let expected = sign(signable, &params).ok()?.signature().to_owned();
+    (expected != signature).then(|| {
+        (
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided."
+                .to_owned(),
+        )
+    })
+}
+
+/// `X-Amz-Date` (`20261205T070000Z`) as a time.
+fn parse_amz_date(date: &str) -> Option<std::time::SystemTime> {
+    let digits = |range: std::ops::Range<usize>| date.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(seconds).ok()?))
 }

@@ -656,6 +656,45 @@ fn a_redirect_is_not_followed_and_the_key_goes_nowhere_else() {
     );
 }
 
+/// `POST /api/v2/logs` to the stand-in with `key` and `entries`: the status it answers.
+fn post_logs(url: &str, key: &str, entries: &Value) -> u16 {
+    use std::io::{Read, Write};
+    let body = entries.to_string();
+    let host = url.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        connection,
+        "POST /api/v2/logs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nDD-API-KEY: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).unwrap();
+    answer[9..12].parse().unwrap()
+}
+
+/// The stand-in keeps what the intake keeps: a key it does not know is refused (403), and a
+/// log over 1 MB is accepted and cut to 1 MB.
+#[test]
+fn the_stand_in_is_as_strict_as_the_intake() {
+    let intake = FakeDatadog::start();
+    let one = json!([{"message": "hello"}]);
+    assert_eq!(post_logs(&intake.url, "not-a-key-of-ours", &one), 403);
+    assert_eq!(post_logs(&intake.url, API_KEY, &one), 202);
+    let big = json!([{"message": "x".repeat(1_200_000)}, {"message": "small"}]);
+    assert_eq!(post_logs(&intake.url, API_KEY, &big), 202);
+    let received = intake.received();
+    assert_eq!(
+        received[0].violation.as_deref(),
+        Some("an invalid DD-API-KEY")
+    );
+    assert_eq!(received[2].truncated, 1);
+    let kept = intake.accepted();
+    assert_eq!(kept.len(), 3, "the refused request's log is not kept");
+    assert!(kept[1].to_string().len() <= 1_000_000);
+    assert_eq!(kept[2]["message"], "small");
+}
+
 #[test]
 fn retry_after_zero_is_honoured_with_a_floor() {
     let plugin = load();

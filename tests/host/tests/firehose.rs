@@ -570,6 +570,141 @@ child_test!(
     }
 );
 
+/// `PutRecordBatch` to the stand-in at `url`, signed by aws-sigv4 as the SDK signs it (with
+/// `secret` for the test key): its status and `__type`.
+fn put_signed(url: &str, secret: &str, records: &[Vec<u8>]) -> (u16, String) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let body = json!({
+        "DeliveryStreamName": "logs-limits",
+        "Records": records
+            .iter()
+            .map(|r| json!({"Data": base64::engine::general_purpose::STANDARD.encode(r)}))
+            .collect::<Vec<_>>(),
+    })
+    .to_string();
+    let host = url.trim_start_matches("http://");
+    let headers = [
+        ("host", host),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "Firehose_20150804.PutRecordBatch"),
+    ];
+    let identity =
+        aws_credential_types::Credentials::new(STATIC_KEYS[0].1, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("firehose")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        format!("{url}/"),
+        headers.into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut connection = std::net::TcpStream::connect(host).unwrap();
+    connection.write_all(head.as_bytes()).unwrap();
+    connection.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("null"))
+        .unwrap_or(Value::Null);
+    (
+        status,
+        json["__type"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The stand-in is as strict as Firehose: it refuses what Firehose refuses (more than 500
+/// records, a record over 1,000 KiB, a request over 4 MiB) and a signature made with another
+/// secret, and takes a request within the limits, signed with the test key's secret.
+#[test]
+fn the_stand_in_refuses_what_firehose_refuses() {
+    let endpoint = FakeFirehose::start();
+    let secret = STATIC_KEYS[1].1;
+    let small = vec![b"{}\n".to_vec(); 3];
+    assert_eq!(
+        put_signed(&endpoint.url, secret, &small),
+        (200, String::new())
+    );
+    assert_eq!(
+        put_signed(&endpoint.url, "another-secret", &small),
+        (403, "InvalidSignatureException".to_owned())
+    );
+    for (what, records) in [
+        ("501 records", vec![b"x".to_vec(); 501]),
+        ("a record of 1,024,001 bytes", vec![vec![b'x'; 1_024_001]]),
+        ("a request over 4 MiB", vec![vec![b'x'; 1_000_000]; 5]),
+    ] {
+        assert_eq!(
+            put_signed(&endpoint.url, secret, &records),
+            (400, "InvalidArgumentException".to_owned()),
+            "{what}"
+        );
+    }
+    let received = endpoint.received();
+    assert_eq!(received.len(), 5);
+    assert!(received[0].violation.is_none());
+    assert!(
+        received[1..]
+            .iter()
+            .all(|r| r.violation.is_some() && r.accepted.is_empty())
+    );
+}
+
+child_test!(
+    a_wrong_secret_is_refused_like_firehose_refuses_it,
+    fake_wrong_secret,
+    [
+        ("AWS_ACCESS_KEY_ID", "AKIDFANOUTTEST0000000"),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-test-secret"),
+    ],
+    {
+        let endpoint = FakeFirehose::start();
+        let plugin = load();
+        let instance = plugin
+            .init(&firehose_props(
+                &endpoint.url,
+                "fh-badsig",
+                &[("flush_timeout", "2s")],
+            ))
+            .unwrap();
+        let chunk = Chunk::new().event(1, &json!({"container_name": "web", "log": "x"}));
+        assert_ne!(instance.flush(chunk.bytes(), "t"), FLB_OK);
+        assert_eq!(instance.exit(), FLB_OK);
+        let received = endpoint.received();
+        assert!(!received.is_empty());
+        assert!(
+            received
+                .iter()
+                .all(|r| r.http_status == 403 && r.accepted.is_empty())
+        );
+        assert!(
+            logs_of("fh-badsig")
+                .iter()
+                .any(|l| l.text.contains("InvalidSignatureException")),
+            "{:?}",
+            logs_of("fh-badsig")
+        );
+    }
+);
+
 /// A container-credentials endpoint (what ECS and EKS Pod Identity serve) handing out a new
 /// key each time, valid for 20 s. The AWS SDK's identity cache refreshes a key 10 s (its buffer)
 /// before its expiry plus a jitter of up to 5 s: 5–10 s before it expires.
@@ -706,7 +841,8 @@ fn moto_web_identity() {
     );
     assert!(std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some());
     let moto = Moto::start();
-    let endpoint = FakeFirehose::start();
+    // Signed with the keys moto's STS issues: their secrets are moto's.
+    let endpoint = FakeFirehose::start_with_issued_keys();
     let plugin = load();
     // The role and token file come from the environment, as IRSA injects them.
     let instance = plugin

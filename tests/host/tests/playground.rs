@@ -38,6 +38,6 @@ fn the_playground_renders_the_shipped_sample_in_chromium() {
     );
     eprintln!("{report}");
     assert!(output.status.success(), "{report}");
-    assert!(report.contains("7 passed, 0 failed"), "{report}");
+    assert!(report.contains("8 passed, 0 failed"), "{report}");
     assert!(screenshot.exists());
 }
