@@ -307,10 +307,7 @@ fn signature_violation(request: &Incoming, issued_keys: bool) -> Option<(&'stati
             "The security token included in the request is invalid.".to_owned(),
         ));
     };
-    let Some(time) = request
-        .header("X-Amz-Date")
-        .and_then(|date| parse_amz_date(date))
-    else {
+    let Some(time) = request.header("X-Amz-Date").and_then(parse_amz_date) else {
         return missing();
     };
     let token = request.header("X-Amz-Security-Token").map(str::to_owned);
