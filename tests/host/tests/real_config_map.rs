@@ -39,6 +39,22 @@ fn output(command: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Waits until `out` holds the one record, stops Fluent Bit (it must exit 0) and returns its log.
+fn delivered_one_record(fb: &mut FluentBit, out: &Path) -> String {
+    fanout_testhost::fluent_bit::wait_until(
+        fb,
+        "the record delivered",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(out).is_ok_and(|t| t.lines().count() == 1),
+    );
+    assert!(
+        fb.terminate(Duration::from_secs(20)).success(),
+        "{}",
+        fb.log()
+    );
+    fb.log()
+}
+
 const TYPO_CLASSIC: &str = "[SERVICE]\n    Flush 1\n[INPUT]\n    Name dummy\n    Samples 1\n[OUTPUT]\n    Name fanout\n    Match *\n    workers 1\n    destinations file\n    path @PATH@\n    delivery_steam logs\n";
 
 const TYPO_YAML: &str = "service:\n  flush: 1\npipeline:\n  inputs:\n    - name: dummy\n      samples: 1\n  outputs:\n    - name: fanout\n      match: '*'\n      workers: 1\n      destinations: file\n      path: @PATH@\n      delivery_steam: logs\n";
@@ -178,18 +194,7 @@ fn core_output_keys_start_fluent_bit_5_1_1_with_one_warning() {
         &[],
         scratch.path("/").as_path(),
     );
-    fanout_testhost::fluent_bit::wait_until(
-        &mut fb,
-        "the record delivered",
-        Duration::from_secs(20),
-        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 1),
-    );
-    assert!(
-        fb.terminate(Duration::from_secs(20)).success(),
-        "{}",
-        fb.log()
-    );
-    let log = fb.log();
+    let log = delivered_one_record(&mut fb, &out);
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("ignoring properties of Fluent Bit's core outputs"))
@@ -232,18 +237,7 @@ fn fluent_bit_1_9_starts_with_a_misspelt_key_and_says_names_go_unchecked() {
         &[],
         Path::new(scratch.path("/").as_path()),
     );
-    fanout_testhost::fluent_bit::wait_until(
-        &mut fb,
-        "the record delivered",
-        Duration::from_secs(20),
-        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 1),
-    );
-    assert!(
-        fb.terminate(Duration::from_secs(20)).success(),
-        "{}",
-        fb.log()
-    );
-    let log = fb.log();
+    let log = delivered_one_record(&mut fb, &out);
     assert!(
         log.contains("Fluent Bit 1.9.10 does not check this output's property names (Fluent Bit 5.1.1 does): a misspelt key is ignored"),
         "{log}"

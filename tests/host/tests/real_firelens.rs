@@ -330,6 +330,27 @@ fn firelens_extra_conf_delivers_per_service_in_fluent_bit_1_9() {
     );
 }
 
+/// The `log` of every line Firehose accepted, sorted.
+fn firehose_logs_sorted(firehose: &FakeFirehose) -> Vec<String> {
+    let mut logs: Vec<String> = firehose
+        .accepted()
+        .iter()
+        .flat_map(|(_, data)| {
+            String::from_utf8_lossy(data)
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).unwrap()["log"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    logs.sort();
+    logs
+}
+
 /// An outage of one destination, 75 seconds long, with the shipped settings: nothing is lost,
 /// and the destination that kept working gets every record once.
 fn outage(test: &str, datadog_down: bool) {
@@ -384,22 +405,7 @@ fn outage(test: &str, datadog_down: bool) {
         .map(|e| e["message"].as_str().unwrap().to_owned())
         .collect();
     to_datadog.sort();
-    let mut to_firehose: Vec<String> = firehose
-        .accepted()
-        .iter()
-        .flat_map(|(_, data)| {
-            String::from_utf8_lossy(data)
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<Value>(l).unwrap()["log"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    to_firehose.sort();
+    let to_firehose = firehose_logs_sorted(&firehose);
     let mut expected: Vec<String> = records
         .iter()
         .map(|(_, r)| r["log"].as_str().unwrap().to_owned())
@@ -498,22 +504,7 @@ fn fluent_bits_default_retry_limit_loses_the_chunk_in_an_outage() {
         intake.received().iter().filter(|r| r.status == 503).count() >= 2,
         "the chunk was tried, and retried once"
     );
-    let mut to_firehose: Vec<String> = firehose
-        .accepted()
-        .iter()
-        .flat_map(|(_, data)| {
-            String::from_utf8_lossy(data)
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<Value>(l).unwrap()["log"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    to_firehose.sort();
+    let to_firehose = firehose_logs_sorted(&firehose);
     let mut expected: Vec<String> = records
         .iter()
         .chain(std::iter::once(&after))
