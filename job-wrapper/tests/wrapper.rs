@@ -644,6 +644,25 @@ fn sigterm_reaches_a_command_that_floods_its_output() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    // The flood is read from the start: a pipe nobody reads would stop the wrapper's output,
+    // stderr included.
+    let mut stdout = child.stdout.take().unwrap();
+    let drained = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&drained);
+    let drain = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut first = Vec::new();
+        loop {
+            let n = stdout.read(&mut buffer)?;
+            if n == 0 {
+                return Ok::<Vec<u8>, std::io::Error>(first);
+            }
+            if first.len() < 64 {
+                first.extend_from_slice(&buffer[..n.min(64)]);
+            }
+            counter.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
     let mut started = [0u8; 8];
     child
         .stderr
@@ -651,20 +670,23 @@ fn sigterm_reaches_a_command_that_floods_its_output() {
         .unwrap()
         .read_exact(&mut started)
         .unwrap();
-    // The flood has reached the wrapper's output: 1 MiB of it read here. Then the reading
-    // goes on beside the signal, so the pipe stays busy, not blocked.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut flood = vec![0u8; 1 << 20];
-    stdout.read_exact(&mut flood).unwrap();
-    assert!(flood.starts_with(b"flood-flood"));
-    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    // The flood has reached the wrapper's output: 1 MiB of it read.
+    let guard = Instant::now() + Duration::from_secs(60);
+    while drained.load(std::sync::atomic::Ordering::SeqCst) < 1 << 20 {
+        assert!(
+            Instant::now() < guard,
+            "the flood never reached the wrapper's output"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     signal(&child, 15);
     let status = exit_within(
         &mut child,
         "SIGTERM was never forwarded to a command flooding its output",
     );
     assert_eq!(status.code(), Some(7));
-    drain.join().unwrap().unwrap();
+    let first = drain.join().unwrap().unwrap();
+    assert!(first.starts_with(b"flood-flood"), "{first:?}");
 }
 
 #[test]
