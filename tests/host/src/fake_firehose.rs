@@ -274,8 +274,13 @@ fn signature_violation(request: &Incoming, issued_keys: bool) -> Option<(&'stati
             "Missing Authentication Token".to_owned(),
         ))
     };
-    let authorization = request.header("Authorization")?;
-    let fields = authorization.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    // An unsigned request, or one signed some other way, is refused, never let through.
+    let Some(fields) = request
+        .header("Authorization")
+        .and_then(|authorization| authorization.strip_prefix("AWS4-HMAC-SHA256 "))
+    else {
+        return missing();
+    };
     let field = |name: &str| {
         fields
             .split(", ")
@@ -313,15 +318,17 @@ fn signature_violation(request: &Incoming, issued_keys: bool) -> Option<(&'stati
     let token = request.header("X-Amz-Security-Token").map(str::to_owned);
     let identity =
         aws_credential_types::Credentials::new(key_id, secret, token, None, "test").into();
-    let params = v4::SigningParams::builder()
+    let Ok(params) = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
-        .ok()?
-        .into();
+    else {
+        return missing();
+    };
+    let params = params.into();
     let host = request.header("Host").unwrap_or_default();
     let url = format!("http://{host}{}", request.target);
     // Exactly the headers the client signed (the signer adds X-Amz-Date and the token itself).
@@ -330,15 +337,17 @@ fn signature_violation(request: &Incoming, issued_keys: bool) -> Option<(&'stati
         .filter(|name| !matches!(*name, "x-amz-date" | "x-amz-security-token"))
         .filter_map(|name| request.header(name).map(|value| (name, value)))
         .collect();
-    let signable = SignableRequest::new(
+    // A request the signer cannot take has no signature to match: it is refused too.
+    let expected = SignableRequest::new(
         "POST",
         url,
         headers.into_iter(),
         SignableBody::Bytes(&request.body),
     )
-    .ok()?;
-    let expected = sign(signable, &params).ok()?.signature().to_owned();
-    (expected != signature).then(|| {
+    .ok()
+    .and_then(|signable| sign(signable, &params).ok())
+    .map(|output| output.signature().to_owned());
+    (expected.as_deref() != Some(signature)).then(|| {
         (
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided."
