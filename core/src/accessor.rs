@@ -563,7 +563,8 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{EventTime, Records};
+    use crate::record::Records;
+    use crate::time::EventTime;
     use serde_json::{Value, json};
 
     fn record(v: Value) -> Records {

@@ -13,6 +13,11 @@ use crate::destinations::DestinationKind;
 use crate::record::DEFAULT_MESSAGE_KEYS;
 
 /// Where property values come from: the host's getter, or a map in tests and tools.
+/// Environment variables as a reader sees them: the plugin passes its process's, `preview` its
+/// shell's, the playground the variables typed beside the config. Core reads no environment
+/// itself, so a config reads the same wherever it is previewed.
+pub type Environment<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 pub trait Properties {
     fn get(&self, key: &str) -> Option<String>;
 }
@@ -313,14 +318,14 @@ impl CoreConfig {
             Some(v) => v
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1..=crate::delivery::plan::MAX_CONCURRENCY).contains(n))
+                .filter(|n| (1..=crate::packing::plan::MAX_CONCURRENCY).contains(n))
                 .ok_or_else(|| {
                     ConfigError::invalid(
                         "max_concurrent_requests",
                         &v,
                         &format!(
                             "a whole number from 1 to {}",
-                            crate::delivery::plan::MAX_CONCURRENCY
+                            crate::packing::plan::MAX_CONCURRENCY
                         ),
                     )
                 })?,
@@ -332,7 +337,7 @@ impl CoreConfig {
                 None => Some(DeadLetterTarget::File(std::path::PathBuf::from(value))),
                 Some(stream) => {
                     let stream = stream.trim();
-                    if !crate::destinations::firehose::encode::valid_stream_name(stream) {
+                    if !crate::destinations::firehose::limits::valid_stream_name(stream) {
                         return Err(ConfigError::invalid(
                             "dead_letter",
                             &value,

@@ -18,7 +18,8 @@
 
 use rmp::Marker;
 
-use crate::record::{ENTRY_BYTES, Entry, EventTime, Records, SLOT_BYTES, Slot, key_bit};
+use crate::record::{ENTRY_BYTES, Entry, Records, SLOT_BYTES, Slot, key_bit};
+use crate::time::EventTime;
 use crate::view::{self, FIELD_DEPTH, MAX_DEPTH, Shape, ValueRef};
 
 pub use crate::view::{DEPTH_PLACEHOLDER, MAX_KEY_TEXT};

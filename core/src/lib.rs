@@ -2,21 +2,27 @@
 //! without I/O — no threads, clocks, sockets or async runtime — so the same code runs in the
 //! plugin, in `flb-fanout preview` and in a browser (`wasm32-unknown-unknown`).
 //!
-//! Layout: [`decode`] checks and indexes chunks into [`record`]s, read in place through
-//! [`view`]; [`accessor`] resolves per-record templates; [`config`] reads properties;
-//! [`properties`] is the table of every property (checked against the readers and the README);
-//! [`destinations`] hold each destination's configuration and encoder (Datadog entries and
-//! request bodies, Firehose routing, aggregation and records); [`delivery`] has what encoders
-//! share (units, limits, JSON writing, the plan a destination hands its executor).
+//! Layout, each module importing only those listed before it: [`time`] (event timestamps);
+//! [`view`] reads msgpack values in place and writes them as JSON, [`json`] writes objects
+//! field by field; [`record`] is the record model; [`decode`] checks and indexes chunks into
+//! records; [`chunk`] writes chunks from JSON (preview, tests, benchmarks); [`accessor`]
+//! resolves per-record templates; [`packing`] is what every encoder shares (units, limits, the
+//! plan an encoder yields); [`config`] reads properties, and [`properties`] is the table of
+//! every property (checked against the readers and the README); [`destinations`] hold each
+//! destination's configuration, limits and encoder; [`classic`] reads classic config files and
+//! [`preview`] runs a config over sample records as the plugin would.
 
 pub mod accessor;
+pub mod chunk;
 pub mod classic;
 pub mod config;
 pub mod decode;
-pub mod delivery;
 pub mod destinations;
+pub mod json;
+pub mod packing;
 pub mod preview;
 pub mod properties;
 pub mod record;
 pub mod text;
+pub mod time;
 pub mod view;

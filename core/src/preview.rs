@@ -11,15 +11,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::classic::Section;
-use crate::config::CoreConfig;
-use crate::delivery::plan::Planned;
+use crate::config::{CoreConfig, Environment};
 use crate::destinations::DestinationKind;
 use crate::destinations::datadog::config::DatadogConfig;
 use crate::destinations::datadog::encode as datadog_encode;
 use crate::destinations::firehose::config::{FirehoseConfig, RecordCompression};
-use crate::destinations::firehose::encode::{self as firehose_encode, BILLING_UNIT};
+use crate::destinations::firehose::encode as firehose_encode;
+use crate::destinations::firehose::limits::BILLING_UNIT;
+use crate::packing::plan::Planned;
 use crate::properties::{self, Key};
-use crate::record::{Batch, EventTime, Records};
+use crate::record::{Batch, Records};
+use crate::time::EventTime;
 
 /// Records from JSON lines: plain objects, `[time, record]` (forward), or what Fluent Bit's
 /// `stdout` output writes with `Format json_lines` (a FireLens capture: `date` is the time).
@@ -158,12 +160,13 @@ pub struct Totals {
     pub firehose_streams: Vec<String>,
 }
 
-/// Previews every `[OUTPUT] Name fanout` of `sections` for `records` carrying `tag`. Fails
-/// only when there is no such output.
+/// Previews every `[OUTPUT] Name fanout` of `sections` for `records` carrying `tag`, with
+/// `env` as the plugin's environment (`AWS_REGION`). Fails only when there is no such output.
 pub fn report(
     sections: &[Section],
     records: &[(EventTime, Value)],
     tag: &str,
+    env: Environment,
 ) -> Result<Report, String> {
     let outputs: Vec<&Section> = sections
         .iter()
@@ -180,12 +183,18 @@ pub fn report(
         outputs: outputs
             .iter()
             .enumerate()
-            .map(|(n, section)| output(n, section, records, tag))
+            .map(|(n, section)| output(n, section, records, tag, env))
             .collect(),
     })
 }
 
-fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str) -> OutputReport {
+fn output(
+    n: usize,
+    section: &Section,
+    records: &[(EventTime, Value)],
+    tag: &str,
+    env: Environment,
+) -> OutputReport {
     // Fluent Bit hands plugins nothing for a property that is empty after ${} expansion.
     let mut props: HashMap<String, String> = section
         .properties
@@ -215,7 +224,7 @@ fn output(n: usize, section: &Section, records: &[(EventTime, Value)], tag: &str
         report.error = Some(error);
         return report;
     }
-    let (core, datadog, firehose) = match configs(&mut props, &label, &mut report.notes) {
+    let (core, datadog, firehose) = match configs(&mut props, &label, &mut report.notes, env) {
         Ok(configs) => configs,
         Err(e) => {
             // The line the plugin logs (Fluent Bit adds the time) before Fluent Bit refuses
@@ -342,6 +351,7 @@ fn configs(
     props: &mut HashMap<String, String>,
     label: &str,
     notes: &mut Vec<String>,
+    env: Environment,
 ) -> Result<(CoreConfig, Option<DatadogConfig>, Option<FirehoseConfig>), String> {
     let core = CoreConfig::read(props, label.to_owned()).map_err(|e| e.to_string())?;
     let uses = |kind| core.destinations.contains(&kind);
@@ -354,7 +364,7 @@ fn configs(
         .transpose()
         .map_err(|e| e.to_string())?;
     let firehose = uses(DestinationKind::Firehose)
-        .then(|| FirehoseConfig::read(props))
+        .then(|| FirehoseConfig::read(props, env))
         .transpose()
         .map_err(|e| e.to_string())?;
     Ok((core, datadog, firehose))
@@ -571,6 +581,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The preview with no environment: a test's config names everything it needs.
+    fn report(
+        sections: &[Section],
+        records: &[(EventTime, Value)],
+        tag: &str,
+    ) -> Result<Report, String> {
+        super::report(sections, records, tag, &|_| None)
+    }
     use crate::classic;
 
     fn sections(config: &str) -> Vec<Section> {
@@ -693,7 +712,7 @@ mod tests {
             text.contains("reported as failed, kept in /var/log/fanout/refused.jsonl"),
             "{text}"
         );
-        let without = super::report(&sections(CONFIG), &records(), "app").unwrap();
+        let without = super::report(&sections(CONFIG), &records(), "app", &|_| None).unwrap();
         assert!(!without.text().contains("kept in"));
     }
 

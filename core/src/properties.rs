@@ -543,7 +543,7 @@ mod tests {
         let label = CoreConfig::label(&props, "fanout.0".into());
         let core = CoreConfig::read(&props, label.clone());
         let datadog = DatadogConfig::read(&props);
-        let firehose = FirehoseConfig::read(&props);
+        let firehose = FirehoseConfig::read(&props, &|_| None);
         let file = FileConfig::read(&props);
         let read = format!("{label} {core:?} {datadog:?} {firehose:?} {file:?}");
         (read, props.asked.into_inner())

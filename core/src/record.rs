@@ -1,8 +1,7 @@
 //! The record model every destination shares: one decoded Fluent Bit event.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
-use crate::delivery::json::Object;
+use crate::json::Object;
+use crate::time::EventTime;
 use crate::view::{self, FIELD_DEPTH, Key, ValueRef};
 
 /// Message keys tried, in order, when no `message_key` is configured. `log` is what Docker,
@@ -11,49 +10,6 @@ pub const DEFAULT_MESSAGE_KEYS: [&str; 2] = ["log", "message"];
 
 /// How job-wrapper's end-of-job record starts (written as one CRI line of JSON).
 pub const JOB_END_PREFIX: &str = "{\"job_wrapper\":\"end\"";
-
-/// Fluent Bit's event timestamp: seconds since the epoch plus nanoseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct EventTime {
-    pub secs: i64,
-    pub nanos: u32,
-}
-
-impl EventTime {
-    pub fn new(secs: i64, nanos: u32) -> Self {
-        Self { secs, nanos }
-    }
-
-    /// Builds a timestamp from fractional seconds (the float encoding Fluent Bit accepts).
-    pub fn from_f64(seconds: f64) -> Option<Self> {
-        if !seconds.is_finite() || seconds < 0.0 || seconds > i64::MAX as f64 {
-            return None;
-        }
-        let secs = seconds.trunc();
-        let nanos = ((seconds - secs) * 1e9).round().min(999_999_999.0) as u32;
-        Some(Self::new(secs as i64, nanos))
-    }
-
-    pub fn as_millis(&self) -> i64 {
-        self.secs.saturating_mul(1000) + i64::from(self.nanos / 1_000_000)
-    }
-
-    pub fn as_f64(&self) -> f64 {
-        self.secs as f64 + f64::from(self.nanos) / 1e9
-    }
-
-    pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
-        DateTime::from_timestamp(self.secs, self.nanos)
-    }
-
-    /// RFC 3339 with nanoseconds, e.g. `2026-11-22T09:33:22.123456789Z`.
-    pub fn to_rfc3339(&self) -> String {
-        match self.to_datetime() {
-            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Nanos, true),
-            None => self.as_f64().to_string(),
-        }
-    }
-}
 
 /// A record body or metadata map: its entries in the chunk, through the index the decoder made
 /// of them (one [`Slot`] per key: where its text and value are).
@@ -319,30 +275,6 @@ impl Records {
     pub fn iter(&self) -> impl Iterator<Item = Record<'_>> {
         (0..self.len()).filter_map(|n| self.get(n))
     }
-
-    /// Records made from JSON objects, through a real chunk (tests, `preview`, benchmarks):
-    /// each `(time, body)` is written as Fluent Bit 2.1+ writes it and decoded.
-    pub fn from_json(events: &[(EventTime, serde_json::Value)]) -> Records {
-        let mut chunk = Vec::new();
-        for (time, body) in events {
-            write_event(&mut chunk, *time, body);
-        }
-        crate::decode::decode_chunk(chunk)
-            .map(|decoded| decoded.records)
-            .unwrap_or_default()
-    }
-}
-
-/// Appends one event to a chunk in Fluent Bit's 2.1+ layout: `[[EventTime, {}], body]`.
-pub fn write_event(chunk: &mut Vec<u8>, time: EventTime, body: &serde_json::Value) {
-    // Writes into a Vec cannot fail.
-    let _ = rmp::encode::write_array_len(chunk, 2);
-    let _ = rmp::encode::write_array_len(chunk, 2);
-    let _ = rmp::encode::write_ext_meta(chunk, 8, 0);
-    chunk.extend_from_slice(&(time.secs as u32).to_be_bytes());
-    chunk.extend_from_slice(&time.nanos.to_be_bytes());
-    let _ = rmp::encode::write_map_len(chunk, 0);
-    let _ = rmp_serde::encode::write(chunk, body);
 }
 
 /// The decoded records of one flush, shared read-only by every destination. A resend's batch
@@ -363,13 +295,6 @@ impl Batch {
             records: std::sync::Arc::new(records),
             selection: None,
         }
-    }
-
-    /// A batch of JSON bodies, all at `time` (tests, `preview`, benchmarks).
-    pub fn from_json(tag: &str, time: EventTime, bodies: &[serde_json::Value]) -> Batch {
-        let events: Vec<(EventTime, serde_json::Value)> =
-            bodies.iter().map(|b| (time, b.clone())).collect();
-        Batch::new(tag.to_owned(), Records::from_json(&events))
     }
 
     /// The records at `positions` (of this batch's full set), sharing them.
@@ -405,6 +330,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::write_event;
     use serde_json::{Value, json};
 
     fn records(body: Value) -> Records {

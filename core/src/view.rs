@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use rmp::Marker;
 
-use crate::record::EventTime;
+use crate::time::EventTime;
 
 /// Deepest nesting kept. Half of serde_json's parse limit (128), which common JSON peers share:
 /// destinations wrap records in envelopes (Datadog: an array of objects), and a body that

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(decoded) = fanout::decode::decode_chunk(data.to_vec()) {
+    if let Ok(decoded) = fanout_core::decode::decode_chunk(data.to_vec()) {
         for event in decoded.records.iter() {
             for fields in [event.body, event.metadata] {
                 let mut json = Vec::new();
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
                 let _: serde_json::Value = serde_json::from_slice(&json).expect("JSON that parses");
                 for (key, value) in fields.iter() {
                     let _ = fields.get(&key.text());
-                    let _ = value.to_text(fanout::view::FIELD_DEPTH);
+                    let _ = value.to_text(fanout_core::view::FIELD_DEPTH);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! encoder renders a record's service and tags) render exactly as each does alone.
 #![no_main]
 
-use fanout::accessor::{Choice, NestedMaps, Template};
+use fanout_core::accessor::{Choice, NestedMaps, Template};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (&str, &str, &str)| {
@@ -13,7 +13,7 @@ fuzz_target!(|data: (&str, &str, &str)| {
         .filter(serde_json::Value::is_object)
         .unwrap_or_else(|| serde_json::json!({}));
     let records =
-        fanout::record::Records::from_json(&[(fanout::record::EventTime::new(1, 0), body)]);
+        fanout_core::record::Records::from_json(&[(fanout_core::time::EventTime::new(1, 0), body)]);
     let Some(record) = records.get(0) else { return };
     let mut maps = NestedMaps::new();
     for template in templates.split('\n') {

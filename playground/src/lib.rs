@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use fanout_core::record::EventTime;
+use fanout_core::time::EventTime;
 use serde_json::{Value, json};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -144,7 +144,7 @@ fn run(
     let sections = fanout_core::classic::load(CONFIG_NAME, &read, &lookup)?;
     let now = EventTime::from_f64(now_ms / 1000.0).unwrap_or(EventTime::new(0, 0));
     let records = fanout_core::preview::parse_records(records, now)?;
-    fanout_core::preview::report(&sections, &records, tag)
+    fanout_core::preview::report(&sections, &records, tag, &lookup)
 }
 
 #[cfg(test)]

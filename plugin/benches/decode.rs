@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use fanout::decode::decode_chunk;
+use fanout_core::decode::decode_chunk;
 use rmp::encode;
 
 fn firelens_chunk(records: usize, log_len: usize) -> Vec<u8> {

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 mod common;
 
 use common::log_line;
-use fanout::destinations::firehose::config::FirehoseConfig;
-use fanout::destinations::firehose::encode::{BILLING_UNIT, Encoder};
-use fanout::record::{Batch, EventTime, Records};
+use fanout_core::destinations::firehose::config::FirehoseConfig;
+use fanout_core::destinations::firehose::encode::Encoder;
+use fanout_core::destinations::firehose::limits::BILLING_UNIT;
+use fanout_core::record::{Batch, Records};
+use fanout_core::time::EventTime;
 use serde_json::json;
 
 const RECORDS: usize = 1_000_000;
@@ -28,7 +30,7 @@ fn config(aggregation: bool, compression: &str) -> FirehoseConfig {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    FirehoseConfig::read(&props).expect("valid config")
+    FirehoseConfig::read(&props, &|_| None).expect("valid config")
 }
 
 fn chunk(first: usize, log_len: usize) -> Batch {

@@ -12,13 +12,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 mod common;
 
 use common::log_line;
-use fanout::decode::decode_chunk;
-use fanout::delivery::execute::Planned;
-use fanout::destinations::datadog::config::DatadogConfig;
-use fanout::destinations::datadog::encode::{Encoder as DatadogEncoder, body as datadog_body};
-use fanout::destinations::firehose::config::FirehoseConfig;
-use fanout::destinations::firehose::encode::Encoder as FirehoseEncoder;
-use fanout::record::Batch;
+use fanout_core::decode::decode_chunk;
+use fanout_core::destinations::datadog::config::DatadogConfig;
+use fanout_core::destinations::datadog::encode::{Encoder as DatadogEncoder, body as datadog_body};
+use fanout_core::destinations::firehose::config::FirehoseConfig;
+use fanout_core::destinations::firehose::encode::Encoder as FirehoseEncoder;
+use fanout_core::packing::plan::Planned;
+use fanout_core::record::Batch;
 use rmp::encode;
 
 const CHUNK_BYTES: usize = 1 << 20;
@@ -175,11 +175,14 @@ fn bench(c: &mut Criterion) {
         ("compress_level", "3"),
     ]))
     .unwrap();
-    let firehose = FirehoseConfig::read(&props(&[
-        ("region", "us-east-1"),
-        ("delivery_stream", "logs-$container_name || logs-$service"),
-        ("simple_aggregation", "on"),
-    ]))
+    let firehose = FirehoseConfig::read(
+        &props(&[
+            ("region", "us-east-1"),
+            ("delivery_stream", "logs-$container_name || logs-$service"),
+            ("simple_aggregation", "on"),
+        ]),
+        &|_| None,
+    )
     .unwrap();
     let keys = vec!["log".to_string(), "message".to_string()];
     let shapes = [

@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::delivery::outcome::{Outcome, SharedOutcome};
-use crate::delivery::units::Units;
 use crate::destinations::Destination;
 use fanout_core::config::DeadLetterTarget;
+use fanout_core::packing::units::Units;
 
 /// The file's default cap.
 pub const DEFAULT_MAX_SIZE: u64 = 100 << 20;
@@ -186,8 +186,11 @@ impl DeadLetterStream {
             let mut bytes = line(entry, &refused_at);
             if bytes.len() > MAX_STREAM_LINE {
                 let text = serde_json::to_string(&entry.record).unwrap_or_default();
-                let cut =
-                    crate::delivery::shrink::cut(&text, MAX_STREAM_LINE / 2, "...TRUNCATED...");
+                let cut = fanout_core::packing::shrink::cut(
+                    &text,
+                    MAX_STREAM_LINE / 2,
+                    "...TRUNCATED...",
+                );
                 bytes = serde_json::to_vec(&json!({
                     "destination": entry.destination,
                     "cause": entry.cause,

@@ -23,18 +23,18 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{ConfigError, CoreConfig, Properties};
 use crate::dead_letter::{DeadLetter, Refused};
-use crate::decode::decode_chunk;
 use crate::delivery::outcome::{Fate, Outcome, SharedOutcome};
 use crate::destinations::{Destination, Shared};
 use crate::job_end::{Claim, JobEnd};
 use crate::ledger::{ChunkId, Ledger};
 use crate::log::{LogSink, Logger};
 use crate::metrics::{Exporter, Gauges, MetricsHost};
-use crate::record::Batch;
 use crate::stats::{self, DestinationStats, InstanceStats};
+use fanout_core::config::{ConfigError, CoreConfig, Properties};
+use fanout_core::decode::decode_chunk;
 use fanout_core::properties::{INHERITED, inherited_note};
+use fanout_core::record::Batch;
 
 /// What a flush tells Fluent Bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,7 +307,7 @@ impl Instance {
         let pipeline = &self.pipeline;
         // What this chunk will hold while it is processed: its copy, read in place, plus an
         // index entry per record.
-        let size = crate::decode::decoded_size_estimate(data);
+        let size = fanout_core::decode::decoded_size_estimate(data);
         if !pipeline.reserve(size) {
             return FlushStatus::Retry;
         }
@@ -595,7 +595,7 @@ impl Pipeline {
 
     /// With `exit_on_job_end`: whether the chunk holds the wrapper's real end-of-job record.
     /// Look-alikes without the run's token are counted and ignored.
-    fn holds_job_end(&self, records: &crate::record::Records, tag: &str) -> bool {
+    fn holds_job_end(&self, records: &fanout_core::record::Records, tag: &str) -> bool {
         let Some(end) = &self.job_end else {
             return false;
         };
@@ -876,7 +876,7 @@ impl Pipeline {
 
 /// A tag as shown in log lines: at most 256 characters.
 fn shorten(tag: &str) -> std::borrow::Cow<'_, str> {
-    crate::log::shorten(tag, 256)
+    fanout_core::text::shorten(tag, 256)
 }
 
 #[cfg(test)]

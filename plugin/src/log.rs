@@ -159,7 +159,6 @@ impl Logger {
 }
 
 /// Text from a record (a tag, a rendered stream name) as a log line shows it.
-pub use fanout_core::text::shorten;
 
 #[cfg(test)]
 pub(crate) mod testing {

@@ -25,9 +25,9 @@ use tokio::time::Instant;
 
 use super::outcome::{Outcome, SharedOutcome};
 use super::retry::Backoff;
-use super::units::Units;
 use crate::log::Logger;
-pub use fanout_core::delivery::plan::{MAX_CONCURRENCY, Planned, Request};
+use fanout_core::packing::plan::{Planned, Request};
+use fanout_core::packing::units::Units;
 
 /// How the remote answered one request.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,5 +7,3 @@
 pub mod execute;
 pub mod outcome;
 pub mod retry;
-
-pub use fanout_core::delivery::{batch, json, plan, shrink, units};

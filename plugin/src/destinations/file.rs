@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::Shared;
-use crate::config::{ConfigError, Properties};
-use crate::delivery::json::Object;
 use crate::delivery::outcome::{Outcome, SharedOutcome};
-use crate::record::Batch;
+use fanout_core::config::{ConfigError, Properties};
 use fanout_core::destinations::file::FileConfig;
+use fanout_core::json::Object;
+use fanout_core::record::Batch;
 
 pub struct FileDestination {
     path: PathBuf,

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, Properties};
 use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
-use crate::record::Batch;
+use fanout_core::config::{ConfigError, Properties};
+use fanout_core::record::Batch;
 
 pub use fanout_core::destinations::DestinationKind;
 

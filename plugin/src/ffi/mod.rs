@@ -35,10 +35,10 @@ use bindings::{
     flb_plugin_proxy_def, flbgo_output_plugin,
 };
 
-use crate::config::Properties;
 use crate::instance::{FlushStatus, HostShutdown, Instance, MetricsOffer};
 use crate::log::{HostThread, Level, LogSink, StderrSink};
 use crate::runtime::RuntimeLease;
+use fanout_core::config::Properties;
 
 const PLUGIN_NAME: &CStr = c"fanout";
 const PLUGIN_DESCRIPTION: &CStr =

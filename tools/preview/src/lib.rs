@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use fanout_core::record::EventTime;
+use fanout_core::time::EventTime;
 use serde_json::Value;
 
 /// Fluent Bit's classic configuration format, read from files.
@@ -46,7 +46,7 @@ pub fn preview(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
     let sections = classic::load(config, env)?;
-    let report = fanout_core::preview::report(&sections, records, tag)
+    let report = fanout_core::preview::report(&sections, records, tag, env)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     if let Some(error) = report.outputs.iter().find_map(|o| o.error.clone()) {
         return Err(error);

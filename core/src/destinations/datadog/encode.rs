@@ -13,11 +13,11 @@ use flate2::write::GzEncoder;
 
 use super::config::{Compression, DatadogConfig};
 use crate::accessor::NestedMaps;
-use crate::delivery::batch::Limits;
-use crate::delivery::json::Object;
-use crate::delivery::plan::{Planned, Request};
-use crate::delivery::shrink;
-use crate::delivery::units::Units;
+use crate::json::Object;
+use crate::packing::batch::Limits;
+use crate::packing::plan::{Planned, Request};
+use crate::packing::shrink;
+use crate::packing::units::Units;
 use crate::record::{Batch, Record};
 use crate::view::{FIELD_DEPTH, ValueRef};
 
@@ -471,7 +471,7 @@ fn tag(tags: &mut String, name: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::EventTime;
+    use crate::time::EventTime;
     use serde_json::{Value, json};
     use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! `kinesis_firehose` output wherever the meaning is the same.
 
 use crate::accessor::{Choice, Template};
-use crate::config::{ConfigError, Properties, Reader};
+use crate::config::{ConfigError, Environment, Properties, Reader};
 
 #[derive(Clone, Debug)]
 pub struct FirehoseConfig {
@@ -65,12 +65,14 @@ fn url(r: &Reader, key: &str) -> Result<Option<String>, ConfigError> {
 }
 
 impl FirehoseConfig {
-    pub fn read(props: &dyn Properties) -> Result<FirehoseConfig, ConfigError> {
+    /// `env` gives `AWS_REGION` and `AWS_DEFAULT_REGION` when `region` is not set, as the AWS
+    /// SDKs read them.
+    pub fn read(props: &dyn Properties, env: Environment) -> Result<FirehoseConfig, ConfigError> {
         let r = Reader::new(props);
         let region = r
             .string("region")
-            .or_else(|| std::env::var("AWS_REGION").ok().filter(|v| !v.is_empty()))
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok().filter(|v| !v.is_empty()))
+            .or_else(|| env("AWS_REGION").filter(|v| !v.is_empty()))
+            .or_else(|| env("AWS_DEFAULT_REGION").filter(|v| !v.is_empty()))
             .ok_or_else(|| ConfigError::new("region", "is required: the AWS region of the delivery streams, e.g. us-east-1 (or set AWS_REGION)"))?;
         let stream = r.required(
             "delivery_stream",
@@ -153,7 +155,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        FirehoseConfig::read(&props)
+        FirehoseConfig::read(&props, &|_| None)
     }
 
     #[test]
@@ -179,6 +181,30 @@ mod tests {
         assert_eq!(c.partition_keys[1].0, "cluster");
         assert_eq!(c.time_key_format, "%Y-%m-%dT%H:%M:%S.%3fZ");
         assert!(c.compression == RecordCompression::None && !c.simple_aggregation);
+    }
+
+    #[test]
+    fn the_region_comes_from_the_property_then_the_environment_given() {
+        let props: HashMap<String, String> = [("delivery_stream".to_owned(), "s".to_owned())]
+            .into_iter()
+            .collect();
+        let env = |name: &str| match name {
+            "AWS_REGION" => Some(String::new()),
+            "AWS_DEFAULT_REGION" => Some("eu-north-1".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            FirehoseConfig::read(&props, &env).unwrap().region,
+            "eu-north-1"
+        );
+        let mut named = props.clone();
+        named.insert("region".into(), "us-west-2".into());
+        assert_eq!(
+            FirehoseConfig::read(&named, &env).unwrap().region,
+            "us-west-2"
+        );
+        let none = FirehoseConfig::read(&props, &|_| None).unwrap_err();
+        assert_eq!(none.property, "region");
     }
 
     #[test]

@@ -23,18 +23,16 @@ use std::io::Write;
 use std::ops::Range;
 
 use super::config::{FirehoseConfig, RecordCompression};
-use crate::delivery::batch::{self, Limits};
-use crate::delivery::json::Object;
-use crate::delivery::plan::{Planned, Request};
-use crate::delivery::shrink;
-use crate::delivery::units::Units;
+use super::limits::{CALL_LIMITS, MAX_RECORD_BYTES, base64_len, valid_stream_name};
+use crate::json::Object;
+use crate::packing::batch;
+use crate::packing::plan::{Planned, Request};
+use crate::packing::shrink;
+use crate::packing::units::Units;
 use crate::record::{Batch, Record};
 use crate::view::ValueRef;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-
-/// Largest Firehose record, before base64 (1000 KiB).
-pub const MAX_RECORD_BYTES: usize = 1_024_000;
 
 /// Room left in a record for what compression adds to incompressible input: gzip's stored
 /// blocks add 5 bytes per 64 KiB; zstd's worst case (`ZSTD_compressBound`) is 1/256 of the
@@ -48,14 +46,6 @@ fn compression_slack(compression: RecordCompression) -> usize {
 }
 
 pub const TRUNCATION_MARKER: &str = "[Truncated...]";
-
-/// `PutRecordBatch`: 500 records and 4 MiB, counted on the base64 the JSON body carries.
-pub const CALL_LIMITS: Limits = Limits {
-    max_entries: 500,
-    max_bytes: 4 * 1024 * 1024,
-    fixed_overhead: 512,
-    per_entry_overhead: 16,
-};
 
 /// Distinct delivery streams one chunk may open: with one call per stream at least, this bounds
 /// the calls a chunk of records with distinct values can cause.
@@ -77,13 +67,6 @@ pub const MISSING_STREAM_TTL: std::time::Duration = std::time::Duration::from_se
 /// `||` alternative without a call. The plugin remembers them for [`MISSING_STREAM_TTL`].
 pub trait MissingStreams: Sync {
     fn contains(&self, stream: &str) -> bool;
-}
-
-/// Firehose bills ingestion per record rounded up to 5 KB.
-pub const BILLING_UNIT: usize = 5 * 1024;
-
-pub fn base64_len(n: usize) -> usize {
-    n.div_ceil(3) * 4
 }
 
 /// The Firehose records of one stream.
@@ -575,17 +558,10 @@ fn zstd_frame(data: &[u8]) -> Vec<u8> {
 }
 
 /// Firehose stream names: 1 to 64 of `[a-zA-Z0-9_.-]`.
-pub fn valid_stream_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::EventTime;
+    use crate::time::EventTime;
     use serde_json::{Value, json};
     use std::collections::HashMap;
 
@@ -598,7 +574,7 @@ mod tests {
         props
             .entry("delivery_stream".into())
             .or_insert("logs-$container_name".into());
-        FirehoseConfig::read(&props).unwrap()
+        FirehoseConfig::read(&props, &|_| None).unwrap()
     }
 
     fn encode(config: &FirehoseConfig, bodies: &[Value]) -> Routed {

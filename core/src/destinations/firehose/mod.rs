@@ -1,5 +1,6 @@
-//! Amazon Data Firehose: properties ([`config`]) and routing, aggregation and records
-//! ([`encode`]). The API's limits are in the plugin's `destinations::firehose`, which sends them.
+//! Amazon Data Firehose: properties ([`config`]), the API's limits ([`limits`]) and routing,
+//! aggregation and records ([`encode`]). The plugin sends what [`encode`] plans.
 
 pub mod config;
 pub mod encode;
+pub mod limits;

@@ -13,28 +13,27 @@
 //!   413 too large (split and resend); 408, 429 and 5xx are temporary (`Retry-After` may say
 //!   when to come back).
 //!
-//! Files: [`config`] (properties), [`encode`] (records → entries → request bodies, built as
-//! the executor asks), [`transport`] (one POST and how its answer is classified). Concurrency,
+//! Files: `fanout_core::destinations::datadog::{config, encode}` (properties; records →
+//! entries → request bodies, built as the executor asks), [`transport`] (one POST and how its answer is classified). Concurrency,
 //! retries and splits come from [`crate::delivery::execute`].
 
 pub mod transport;
-pub use fanout_core::destinations::datadog::{config, encode};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use self::config::{Compression, DEFAULT_GZIP_LEVEL, DatadogConfig};
-use self::encode::Encoder;
 use self::transport::Transport;
 use super::Shared;
-use crate::config::{ConfigError, Properties};
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::{Outcome, SharedOutcome};
-use crate::delivery::units::Units;
 use crate::log::Logger;
-use crate::record::Batch;
+use fanout_core::config::{ConfigError, Properties};
+use fanout_core::destinations::datadog::config::{Compression, DEFAULT_GZIP_LEVEL, DatadogConfig};
+use fanout_core::destinations::datadog::encode::Encoder;
+use fanout_core::packing::units::Units;
+use fanout_core::record::Batch;
 
 pub struct DatadogDestination {
     config: DatadogConfig,
@@ -106,7 +105,7 @@ impl DatadogDestination {
         compression: Compression,
         deadline: Instant,
     ) -> (Sent, Option<u16>) {
-        match encode::body(units, compression) {
+        match fanout_core::destinations::datadog::encode::body(units, compression) {
             Ok(body) => {
                 self.transport
                     .post(bytes::Bytes::from(body), compression, deadline)

@@ -19,9 +19,9 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
 
-use super::config::{Compression, DatadogConfig};
 use crate::delivery::execute::Sent;
 use crate::delivery::retry::parse_retry_after;
+use fanout_core::destinations::datadog::config::{Compression, DatadogConfig};
 
 /// Upper bound for one request; the flush deadline may cut it shorter.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,7 +73,7 @@ impl Transport {
 
     /// The intake URL as log lines may show it (no credentials).
     pub fn url(&self) -> String {
-        super::config::url_for_logs(&self.url)
+        fanout_core::destinations::datadog::config::url_for_logs(&self.url)
     }
 
     /// One POST of an already-encoded body, compressed as `compression` says: how it went, and

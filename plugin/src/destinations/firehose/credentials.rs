@@ -17,7 +17,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider, future};
 
-use super::config::FirehoseConfig;
+use fanout_core::destinations::firehose::config::FirehoseConfig;
 
 /// Session name of the roles this plugin assumes (visible in CloudTrail).
 const SESSION_NAME: &str = "flb-fanout";

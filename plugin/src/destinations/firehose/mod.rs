@@ -1,21 +1,16 @@
 //! `firehose` destination: Amazon Data Firehose `PutRecordBatch`, routed per record.
 //!
-//! Limits of the remote API (AWS docs, PutRecordBatch):
-//! - at most **500 records** and **4 MiB** per call (counted here on the base64 the JSON body
-//!   carries, the conservative reading);
-//! - at most **1000 KiB per record** before base64;
-//! - a call answered HTTP 200 may still have failed records (`FailedPutCount`, index-aligned
-//!   `RequestResponses`): only those are resent;
-//! - `ServiceUnavailableException` means throttling: back off;
-//! - ingestion is billed per record rounded up to **5 KB**, which `simple_aggregation` makes
-//!   negligible by packing many lines into one record.
+//! The API's limits, and the encoder that packs records to them, are `fanout_core`'s
+//! (`destinations::firehose::{limits, encode}`). What this side adds is how answers read: a
+//! call answered HTTP 200 may still have failed records (`FailedPutCount`, index-aligned
+//! `RequestResponses`), and only those are resent; `ServiceUnavailableException` means
+//! throttling (back off); `ResourceNotFoundException` sends the stream's records to their next
+//! `||` alternative.
 //!
-//! Files: [`config`] (properties), [`encode`] (routing and record building, call by call as
-//! the executor asks),
-//! [`transport`] (one call and its classification), [`credentials`] (the AWS chain).
+//! Files: [`transport`] (one call and its classification), [`credentials`] (the AWS chain);
+//! `fanout_core::destinations::firehose::config` holds the properties.
 
 pub mod credentials;
-pub use fanout_core::destinations::firehose::{config, encode};
 pub mod transport;
 
 use std::sync::Arc;
@@ -23,16 +18,19 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use self::config::FirehoseConfig;
-use self::encode::{Encoder, MISSING_STREAM_TTL, MissingStreams, Reroutes};
 use self::transport::Put;
 use super::Shared;
-use crate::config::{ConfigError, Properties};
-use crate::delivery::execute::{Answer, Endpoint, Planned, Request, Requests, Sent};
+use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
-use crate::delivery::units::Units;
 use crate::log::Logger;
-use crate::record::Batch;
+use fanout_core::config::{ConfigError, Properties};
+use fanout_core::destinations::firehose::config::FirehoseConfig;
+use fanout_core::destinations::firehose::encode::{
+    Encoder, MISSING_STREAM_TTL, MissingStreams, Reroutes,
+};
+use fanout_core::packing::plan::{Planned, Request};
+use fanout_core::packing::units::Units;
+use fanout_core::record::Batch;
 
 pub struct FirehoseDestination {
     config: FirehoseConfig,
@@ -57,7 +55,7 @@ impl FirehoseDestination {
         props: &dyn Properties,
         shared: &Shared,
     ) -> Result<FirehoseDestination, ConfigError> {
-        let config = FirehoseConfig::read(props)?;
+        let config = FirehoseConfig::read(props, &|name| std::env::var(name).ok())?;
         shared.log.debug(format_args!(
             "firehose: region={} delivery_stream={}{}",
             config.region,

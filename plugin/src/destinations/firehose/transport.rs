@@ -18,8 +18,8 @@ use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use tokio::time::Instant;
 
-use super::config::FirehoseConfig;
 use super::credentials;
+use fanout_core::destinations::firehose::config::FirehoseConfig;
 
 /// What one call came to.
 #[derive(Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::ledger::{ChunkId, Progress};
+use super::progress::{ChunkId, Progress};
 
 /// Records beyond twice the live entries that the file may hold before it is rewritten.
 pub const SLACK: usize = 64;
