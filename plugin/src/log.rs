@@ -158,8 +158,6 @@ impl Logger {
     }
 }
 
-/// Text from a record (a tag, a rendered stream name) as a log line shows it.
-
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
