@@ -19,11 +19,20 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::log::Logger;
+use fanout_core::record::Records;
+
 /// How often the token file is looked for.
 const POLL: Duration = Duration::from_millis(500);
 
 /// The wrapper's token: 32 random bytes, hex.
 const TOKEN_LEN: usize = 64;
+
+/// Asks the process hosting the plugin to shut down gracefully (Fluent Bit: SIGTERM, which
+/// stops inputs and flushes what is pending for its `Grace` period).
+pub trait HostShutdown: Send + Sync {
+    fn request_shutdown(&self);
+}
 
 pub struct JobEnd {
     token_file: PathBuf,
@@ -102,6 +111,86 @@ impl JobEnd {
             tokio::time::sleep(POLL).await;
         }
     }
+
+    /// Judges every record of a chunk that claims to end the Job. Look-alikes without the
+    /// run's token are logged once for the chunk (and counted by the caller).
+    pub fn judge_chunk(
+        &self,
+        records: &Records,
+        message_keys: &[String],
+        tag: &str,
+        log: &Logger,
+    ) -> Claims {
+        let mut claims = Claims::default();
+        for event in records.iter() {
+            if let Some(carried) = event.job_end_claim(message_keys) {
+                match self.judge(carried.as_deref()) {
+                    Claim::Genuine => claims.genuine = true,
+                    Claim::Forged => claims.forged += 1,
+                }
+            }
+        }
+        if claims.forged > 0 {
+            log.warn(format_args!(
+                "chunk with tag '{}': {} records look like job-wrapper's end-of-job record but do not carry this run's token (from {}): delivered as logs, the Job does not end on them",
+                fanout_core::text::shorten(tag, 256),
+                claims.forged,
+                self.token_file().display()
+            ));
+        }
+        claims
+    }
+
+    /// Once the end-of-job record has settled and the instance is `idle` (nothing in flight or
+    /// waiting for a resend), asks the host to shut down (once).
+    pub fn stop_if_ended(
+        &self,
+        idle: impl FnOnce() -> bool,
+        log: &Logger,
+        host: &dyn HostShutdown,
+    ) {
+        if self.is_settled() && idle() && self.claim_shutdown() {
+            // Fluent Bit's own shutdown still flushes whatever else it holds for `Grace`.
+            log.info(
+                "job-wrapper's end-of-job record has settled and nothing is pending: asking Fluent Bit to shut down (exit_on_job_end)",
+            );
+            host.request_shutdown();
+        }
+    }
+
+    /// Stops the host `job_end_timeout` after job-wrapper wrote its token (the command has
+    /// exited), whatever became of the end-of-job record: Fluent Bit may have dropped its chunk
+    /// after the last retry, or a filter may have removed it, and the Job must still complete.
+    pub async fn stop_after_timeout(&self, log: &Logger, host: &dyn HostShutdown) {
+        self.wait_for_token().await;
+        log.debug(format_args!(
+            "job-wrapper's token appeared at {}: Fluent Bit stops within job_end_timeout ({:?})",
+            self.token_file().display(),
+            self.timeout
+        ));
+        tokio::time::sleep(self.timeout).await;
+        if self.claim_shutdown() {
+            log.warn(format_args!(
+                "the Job ended {:?} ago (job_end_timeout) and its end-of-job record has {}: asking Fluent Bit to shut down anyway",
+                self.timeout,
+                if self.is_settled() {
+                    "settled but other chunks are still pending"
+                } else {
+                    "not settled (dropped by Fluent Bit, filtered out, or still retrying)"
+                }
+            ));
+            host.request_shutdown();
+        }
+    }
+}
+
+/// What the records of one chunk claiming to end the Job turned out to be.
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// One carries this run's token.
+    pub genuine: bool,
+    /// Look-alikes without it.
+    pub forged: u64,
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -18,8 +18,10 @@
 //! is destroyed: nothing is published after that.
 
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use crate::log::Logger;
 use crate::stats::{DestinationStats, InstanceStats};
 
 /// Namespace and subsystem: the metrics are named `fluentbit_fanout_*`.
@@ -314,8 +316,71 @@ impl Exporter {
     }
 }
 
+/// How often the counters are published to the host's metrics when nothing settles (gauges
+/// and flush results change without a chunk settling). Fluent Bit's own collector runs about
+/// as often.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the instance's counters can go besides the stats line.
+pub enum MetricsOffer {
+    /// The host's metrics registry for this instance, and the instance's name there (its
+    /// `label` when the host does not say).
+    Host(Box<dyn MetricsHost>, Option<String>),
+    /// The host offers none: why, as the startup line says it.
+    Unavailable(&'static str),
+}
+
+/// Takes what the host offers: the exporter, registered for the instance (`label` unless the
+/// host names it) and its `destinations`, or `None` with one line saying where the counters
+/// are instead (once per process when the host offers nothing).
+pub fn take_offer(
+    offer: MetricsOffer,
+    label: &str,
+    destinations: &[&str],
+    log: &Logger,
+) -> Option<Exporter> {
+    static UNAVAILABLE_SAID: AtomicBool = AtomicBool::new(false);
+    match offer {
+        MetricsOffer::Host(host, name) => {
+            let name = name.unwrap_or_else(|| label.to_owned());
+            match Exporter::register(host, &name, destinations) {
+                Ok(exporter) => {
+                    log.info(format_args!(
+                        "counters published on Fluent Bit's metrics as fluentbit_fanout_*{{name=\"{name}\"}} (and in the stats line)"
+                    ));
+                    Some(exporter)
+                }
+                Err(metric) => {
+                    log.warn(format_args!(
+                        "Fluent Bit's metrics refused {metric}: the counters are only in the stats line (stats_interval)"
+                    ));
+                    None
+                }
+            }
+        }
+        MetricsOffer::Unavailable(why) => {
+            if !UNAVAILABLE_SAID.swap(true, Ordering::Relaxed) {
+                log.info(format_args!(
+                    "{why}: the counters are only in the stats line (stats_interval)"
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// Calls `publish` every [`INTERVAL`], for as long as the task runs.
+pub async fn every_interval(publish: impl Fn()) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        publish();
+    }
+}
+
 fn value_of(counter: &AtomicU64) -> f64 {
-    counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    counter.load(Ordering::Relaxed) as f64
 }
 
 #[cfg(test)]

@@ -35,8 +35,10 @@ use bindings::{
     flb_plugin_proxy_def, flbgo_output_plugin,
 };
 
-use crate::instance::{FlushStatus, HostShutdown, Instance, MetricsOffer};
+use crate::instance::{FlushStatus, Instance};
+use crate::job_end::HostShutdown;
 use crate::log::{HostThread, Level, LogSink, StderrSink};
+use crate::metrics::MetricsOffer;
 use crate::runtime::RuntimeLease;
 use fanout_core::config::Properties;
 
