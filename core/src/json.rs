@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::escape;
 use crate::view::{self, FIELD_DEPTH, Key, ValueRef};
 
 pub struct Object<'a> {
@@ -24,7 +25,7 @@ impl<'a> Object<'a> {
 
     pub fn field<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) {
         self.separator();
-        view::write_str(key, self.out);
+        escape::write_str(key, self.out);
         self.out.push(b':');
         // Strings and numbers always serialize; writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *self.out, value);
@@ -33,15 +34,15 @@ impl<'a> Object<'a> {
     /// A string field.
     pub fn text(&mut self, key: &str, value: &str) {
         self.separator();
-        view::write_str(key, self.out);
+        escape::write_str(key, self.out);
         self.out.push(b':');
-        view::write_str(value, self.out);
+        escape::write_str(value, self.out);
     }
 
     /// A field whose JSON value `write` writes.
     pub fn raw(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
         self.separator();
-        view::write_str(key, self.out);
+        escape::write_str(key, self.out);
         self.out.push(b':');
         write(self.out);
     }

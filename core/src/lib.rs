@@ -18,6 +18,7 @@ pub mod classic;
 pub mod config;
 pub mod decode;
 pub mod destinations;
+pub mod escape;
 pub mod json;
 pub mod packing;
 pub mod preview;
