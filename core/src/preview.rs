@@ -310,7 +310,7 @@ fn output(
         report.totals.firehose_units_with_aggregation = units(&with);
         report.totals.firehose_units_without_aggregation = units(&without);
         report.totals.firehose_units = units(configured);
-        report.totals.firehose_calls = configured.streams.iter().map(|s| s.calls().len()).sum();
+        report.totals.firehose_calls = configured.streams.iter().map(|s| s.calls).sum();
         report.totals.firehose_records = configured.streams.iter().map(|s| s.records.len()).sum();
         report.totals.firehose_streams = configured
             .streams

@@ -2,7 +2,7 @@
 //! ([`units`]), limits and how a chunk is cut into requests ([`batch`], [`shrink`]) and the plan
 //! an encoder yields ([`plan`]), which the plugin's executor sends.
 
-pub mod batch;
 pub mod plan;
+pub mod request;
 pub mod shrink;
 pub mod units;

@@ -14,8 +14,8 @@ use flate2::write::GzEncoder;
 use super::config::{Compression, DatadogConfig};
 use crate::accessor::NestedMaps;
 use crate::json::Object;
-use crate::packing::batch::Limits;
 use crate::packing::plan::{Planned, Request};
+use crate::packing::request::{Fill, Limits};
 use crate::packing::shrink;
 use crate::packing::units::Units;
 use crate::record::{Batch, Record};
@@ -58,6 +58,8 @@ pub struct Plan<'a> {
     batch: &'a Batch,
     next: usize,
     current: Units,
+    /// How full `current` is.
+    fill: Fill,
     /// Logs whose message was shortened to fit 1 MB.
     pub truncated: u64,
     /// Logs whose own `ddtags` was not a string and was turned into tags ([`ddtags_text`]).
@@ -106,12 +108,8 @@ impl Iterator for Plan<'_> {
                 }
             }
             let entry = self.current.uncommitted().len();
-            let body = LIMITS.fixed_overhead
-                + self.current.bytes()
-                + (self.current.len() + 1) * LIMITS.per_entry_overhead
-                + entry;
-            let fits = self.current.len() < LIMITS.max_entries && body <= LIMITS.max_bytes;
-            if fits || self.current.is_empty() {
+            if self.fill.fits(entry) {
+                self.fill.add(entry);
                 self.current.commit(&[position]);
                 if self.current.len() == 1 {
                     // Room for as many entries like this one as the request may take: grown by
@@ -126,6 +124,8 @@ impl Iterator for Plan<'_> {
             let entry = self.current.uncommitted().to_vec();
             self.current.writer();
             let full = std::mem::take(&mut self.current);
+            self.fill.restart();
+            self.fill.add(entry.len());
             self.current.push(&entry, &[position]);
             return Some(Planned::Request(Request {
                 key: (),
@@ -222,6 +222,7 @@ impl<'a> Encoder<'a> {
             batch,
             next: 0,
             current: Units::default(),
+            fill: Fill::new(LIMITS),
             truncated: 0,
             retyped_ddtags: 0,
             scratch: Scratch::default(),

@@ -20,13 +20,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::ops::Range;
 
 use super::config::{FirehoseConfig, RecordCompression};
 use super::limits::{CALL_LIMITS, MAX_RECORD_BYTES, base64_len, valid_stream_name};
 use crate::json::Object;
-use crate::packing::batch;
 use crate::packing::plan::{Planned, Request};
+use crate::packing::request::Fill;
 use crate::packing::shrink;
 use crate::packing::units::Units;
 use crate::record::{Batch, Record};
@@ -69,26 +68,15 @@ pub trait MissingStreams: Sync {
     fn contains(&self, stream: &str) -> bool;
 }
 
-/// The Firehose records of one stream.
+/// The Firehose records of one stream, as the plan sends them.
 #[derive(Debug, Default)]
 pub struct StreamRecords {
     pub stream: String,
     pub records: Vec<Vec<u8>>,
     /// For each Firehose record, the positions in the batch of the logs it carries.
     pub sources: Vec<Vec<usize>>,
-}
-
-impl StreamRecords {
-    /// Log records packed into these Firehose records.
-    pub fn events(&self) -> usize {
-        self.sources.iter().map(Vec::len).sum()
-    }
-
-    /// Index ranges of the `PutRecordBatch` calls that carry these records.
-    pub fn calls(&self) -> Vec<Range<usize>> {
-        let sizes: Vec<usize> = self.records.iter().map(|r| base64_len(r.len())).collect();
-        batch::split(&sizes, CALL_LIMITS)
-    }
+    /// The `PutRecordBatch` calls that carry them.
+    pub calls: usize,
 }
 
 /// Everything one flush produces, with what could not be sent (the whole plan, collected: for
@@ -96,12 +84,9 @@ impl StreamRecords {
 #[derive(Debug, Default)]
 pub struct Routed {
     pub streams: Vec<StreamRecords>,
-    /// Records whose stream template did not resolve; with the first reason.
-    pub unroutable: u64,
+    /// Why the first record whose stream template did not resolve has no stream.
     pub unroutable_reason: Option<String>,
     pub truncated: u64,
-    pub dropped_oversize: u64,
-    pub missing_log_key: u64,
     /// Every record not sent, by position in the batch, with its cause.
     pub dropped: Vec<(usize, String)>,
 }
@@ -109,11 +94,10 @@ pub struct Routed {
 /// What a plan counted on the way.
 #[derive(Debug, Default)]
 pub struct Counts {
-    pub unroutable: u64,
+    /// Why the first record whose stream template did not resolve has no stream.
     pub unroutable_reason: Option<String>,
+    /// Records whose message was cut to fit a Firehose record.
     pub truncated: u64,
-    pub dropped_oversize: u64,
-    pub missing_log_key: u64,
 }
 
 /// One stream's records being packed: the open aggregate and the open call.
@@ -122,8 +106,8 @@ struct OpenStream {
     aggregate: Vec<u8>,
     aggregate_sources: Vec<usize>,
     call: Units,
-    /// The call's size as `PutRecordBatch` counts it (base64 plus per-record overhead).
-    call_bytes: usize,
+    /// How full `call` is, as `PutRecordBatch` counts it (records in base64).
+    fill: Fill,
 }
 
 /// A flush's `PutRecordBatch` calls, built as the executor pulls them: each record is routed
@@ -232,7 +216,7 @@ impl Iterator for Plan<'_> {
                         aggregate: Vec::new(),
                         aggregate_sources: Vec::new(),
                         call: Units::default(),
-                        call_bytes: CALL_LIMITS.fixed_overhead,
+                        fill: Fill::new(CALL_LIMITS),
                     });
                     self.streams.len() - 1
                 }
@@ -315,14 +299,12 @@ impl OpenStream {
                 &compressed[..]
             }
         };
-        let cost = base64_len(record.len()) + CALL_LIMITS.per_entry_overhead;
-        let full = self.call.len() >= CALL_LIMITS.max_entries
-            || self.call_bytes + cost > CALL_LIMITS.max_bytes;
-        if full && !self.call.is_empty() {
+        let size = base64_len(record.len());
+        if !self.fill.fits(size) {
             self.emit(ready);
         }
         self.call.push(record, sources);
-        self.call_bytes += cost;
+        self.fill.add(size);
     }
 
     fn emit(&mut self, ready: &mut VecDeque<Planned<String>>) {
@@ -330,7 +312,7 @@ impl OpenStream {
             key: self.name.clone(),
             units: std::mem::take(&mut self.call),
         }));
-        self.call_bytes = CALL_LIMITS.fixed_overhead;
+        self.fill.restart();
     }
 
     fn finish(&mut self, config: &FirehoseConfig, ready: &mut VecDeque<Planned<String>>) {
@@ -384,6 +366,7 @@ impl<'a> Encoder<'a> {
             match planned {
                 Planned::Request(request) => {
                     let stream = records.entry(request.key.clone()).or_default();
+                    stream.calls += 1;
                     for i in 0..request.units.len() {
                         stream.records.push(request.units.unit(i).to_vec());
                         stream.sources.push(request.units.positions_of(i).to_vec());
@@ -403,11 +386,8 @@ impl<'a> Encoder<'a> {
             })
             .collect();
         let counts = plan.counts;
-        routed.unroutable = counts.unroutable;
         routed.unroutable_reason = counts.unroutable_reason;
         routed.truncated = counts.truncated;
-        routed.dropped_oversize = counts.dropped_oversize;
-        routed.missing_log_key = counts.missing_log_key;
         routed
     }
 
@@ -423,7 +403,6 @@ impl<'a> Encoder<'a> {
             .delivery_stream
             .first_accepted(tag, &event.body, accept)
             .map_err(|reason| {
-                counts.unroutable += 1;
                 let cause = if self.config.delivery_stream.alternatives() > 1 {
                     format!("no delivery stream ({reason}, the last alternative)")
                 } else {
@@ -447,13 +426,9 @@ impl<'a> Encoder<'a> {
     ) -> Result<(), String> {
         line.clear();
         let limit = MAX_RECORD_BYTES - compression_slack(self.config.compression);
-        let oversize = |counts: &mut Counts| {
-            counts.dropped_oversize += 1;
-            Err("over 1000 KiB with no message to shorten".to_owned())
-        };
+        let oversize = || Err("over 1000 KiB with no message to shorten".to_owned());
         if let Some(log_key) = &self.config.log_key {
             let Some(value) = event.body.get(log_key) else {
-                counts.missing_log_key += 1;
                 return Err(format!("no log_key field '{log_key}'"));
             };
             match value.as_str() {
@@ -467,7 +442,7 @@ impl<'a> Encoder<'a> {
                 None => line.extend_from_slice(value.to_text(crate::view::FIELD_DEPTH).as_bytes()),
             }
             if line.len() + 1 > limit {
-                return oversize(counts);
+                return oversize();
             }
             line.push(b'\n');
             return Ok(());
@@ -483,7 +458,7 @@ impl<'a> Encoder<'a> {
                 line.len() + 1
             });
             if fitted.is_none() {
-                return oversize(counts);
+                return oversize();
             }
             counts.truncated += 1;
         }

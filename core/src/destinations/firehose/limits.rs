@@ -9,7 +9,7 @@
 //! - ingestion is billed per record rounded up to **5 KB**, which `simple_aggregation` makes
 //!   negligible by packing many lines into one record.
 
-use crate::packing::batch::Limits;
+use crate::packing::request::Limits;
 
 /// Largest Firehose record, before base64 (1000 KiB).
 pub const MAX_RECORD_BYTES: usize = 1_024_000;

@@ -15,6 +15,16 @@ fn config(pairs: &[(&str, &str)]) -> FirehoseConfig {
     FirehoseConfig::read(&props, &|_| None).unwrap()
 }
 
+/// Logs the Firehose records of a stream carry.
+fn events(stream: &StreamRecords) -> usize {
+    stream.sources.iter().map(Vec::len).sum()
+}
+
+/// Records dropped for a cause that contains `cause`.
+fn dropped_for(r: &Routed, cause: &str) -> usize {
+    r.dropped.iter().filter(|(_, c)| c.contains(cause)).count()
+}
+
 fn encode(config: &FirehoseConfig, bodies: &[Value]) -> Routed {
     let keys = vec!["log".to_string(), "message".to_string()];
     let batch = Batch::from_json(
@@ -37,7 +47,7 @@ fn text(record: &[u8]) -> String {
 fn lines_per_stream(r: &Routed) -> Vec<(String, usize)> {
     r.streams
         .iter()
-        .map(|s| (s.stream.clone(), s.events()))
+        .map(|s| (s.stream.clone(), events(s)))
         .collect()
 }
 
@@ -64,7 +74,8 @@ fn an_alternative_that_is_not_a_valid_stream_name_falls_through_to_the_next() {
         ]
     );
     assert_eq!(
-        r.unroutable, 0,
+        dropped_for(&r, "no delivery stream"),
+        0,
         "nothing dropped while an alternative is left"
     );
 }
@@ -78,16 +89,19 @@ fn one_chunk_opens_a_bounded_number_of_streams() {
     let r = encode(&with_fallback, &bodies);
     assert_eq!(r.streams.len(), MAX_STREAMS_PER_CHUNK);
     assert_eq!(
-        r.streams.last().map(|s| (s.stream.as_str(), s.events())),
+        r.streams.last().map(|s| (s.stream.as_str(), events(s))),
         Some(("logs-overflow", 1000 - (MAX_STREAMS_PER_CHUNK - 1))),
         "the fallback takes the rest"
     );
-    assert_eq!(r.unroutable, 0);
+    assert_eq!(dropped_for(&r, "no delivery stream"), 0);
 
     let strict = config(&[("delivery_stream", "logs-$app")]);
     let r = encode(&strict, &bodies);
     assert_eq!(r.streams.len(), MAX_STREAMS_PER_CHUNK);
-    assert_eq!(r.unroutable as usize, 1000 - MAX_STREAMS_PER_CHUNK);
+    assert_eq!(
+        dropped_for(&r, "no delivery stream"),
+        1000 - MAX_STREAMS_PER_CHUNK
+    );
     assert!(
         r.dropped[0]
             .1
@@ -239,7 +253,7 @@ fn routes_per_record_with_fallback_and_reports_unroutable() {
         ],
     );
     assert!(r.streams.is_empty());
-    assert_eq!(r.unroutable, 2);
+    assert_eq!(dropped_for(&r, "no delivery stream"), 2);
     assert_eq!(
         r.unroutable_reason.as_deref(),
         Some("record has no $container_name")
@@ -270,7 +284,7 @@ fn time_key_partition_keys_and_log_key() {
         ],
     );
     assert_eq!(text(&r.streams[0].records[0]), "plain \"text\"\n");
-    assert_eq!(r.missing_log_key, 1);
+    assert_eq!(dropped_for(&r, "no log_key field 'log'"), 1);
 }
 
 #[test]
@@ -283,7 +297,11 @@ fn oversized_records_are_cut_or_dropped() {
             json!({"container_name": "web", "blob": "q".repeat(1_100_000)}),
         ],
     );
-    assert_eq!((r.truncated, r.dropped_oversize), (1, 1));
+    assert_eq!(r.truncated, 1);
+    assert_eq!(
+        dropped_for(&r, "over 1000 KiB with no message to shorten"),
+        1
+    );
     let record = &r.streams[0].records[0];
     assert!(record.len() <= MAX_RECORD_BYTES);
     let parsed: Value = serde_json::from_slice(record).unwrap();
@@ -368,7 +386,7 @@ fn aggregation_packs_lines_and_gzip_round_trips() {
         all, expected,
         "aggregates hold every line, in order, newline-delimited"
     );
-    assert_eq!(packed.streams[0].events(), 3000);
+    assert_eq!(events(&packed.streams[0]), 3000);
     let carried: Vec<usize> = packed.streams[0]
         .sources
         .iter()
@@ -384,26 +402,35 @@ fn aggregation_packs_lines_and_gzip_round_trips() {
 
 #[test]
 fn calls_respect_500_records_and_4_mib_of_base64() {
-    let small = StreamRecords {
-        stream: "s".into(),
-        records: vec![vec![b'x'; 100]; 1200],
-        sources: (0..1200).map(|i| vec![i]).collect(),
-    };
+    /// The records of each call the plan yields for `bodies`.
+    fn calls(bodies: &[Value]) -> Vec<Vec<usize>> {
+        let c = config(&[]);
+        let keys = vec!["log".to_string()];
+        let encoder = Encoder {
+            config: &c,
+            message_keys: &keys,
+        };
+        let batch = Batch::from_json("t", EventTime::new(1, 0), bodies);
+        let calls: Vec<Vec<usize>> = encoder
+            .plan(&batch)
+            .map(|planned| match planned {
+                Planned::Request(call) => call.units.iter().map(<[u8]>::len).collect(),
+                Planned::Dropped { cause, .. } => panic!("dropped: {cause}"),
+            })
+            .collect();
+        assert_eq!(encoder.encode(&batch).streams[0].calls, calls.len());
+        calls
+    }
+    let small = vec![json!({"container_name": "s", "log": "x".repeat(60)}); 1200];
     assert_eq!(
-        small.calls().iter().map(|r| r.len()).collect::<Vec<_>>(),
+        calls(&small).iter().map(Vec::len).collect::<Vec<_>>(),
         vec![500, 500, 200]
     );
-    let big = StreamRecords {
-        stream: "s".into(),
-        records: vec![vec![b'x'; 1_000_000]; 7],
-        sources: (0..7).map(|i| vec![i]).collect(),
-    };
-    for call in big.calls() {
-        let bytes: usize = call
-            .clone()
-            .map(|i| base64_len(big.records[i].len()) + 16)
-            .sum();
-        assert!(bytes + 512 <= 4 * 1024 * 1024);
+    let big = vec![json!({"container_name": "s", "log": "x".repeat(999_900)}); 7];
+    let big = calls(&big);
+    for call in &big {
+        let bytes: usize = call.iter().map(|&len| base64_len(len) + 16).sum();
+        assert!(bytes + 512 <= 4 * 1024 * 1024, "{call:?}");
     }
-    assert_eq!(big.calls().len(), 3);
+    assert_eq!(big.len(), 3);
 }
