@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::log::Logger;
-use crate::stats::{DestinationStats, InstanceStats};
+use crate::stats::{DESTINATION_COUNTERS, DestinationStats, INSTANCE_COUNTERS, InstanceStats};
 
 /// Namespace and subsystem: the metrics are named `fluentbit_fanout_*`.
 pub const NAMESPACE: &str = "fluentbit";
@@ -52,108 +52,6 @@ pub trait MetricsHost: Send {
     fn set(&mut self, metric: MetricId, value: f64, label_values: &[&str]) -> bool;
 }
 
-type InstanceCounter = fn(&InstanceStats) -> &AtomicU64;
-type DestinationCounter = fn(&DestinationStats) -> &AtomicU64;
-
-/// Per instance, label `name`. Same meanings as the stats line's keys.
-const INSTANCE_COUNTERS: &[(&str, &str, InstanceCounter)] = &[
-    (
-        "chunks_total",
-        "Chunks Fluent Bit flushed to the plugin, resends included.",
-        |s| &s.chunks,
-    ),
-    (
-        "records_total",
-        "Records decoded from flushed chunks, resends included.",
-        |s| &s.records,
-    ),
-    (
-        "skipped_records_total",
-        "Records skipped while decoding (not a map, bad timestamp, not an event).",
-        |s| &s.skipped_records,
-    ),
-    (
-        "altered_values_total",
-        "Values changed on the way to JSON (NaN, invalid UTF-8, msgpack ext, too deep).",
-        |s| &s.altered_values,
-    ),
-    (
-        "rejected_chunks_total",
-        "Chunks dropped because their msgpack is broken.",
-        |s| &s.rejected_chunks,
-    ),
-    (
-        "busy_total",
-        "Flushes that waited for room because max_in_flight_bytes was reached.",
-        |s| &s.busy,
-    ),
-    (
-        "busy_retry_total",
-        "Flushes answered RETRY because no room came within flush_timeout.",
-        |s| &s.busy_retry,
-    ),
-    (
-        "forged_job_end_total",
-        "Records that looked like job-wrapper's end-of-job record without its token (ignored).",
-        |s| &s.forged_job_end,
-    ),
-    (
-        "dead_lettered_total",
-        "Records refused for good and written to dead_letter (once per destination).",
-        |s| &s.dead_lettered,
-    ),
-    (
-        "dead_letter_overflow_total",
-        "Refused records dead_letter could not take (dead_letter_max_size reached, or a write failed).",
-        |s| &s.dead_letter_overflow,
-    ),
-];
-
-/// `flushes_total{name, result}`: what each flush answered Fluent Bit.
-const FLUSH_RESULTS: &[(&str, InstanceCounter)] = &[
-    ("ok", |s| &s.flush_ok),
-    ("retry", |s| &s.flush_retry),
-    ("error", |s| &s.flush_error),
-];
-
-/// Per destination, labels `name` and `destination`.
-const DESTINATION_COUNTERS: &[(&str, &str, DestinationCounter)] = &[
-    (
-        "delivered_records_total",
-        "Records the destination accepted.",
-        |d| &d.delivered,
-    ),
-    (
-        "retried_records_total",
-        "Records not accepted by the end of a flush: left for Fluent Bit to resend.",
-        |d| &d.retried,
-    ),
-    (
-        "dropped_records_total",
-        "Records not sent because they cannot be (too large, no stream, no log_key); each cause is logged.",
-        |d| &d.dropped,
-    ),
-    (
-        "rejected_records_total",
-        "Records the remote refused for good (the record itself, or a missing stream); each cause is logged.",
-        |d| &d.rejected,
-    ),
-    (
-        "resend_skipped_records_total",
-        "Records of a resent chunk not sent again because this destination had settled them.",
-        |d| &d.resend_skipped,
-    ),
-    (
-        "requests_total",
-        "Requests sent, retries and split halves included.",
-        |d| &d.requests,
-    ),
-];
-
-const FLUSHES: (&str, &str) = (
-    "flushes_total",
-    "Flushes by what they answered Fluent Bit (ok, retry, error).",
-);
 const IN_FLIGHT_BYTES: (&str, &str) = (
     "in_flight_bytes",
     "Bytes of the chunks being delivered (their copies and decoded records), limited by max_in_flight_bytes.",
@@ -183,8 +81,8 @@ struct Series {
 }
 
 enum Source {
-    Instance(InstanceCounter),
-    Destination(usize, DestinationCounter),
+    Instance(fn(&InstanceStats) -> &AtomicU64),
+    Destination(usize, fn(&DestinationStats) -> &AtomicU64),
     InFlightBytes,
     LedgerEntries,
     RequestsInFlight(usize),
@@ -216,29 +114,35 @@ impl Exporter {
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         };
-        for (name, help, counter) in INSTANCE_COUNTERS {
-            let metric = register(Kind::Counter, (name, help), &["name"])?;
+        // Counters that share a metric (`flushes_total`) register it once.
+        let mut registered: Vec<(&str, MetricId)> = Vec::new();
+        let mut metric_of = |c: (&'static str, &'static str), keys: &[&str]| {
+            if let Some((_, id)) = registered.iter().find(|(name, _)| *name == c.0) {
+                return Ok(*id);
+            }
+            let id = register(Kind::Counter, c, keys)?;
+            registered.push((c.0, id));
+            Ok::<_, String>(id)
+        };
+        for c in INSTANCE_COUNTERS {
+            let keys: &[&str] = if c.result.is_some() {
+                &["name", "result"]
+            } else {
+                &["name"]
+            };
             series.push(Series {
-                metric,
-                labels: own(&[]),
-                source: Source::Instance(*counter),
+                metric: metric_of((c.metric, c.help), keys)?,
+                labels: own(c.result.as_slice()),
+                source: Source::Instance(c.value),
             });
         }
-        let flushes = register(Kind::Counter, FLUSHES, &["name", "result"])?;
-        for (result, counter) in FLUSH_RESULTS {
-            series.push(Series {
-                metric: flushes,
-                labels: own(&[result]),
-                source: Source::Instance(*counter),
-            });
-        }
-        for (name, help, counter) in DESTINATION_COUNTERS {
-            let metric = register(Kind::Counter, (name, help), &["name", "destination"])?;
+        for c in DESTINATION_COUNTERS {
+            let metric = metric_of((c.metric, c.help), &["name", "destination"])?;
             for (index, destination) in destinations.iter().enumerate() {
                 series.push(Series {
                     metric,
                     labels: own(&[destination]),
-                    source: Source::Destination(index, *counter),
+                    source: Source::Destination(index, c.value),
                 });
             }
         }
@@ -453,8 +357,8 @@ mod tests {
         let host = Recorded::default();
         Exporter::register(Box::new(host.clone()), "fanout.0", &["datadog", "firehose"]).unwrap();
         for destination in ["datadog", "firehose"] {
-            for (name, _, _) in DESTINATION_COUNTERS {
-                assert_eq!(host.value(name, &["fanout.0", destination]), Some(0.0));
+            for c in DESTINATION_COUNTERS {
+                assert_eq!(host.value(c.metric, &["fanout.0", destination]), Some(0.0));
             }
             assert_eq!(
                 host.value("requests_in_flight", &["fanout.0", destination]),
@@ -550,5 +454,48 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(error, "fluentbit_fanout_requests_total");
+    }
+
+    /// The README's metrics table lists every metric the plugin registers, with the stats-line
+    /// keys of its counters, and nothing else.
+    #[test]
+    fn the_readme_lists_every_metric_with_its_stats_key() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| metric | type | labels | stats line key |\n")
+            .nth(1)
+            .expect("the README's metrics table")
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let mut listed: Vec<(String, String)> = table
+            .lines()
+            .skip(1)
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let name = cells[1].trim_matches('`');
+                let name = name.strip_prefix("fluentbit_fanout_").unwrap_or(name);
+                (name.to_owned(), cells[4].to_owned())
+            })
+            .collect();
+        listed.sort();
+        let mut expected: Vec<(String, String)> = Vec::new();
+        let counters = INSTANCE_COUNTERS
+            .iter()
+            .map(|c| (c.metric, c.key))
+            .chain(DESTINATION_COUNTERS.iter().map(|c| (c.metric, c.key)));
+        for (metric, key) in counters {
+            let key = format!("`{key}`");
+            match expected.iter_mut().find(|(m, _)| m == metric) {
+                Some((_, keys)) => *keys = format!("{keys}, {key}"),
+                None => expected.push((metric.to_owned(), key)),
+            }
+        }
+        for (name, _) in [IN_FLIGHT_BYTES, LEDGER_ENTRIES, REQUESTS_IN_FLIGHT] {
+            let row = listed.iter().find(|(m, _)| m == name);
+            expected.push((name.to_owned(), row.map_or(String::new(), |r| r.1.clone())));
+        }
+        expected.sort();
+        assert_eq!(listed, expected);
     }
 }

@@ -72,36 +72,170 @@ impl DestinationStats {
     }
 }
 
+/// One counter, as every place that shows it names it: its key in the stats line, its metric
+/// on Fluent Bit's metrics (`fluentbit_fanout_<metric>`, with `result` as a label value when
+/// several counters share one metric), and what it counts. This table drives the stats line,
+/// the metrics registration ([`crate::metrics`]) and a check of the README's metrics table.
+pub struct Counter<S: 'static> {
+    pub key: &'static str,
+    pub metric: &'static str,
+    pub result: Option<&'static str>,
+    pub help: &'static str,
+    pub value: fn(&S) -> &AtomicU64,
+}
+
+const fn counter<S>(
+    key: &'static str,
+    metric: &'static str,
+    help: &'static str,
+    value: fn(&S) -> &AtomicU64,
+) -> Counter<S> {
+    Counter {
+        key,
+        metric,
+        result: None,
+        help,
+        value,
+    }
+}
+
+const FLUSHES_HELP: &str = "Flushes by what they answered Fluent Bit (ok, retry, error).";
+
+const fn flushes(
+    key: &'static str,
+    result: &'static str,
+    value: fn(&InstanceStats) -> &AtomicU64,
+) -> Counter<InstanceStats> {
+    Counter {
+        key,
+        metric: "flushes_total",
+        result: Some(result),
+        help: FLUSHES_HELP,
+        value,
+    }
+}
+
+/// Per instance (label `name`), in stats-line order.
+pub const INSTANCE_COUNTERS: &[Counter<InstanceStats>] = &[
+    counter(
+        "chunks",
+        "chunks_total",
+        "Chunks Fluent Bit flushed to the plugin, resends included.",
+        |s| &s.chunks,
+    ),
+    counter(
+        "records",
+        "records_total",
+        "Records decoded from flushed chunks, resends included.",
+        |s| &s.records,
+    ),
+    counter(
+        "skipped_records",
+        "skipped_records_total",
+        "Records skipped while decoding (not a map, bad timestamp, not an event).",
+        |s| &s.skipped_records,
+    ),
+    counter(
+        "altered_values",
+        "altered_values_total",
+        "Values changed on the way to JSON (NaN, invalid UTF-8, msgpack ext, too deep).",
+        |s| &s.altered_values,
+    ),
+    counter(
+        "rejected_chunks",
+        "rejected_chunks_total",
+        "Chunks dropped because their msgpack is broken.",
+        |s| &s.rejected_chunks,
+    ),
+    counter(
+        "busy",
+        "busy_total",
+        "Flushes that waited for room because max_in_flight_bytes was reached.",
+        |s| &s.busy,
+    ),
+    counter(
+        "busy_retry",
+        "busy_retry_total",
+        "Flushes answered RETRY because no room came within flush_timeout.",
+        |s| &s.busy_retry,
+    ),
+    counter(
+        "forged_job_end",
+        "forged_job_end_total",
+        "Records that looked like job-wrapper's end-of-job record without its token (ignored).",
+        |s| &s.forged_job_end,
+    ),
+    counter(
+        "dead_lettered",
+        "dead_lettered_total",
+        "Records refused for good and written to dead_letter (once per destination).",
+        |s| &s.dead_lettered,
+    ),
+    counter(
+        "dead_letter_overflow",
+        "dead_letter_overflow_total",
+        "Refused records dead_letter could not take (dead_letter_max_size reached, or a write failed).",
+        |s| &s.dead_letter_overflow,
+    ),
+    flushes("flush_ok", "ok", |s| &s.flush_ok),
+    flushes("flush_retry", "retry", |s| &s.flush_retry),
+    flushes("flush_error", "error", |s| &s.flush_error),
+];
+
+/// Per destination (labels `name` and `destination`), in stats-line order.
+pub const DESTINATION_COUNTERS: &[Counter<DestinationStats>] = &[
+    counter(
+        "delivered",
+        "delivered_records_total",
+        "Records the destination accepted.",
+        |d| &d.delivered,
+    ),
+    counter(
+        "retried",
+        "retried_records_total",
+        "Records not accepted by the end of a flush: left for Fluent Bit to resend.",
+        |d| &d.retried,
+    ),
+    counter(
+        "dropped",
+        "dropped_records_total",
+        "Records not sent because they cannot be (too large, no stream, no log_key); each cause is logged.",
+        |d| &d.dropped,
+    ),
+    counter(
+        "rejected",
+        "rejected_records_total",
+        "Records the remote refused for good (the record itself, or a missing stream); each cause is logged.",
+        |d| &d.rejected,
+    ),
+    counter(
+        "resend_skipped",
+        "resend_skipped_records_total",
+        "Records of a resent chunk not sent again because this destination had settled them.",
+        |d| &d.resend_skipped,
+    ),
+    counter(
+        "requests",
+        "requests_total",
+        "Requests sent, retries and split halves included.",
+        |d| &d.requests,
+    ),
+];
+
 /// `chunks=… records=… … datadog[delivered=… retried=… …] firehose[…]`
 pub fn summary(instance: &InstanceStats, destinations: &[DestinationStats]) -> String {
-    let mut line = format!(
-        "chunks={} records={} skipped_records={} altered_values={} rejected_chunks={} busy={} busy_retry={} forged_job_end={} dead_lettered={} dead_letter_overflow={} flush_ok={} flush_retry={} flush_error={}",
-        get(&instance.chunks),
-        get(&instance.records),
-        get(&instance.skipped_records),
-        get(&instance.altered_values),
-        get(&instance.rejected_chunks),
-        get(&instance.busy),
-        get(&instance.busy_retry),
-        get(&instance.forged_job_end),
-        get(&instance.dead_lettered),
-        get(&instance.dead_letter_overflow),
-        get(&instance.flush_ok),
-        get(&instance.flush_retry),
-        get(&instance.flush_error),
-    );
+    let mut line = String::new();
+    for (n, c) in INSTANCE_COUNTERS.iter().enumerate() {
+        let separator = if n == 0 { "" } else { " " };
+        let _ = write!(line, "{separator}{}={}", c.key, get((c.value)(instance)));
+    }
     for d in destinations {
-        let _ = write!(
-            line,
-            " {}[delivered={} retried={} dropped={} rejected={} resend_skipped={} requests={}]",
-            d.name,
-            get(&d.delivered),
-            get(&d.retried),
-            get(&d.dropped),
-            get(&d.rejected),
-            get(&d.resend_skipped),
-            get(&d.requests)
-        );
+        let _ = write!(line, " {}[", d.name);
+        for (n, c) in DESTINATION_COUNTERS.iter().enumerate() {
+            let separator = if n == 0 { "" } else { " " };
+            let _ = write!(line, "{separator}{}={}", c.key, get((c.value)(d)));
+        }
+        line.push(']');
     }
     line
 }
