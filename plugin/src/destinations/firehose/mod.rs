@@ -18,7 +18,6 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use self::transport::Put;
 use super::Shared;
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
@@ -165,38 +164,17 @@ impl Endpoint for Calls<'_> {
 
     async fn send(&self, stream: &String, units: &Units, deadline: Instant) -> Answer {
         let records: Vec<&[u8]> = units.iter().collect();
-        let sent = match transport::put(self.client, stream, &records, deadline).await {
-            Put::Accepted => Sent::Accepted,
-            Put::Partial { failed, code } => Sent::Partial {
-                reason: format!(
-                    "stream '{stream}': {} of {} records failed ({code})",
-                    failed.len(),
-                    records.len()
-                ),
-                failed,
-            },
-            Put::Retry(reason) => Sent::Retry {
-                reason: format!("stream '{stream}': {reason}"),
-                after: None,
-                serious: false,
-            },
-            Put::Permanent(reason) => Sent::Rejected {
-                reason: format!("stream '{stream}': {reason}"),
-            },
-            Put::Missing(reason) => {
-                // These records and later ones take their next `||` alternative without
-                // asking this stream again.
-                self.missing.insert(stream);
-                self.reroutes
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(units.positions());
-                Sent::Reroute {
-                    reason: format!("stream '{stream}': {reason}"),
-                }
-            }
-        };
+        let sent = transport::put(self.client, stream, &records, deadline).await;
+        if matches!(sent, Sent::Reroute { .. }) {
+            // These records and later ones take their next `||` alternative without asking
+            // this stream again.
+            self.missing.insert(stream);
+            self.reroutes
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(units.positions());
+        }
         sent.into()
     }
 

@@ -3,8 +3,9 @@
 //! HTTP 200 can still carry failures: `FailedPutCount` > 0 and an index-aligned
 //! `RequestResponses`; only those records are retried. `ServiceUnavailableException`
 //! (throttling), 5xx, expired tokens and transport errors are retried with backoff;
-//! `ResourceNotFoundException`, `InvalidArgumentException`, KMS/source errors and access
-//! errors are not. The SDK's own retries are off: the destination retries, within the flush
+//! `ResourceNotFoundException` sends the call's records to their next `||` alternative;
+//! `InvalidArgumentException`, KMS/source errors and access errors are refused for good. Like
+//! Datadog's transport, it answers in the executor's terms ([`Sent`]). The SDK's own retries are off: the destination retries, within the flush
 //! deadline, only what failed.
 
 use std::time::Duration;
@@ -19,22 +20,8 @@ use aws_sdk_firehose::types::Record;
 use tokio::time::Instant;
 
 use super::credentials;
+use crate::delivery::execute::Sent;
 use fanout_core::destinations::firehose::config::FirehoseConfig;
-
-/// What one call came to.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Put {
-    Accepted,
-    /// Positions (within the call) of the records that failed, with the first error code.
-    Partial {
-        failed: Vec<usize>,
-        code: String,
-    },
-    Retry(String),
-    Permanent(String),
-    /// The stream does not exist (`ResourceNotFoundException`): refused for good.
-    Missing(String),
-}
 
 pub async fn client(config: &FirehoseConfig) -> aws_sdk_firehose::Client {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -56,17 +43,30 @@ pub async fn client(config: &FirehoseConfig) -> aws_sdk_firehose::Client {
     aws_sdk_firehose::Client::from_conf(builder.build())
 }
 
+/// One `PutRecordBatch` call to `stream`, classified as the executor reads answers. Every
+/// reason names the stream. A missing stream is [`Sent::Reroute`]: its records take their next
+/// `||` alternative.
 pub async fn put(
     client: &aws_sdk_firehose::Client,
     stream: &str,
     records: &[&[u8]],
     deadline: Instant,
-) -> Put {
+) -> Sent {
+    let named = |reason: String| format!("stream '{stream}': {reason}");
+    let retry = |reason: String| Sent::Retry {
+        reason: named(reason),
+        after: None,
+        serious: false,
+    };
     let mut batch = Vec::with_capacity(records.len());
     for data in records {
         match Record::builder().data(Blob::new(data.to_vec())).build() {
             Ok(record) => batch.push(record),
-            Err(e) => return Put::Permanent(format!("cannot build a record: {e}")),
+            Err(e) => {
+                return Sent::Rejected {
+                    reason: named(format!("cannot build a record: {e}")),
+                };
+            }
         }
     }
     let call = client
@@ -76,10 +76,10 @@ pub async fn put(
         .send();
     let result = match tokio::time::timeout_at(deadline, call).await {
         Ok(result) => result,
-        Err(_) => return Put::Retry("the call did not finish before the flush deadline".into()),
+        Err(_) => return retry("the call did not finish before the flush deadline".into()),
     };
     match result {
-        Ok(output) if output.failed_put_count() == 0 => Put::Accepted,
+        Ok(output) if output.failed_put_count() == 0 => Sent::Accepted,
         Ok(output) => {
             let mut code = String::new();
             let failed = output
@@ -94,21 +94,43 @@ pub async fn put(
                     i
                 })
                 .collect::<Vec<_>>();
-            if failed.is_empty() {
+            let failed = if failed.is_empty() {
                 // A count without per-record detail: resend the whole call.
-                Put::Partial {
-                    failed: (0..records.len()).collect(),
-                    code: "FailedPutCount without RequestResponses".into(),
-                }
+                code = "FailedPutCount without RequestResponses".into();
+                (0..records.len()).collect()
             } else {
-                Put::Partial { failed, code }
+                failed
+            };
+            Sent::Partial {
+                reason: named(format!(
+                    "{} of {} records failed ({code})",
+                    failed.len(),
+                    records.len()
+                )),
+                failed,
             }
         }
-        Err(error) => classify(error),
+        Err(error) => match classify(error) {
+            Class::Retry(reason) => retry(reason),
+            Class::Permanent(reason) => Sent::Rejected {
+                reason: named(reason),
+            },
+            Class::Missing(reason) => Sent::Reroute {
+                reason: named(reason),
+            },
+        },
     }
 }
 
-fn classify(error: SdkError<PutRecordBatchError>) -> Put {
+/// What a failed call's error means.
+enum Class {
+    Retry(String),
+    Permanent(String),
+    /// The stream does not exist (`ResourceNotFoundException`).
+    Missing(String),
+}
+
+fn classify(error: SdkError<PutRecordBatchError>) -> Class {
     let described = DisplayErrorContext(&error).to_string();
     match &error {
         SdkError::ServiceError(context) => {
@@ -118,25 +140,25 @@ fn classify(error: SdkError<PutRecordBatchError>) -> Put {
             let message = err.message().unwrap_or("");
             let reason = format!("{code}: {message}");
             match err {
-                PutRecordBatchError::ServiceUnavailableException(_) => Put::Retry(reason),
-                PutRecordBatchError::ResourceNotFoundException(_) => Put::Missing(reason),
+                PutRecordBatchError::ServiceUnavailableException(_) => Class::Retry(reason),
+                PutRecordBatchError::ResourceNotFoundException(_) => Class::Missing(reason),
                 PutRecordBatchError::InvalidArgumentException(_)
                 | PutRecordBatchError::InvalidKmsResourceException(_)
-                | PutRecordBatchError::InvalidSourceException(_) => Put::Permanent(reason),
+                | PutRecordBatchError::InvalidSourceException(_) => Class::Permanent(reason),
                 _ => match code {
                     "ThrottlingException"
                     | "ExpiredTokenException"
                     | "RequestExpired"
                     | "InternalFailure"
                     | "ServiceUnavailable"
-                    | "RequestTimeout" => Put::Retry(reason),
-                    _ if status >= 500 || status == 429 => Put::Retry(reason),
-                    _ => Put::Permanent(reason),
+                    | "RequestTimeout" => Class::Retry(reason),
+                    _ if status >= 500 || status == 429 => Class::Retry(reason),
+                    _ => Class::Permanent(reason),
                 },
             }
         }
         // Timeouts, connection failures, unreadable responses, and credentials that could not
         // be loaded yet (IMDS or STS hiccups) may all pass.
-        _ => Put::Retry(described),
+        _ => Class::Retry(described),
     }
 }
