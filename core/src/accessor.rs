@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::record::Fields;
-use crate::view::{FIELD_DEPTH, Key, MapRef, ValueRef};
+use fanout_contract::view::{FIELD_DEPTH, Key, MapRef, ValueRef};
 
 /// One step below the top-level key.
 #[derive(Clone, Debug, PartialEq, Eq)]

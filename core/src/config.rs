@@ -116,7 +116,7 @@ impl<'a> Reader<'a> {
     pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.string(key) {
             None => Ok(default),
-            Some(v) => parse_duration(&v).ok_or_else(|| {
+            Some(v) => fanout_contract::duration::parse(&v).ok_or_else(|| {
                 ConfigError::invalid(key, &v, "a duration such as 30s, 500ms, 2m or 1h")
             }),
         }
@@ -149,23 +149,6 @@ impl<'a> Reader<'a> {
                 }),
         }
     }
-}
-
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
 }
 
 pub fn parse_size(text: &str) -> Option<u64> {
@@ -474,11 +457,23 @@ mod tests {
 
     #[test]
     fn durations_sizes_and_booleans_parse_like_fluent_bit() {
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(
+            fanout_contract::duration::parse("30"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            fanout_contract::duration::parse("500ms"),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            fanout_contract::duration::parse("2m"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            fanout_contract::duration::parse("1.5s"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(fanout_contract::duration::parse("-1"), None);
         assert_eq!(parse_size("4M"), Some(4 << 20));
         assert_eq!(parse_size("1000k"), Some(1000 << 10));
         assert_eq!(parse_size("12"), Some(12));

@@ -20,9 +20,7 @@ use rmp::Marker;
 
 use crate::record::{ENTRY_BYTES, Entry, Records, SLOT_BYTES, Slot, key_bit};
 use crate::time::EventTime;
-use crate::view::{self, FIELD_DEPTH, MAX_DEPTH, Shape, ValueRef};
-
-pub use crate::view::{DEPTH_PLACEHOLDER, MAX_KEY_TEXT};
+use fanout_contract::view::{self, FIELD_DEPTH, MAX_DEPTH, Shape, ValueRef};
 
 /// Most records reserved for up front, whatever the chunk's size suggests.
 const MAX_PREALLOCATED: usize = 64 * 1024;
@@ -39,7 +37,7 @@ pub struct Anomalies {
     pub invalid_timestamps: u64,
     /// Top-level values that were not a `[time, body]` pair.
     pub not_events: u64,
-    /// Values replaced by [`DEPTH_PLACEHOLDER`].
+    /// Values replaced by [`fanout_contract::view::DEPTH_PLACEHOLDER`].
     pub too_deep_values: u64,
     /// NaN or infinite floats, sent as `null` (JSON has no spelling for them).
     pub non_finite_floats: u64,
@@ -451,7 +449,7 @@ impl<'a> Walker<'a> {
                 Shape::Ext(n) => {
                     let kind = self.take(1)?[0] as i8;
                     let payload = self.take(n)?;
-                    if view::event_time(kind, payload).is_none() {
+                    if EventTime::from_ext(kind, payload).is_none() {
                         self.anomalies.ext_values += 1;
                     }
                 }
@@ -516,7 +514,7 @@ impl<'a> Walker<'a> {
             },
             ValueRef::Int(v) => signed(v),
             ValueRef::Float(f) => float_timestamp(f),
-            ValueRef::Ext(kind, payload) => match view::event_time(kind, payload) {
+            ValueRef::Ext(kind, payload) => match EventTime::from_ext(kind, payload) {
                 Some(t) if t.secs == 0xFFFF_FFFF || t.secs == 0xFFFF_FFFE => Timestamp::GroupMarker,
                 Some(t) if t.nanos > 999_999_999 => Timestamp::Invalid,
                 Some(t) => Timestamp::Event(t),

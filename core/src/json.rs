@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::escape;
-use crate::view::{self, FIELD_DEPTH, Key, ValueRef};
+use fanout_contract::json;
+use fanout_contract::view::{self, FIELD_DEPTH, Key, ValueRef};
 
 pub struct Object<'a> {
     out: &'a mut Vec<u8>,
@@ -25,7 +25,7 @@ impl<'a> Object<'a> {
 
     pub fn field<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) {
         self.separator();
-        escape::write_str(key, self.out);
+        json::write_str(key, self.out);
         self.out.push(b':');
         // Strings and numbers always serialize; writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *self.out, value);
@@ -34,15 +34,15 @@ impl<'a> Object<'a> {
     /// A string field.
     pub fn text(&mut self, key: &str, value: &str) {
         self.separator();
-        escape::write_str(key, self.out);
+        json::write_str(key, self.out);
         self.out.push(b':');
-        escape::write_str(value, self.out);
+        json::write_str(value, self.out);
     }
 
     /// A field whose JSON value `write` writes.
     pub fn raw(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
         self.separator();
-        escape::write_str(key, self.out);
+        json::write_str(key, self.out);
         self.out.push(b':');
         write(self.out);
     }
@@ -58,6 +58,14 @@ impl<'a> Object<'a> {
     pub fn end(self) {
         self.out.push(b'}');
     }
+}
+
+/// A value as an owned JSON value (tests, `preview`, the dead letter: paths where a record is
+/// shown rather than sent).
+pub fn to_json_value(value: ValueRef<'_>, depth: usize) -> serde_json::Value {
+    let mut out = Vec::new();
+    view::write_json(value, depth, &mut out);
+    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]

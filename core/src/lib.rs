@@ -2,9 +2,11 @@
 //! without I/O — no threads, clocks, sockets or async runtime — so the same code runs in the
 //! plugin, in `flb-fanout preview` and in a browser (`wasm32-unknown-unknown`).
 //!
+//! Reading msgpack in place and writing it as JSON (`fanout_contract::view`), with the mapping
+//! the WASM filter shares, comes from `fanout-contract`.
+//!
 //! Layout, each module importing only those listed before it: [`time`] (event timestamps);
-//! [`view`] reads msgpack values in place and writes them as JSON, [`json`] writes objects
-//! field by field; [`record`] is the record model; [`decode`] checks and indexes chunks into
+//! [`json`] writes objects field by field; [`record`] is the record model; [`decode`] checks and indexes chunks into
 //! records; [`chunk`] writes chunks from JSON (preview, tests, benchmarks); [`accessor`]
 //! resolves per-record templates; [`packing`] is what every encoder shares (units, limits, the
 //! plan an encoder yields); [`config`] reads properties, and [`properties`] is the table of
@@ -18,7 +20,6 @@ pub mod classic;
 pub mod config;
 pub mod decode;
 pub mod destinations;
-pub mod escape;
 pub mod json;
 pub mod packing;
 pub mod preview;
@@ -26,4 +27,3 @@ pub mod properties;
 pub mod record;
 pub mod text;
 pub mod time;
-pub mod view;

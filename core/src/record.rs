@@ -2,14 +2,12 @@
 
 use crate::json::Object;
 use crate::time::EventTime;
-use crate::view::{self, FIELD_DEPTH, Key, ValueRef};
+use fanout_contract::job_end;
+use fanout_contract::view::{self, FIELD_DEPTH, Key, ValueRef};
 
 /// Message keys tried, in order, when no `message_key` is configured. `log` is what Docker,
 /// CRI and FireLens produce; `message` is what structured loggers write.
 pub const DEFAULT_MESSAGE_KEYS: [&str; 2] = ["log", "message"];
-
-/// How job-wrapper's end-of-job record starts (written as one CRI line of JSON).
-pub const JOB_END_PREFIX: &str = "{\"job_wrapper\":\"end\"";
 
 /// A record body or metadata map: its entries in the chunk, through the index the decoder made
 /// of them (one [`Slot`] per key: where its text and value are).
@@ -138,7 +136,12 @@ impl<'a> Fields<'a> {
     /// The map as an owned JSON object (tests, `preview`).
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         self.iter()
-            .map(|(k, v)| (k.text().into_owned(), v.to_json_value(FIELD_DEPTH)))
+            .map(|(k, v)| {
+                (
+                    k.text().into_owned(),
+                    crate::json::to_json_value(v, FIELD_DEPTH),
+                )
+            })
             .collect()
     }
 }
@@ -186,11 +189,11 @@ impl<'a> Record<'a> {
     /// one apart.
     pub fn job_end_claim<K: AsRef<str>>(&self, message_keys: &[K]) -> Option<Option<String>> {
         let text = |v: Option<ValueRef<'a>>| v.and_then(|v| v.as_str());
-        if text(self.body.get("job_wrapper")).as_deref() == Some("end") {
-            return Some(text(self.body.get("token")).map(|t| t.into_owned()));
+        if text(self.body.get(job_end::KEY)).as_deref() == Some(job_end::VALUE) {
+            return Some(text(self.body.get(job_end::TOKEN_KEY)).map(|t| t.into_owned()));
         }
         let message = self.message(message_keys)?.1.as_str()?;
-        if !message.starts_with(JOB_END_PREFIX) {
+        if !message.starts_with(job_end::PREFIX) {
             return None;
         }
         let parsed: Option<serde_json::Map<String, serde_json::Value>> =
@@ -198,7 +201,7 @@ impl<'a> Record<'a> {
         Some(
             parsed
                 .as_ref()
-                .and_then(|m| m.get("token"))
+                .and_then(|m| m.get(job_end::TOKEN_KEY))
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned),
         )

@@ -14,6 +14,12 @@ impl EventTime {
         Self { secs, nanos }
     }
 
+    /// The time an EventTime extension value holds (type 0, 8 bytes), if it is one.
+    pub fn from_ext(kind: i8, payload: &[u8]) -> Option<Self> {
+        fanout_contract::view::event_time(kind, payload)
+            .map(|(secs, nanos)| Self::new(i64::from(secs), nanos))
+    }
+
     /// Builds a timestamp from fractional seconds (the float encoding Fluent Bit accepts).
     pub fn from_f64(seconds: f64) -> Option<Self> {
         if !seconds.is_finite() || seconds < 0.0 || seconds > i64::MAX as f64 {

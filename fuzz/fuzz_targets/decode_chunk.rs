@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
                 let _: serde_json::Value = serde_json::from_slice(&json).expect("JSON that parses");
                 for (key, value) in fields.iter() {
                     let _ = fields.get(&key.text());
-                    let _ = value.to_text(fanout_core::view::FIELD_DEPTH);
+                    let _ = value.to_text(fanout_contract::view::FIELD_DEPTH);
                 }
             }
         }

@@ -195,22 +195,9 @@ pub fn file_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("'{text}' is not an octal file mode such as 0640"))
 }
 
-/// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+/// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds (`fanout_contract::duration`, the
+/// plugin's spelling too).
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as 30s"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("'{text}' is not a duration such as 30s, 500ms, 2m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+    fanout_contract::duration::parse(text)
+        .ok_or_else(|| format!("'{}' is not a duration such as 30s, 500ms, 2m", text.trim()))
 }

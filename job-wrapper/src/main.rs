@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 
+use fanout_contract::job_end::EndRecord;
+
 use crate::capture::{CriFile, Stream};
 use crate::cli::{Args, OnTimeout};
 use crate::signals::Signals;
@@ -142,16 +144,16 @@ async fn wrap(args: Args) -> i32 {
             }
         }
     });
-    let end = json!({
-        "job_wrapper": "end",
-        "exit_code": outcome.exit_code,
-        "signal": outcome.signal,
-        "duration_seconds": outcome.duration.as_secs_f64(),
-        "stdout_lines": outcome.stdout_lines,
-        "stderr_lines": outcome.stderr_lines,
-        "error": outcome.spawn_error,
-        "token": token,
-    });
+    let end = EndRecord {
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        duration_seconds: outcome.duration.as_secs_f64(),
+        stdout_lines: outcome.stdout_lines,
+        stderr_lines: outcome.stderr_lines,
+        error: outcome.spawn_error.as_deref(),
+        token: token.as_deref(),
+    }
+    .to_json();
     // The end-of-job record, last in the file: the fanout output stops Fluent Bit once it has
     // delivered it (`exit_on_job_end`). tail reads the generations side by side, so it goes in
     // only once every earlier one has been read: else Fluent Bit could stop with their ends
@@ -160,7 +162,7 @@ async fn wrap(args: Args) -> i32 {
     if let Some(f) = &mut file {
         f.sync();
         unread_at_end = wait_until_read(f, &args, &mut signals).await;
-        if let Err(e) = f.write_line(Stream::Stdout, end.to_string().as_bytes(), false) {
+        if let Err(e) = f.write_line(Stream::Stdout, end.as_bytes(), false) {
             eprintln!("job-wrapper: cannot write the end-of-job record: {e}");
         }
         f.sync();
@@ -175,7 +177,8 @@ async fn wrap(args: Args) -> i32 {
         }
     }
     if let Some(path) = &args.tombstone {
-        let mut summary = end.clone();
+        // The end-of-job record, and what only the tombstone needs.
+        let mut summary: serde_json::Value = serde_json::from_str(&end).unwrap_or_default();
         summary["rotations"] = json!(outcome.rotations);
         summary["unread_at_end"] = unread_at_end
             .iter()

@@ -25,9 +25,6 @@ use fanout_core::record::Records;
 /// How often the token file is looked for.
 const POLL: Duration = Duration::from_millis(500);
 
-/// The wrapper's token: 32 random bytes, hex.
-const TOKEN_LEN: usize = 64;
-
 /// Asks the process hosting the plugin to shut down gracefully (Fluent Bit: SIGTERM, which
 /// stops inputs and flushes what is pending for its `Grace` period).
 pub trait HostShutdown: Send + Sync {
@@ -77,7 +74,7 @@ impl JobEnd {
         }
         let text = std::fs::read_to_string(&self.token_file).ok()?;
         let token = text.trim();
-        if token.len() != TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !fanout_contract::job_end::is_token(token) {
             return None;
         }
         Some(self.token.get_or_init(|| token.to_owned()))

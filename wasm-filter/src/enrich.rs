@@ -65,7 +65,10 @@ fn merge_log(record: &mut Map<String, Value>, keep_log: bool) {
     let Some((key, parsed)) = LOG_KEYS.iter().find_map(|key| match record.get(*key) {
         Some(Value::String(text))
             if text.trim_start().starts_with('{')
-                && !crate::depth::json_exceeds(text.as_bytes(), crate::depth::MAX_DEPTH) =>
+                && !crate::depth::json_exceeds(
+                    text.as_bytes(),
+                    fanout_contract::view::MAX_DEPTH,
+                ) =>
         {
             match serde_json::from_str::<Value>(text.trim()) {
                 Ok(Value::Object(map)) => Some((*key, map)),
@@ -174,20 +177,10 @@ pub fn service_tags(labels: &Map<String, Value>) -> Vec<(&'static str, String)> 
         keys.iter()
             .find_map(|k| labels.get(*k).and_then(Value::as_str).map(str::to_owned))
     };
-    [
-        (
-            "service",
-            &["tags.datadoghq.com/service", "app.kubernetes.io/name"][..],
-        ),
-        ("env", &["tags.datadoghq.com/env"][..]),
-        (
-            "version",
-            &["tags.datadoghq.com/version", "app.kubernetes.io/version"][..],
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(field, keys)| label(keys).map(|value| (field, value)))
-    .collect()
+    fanout_contract::service_tags::TAGS
+        .into_iter()
+        .filter_map(|(field, keys)| label(keys).map(|value| (field, value)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod tagpath;
 use std::cell::Cell;
 use std::time::Instant;
 
+use fanout_contract::view::MAX_DEPTH;
 use serde_json::{Map, Value};
 
 use podinfo::{Config, PodInfo};
@@ -171,17 +172,18 @@ fn json_record(record: &[u8], tag: &[u8], state: &mut State, out: &mut Vec<u8>) 
         }
     }
     let tag = &*String::from_utf8_lossy(tag);
-    let parsed = if depth::json_may_exceed(record, depth::MAX_DEPTH) {
-        Err(format!(
-            "the record nests deeper than {} levels",
-            depth::MAX_DEPTH
-        ))
+    // Containers from depth MAX_DEPTH on become the placeholder, as the core writes them.
+    let capped;
+    let text = if depth::json_may_exceed(record, MAX_DEPTH - 1) {
+        capped = depth::cap_depth(record, MAX_DEPTH);
+        &capped[..]
     } else {
-        match serde_json::from_slice::<Value>(record) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err("the record is not a JSON object".into()),
-            Err(e) => Err(format!("the record is not valid JSON: {e}")),
-        }
+        record
+    };
+    let parsed = match serde_json::from_slice::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the record is not a JSON object".into()),
+        Err(e) => Err(format!("the record is not valid JSON: {e}")),
     };
     let map = enriched(parsed, record, tag, state);
     let _ = serde_json::to_writer(&mut *out, &map);

@@ -8,155 +8,23 @@
 //! arrays of 16 or more entries, strings of 64 KiB or more — and then [`encode_zero_free`] says
 //! so and the caller sends an explicit marker record instead. JSON mode has none of this.
 
-use rmp::Marker;
-use serde_json::{Map, Number, Value};
-
-use crate::depth::MAX_DEPTH;
+use fanout_contract::view;
+use serde_json::Value;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct DecodeError(pub String);
 
-/// Decodes one msgpack value (the record body) into JSON values.
+/// Decodes one msgpack value (the record body) into JSON values, with the mapping every part
+/// of flb-fanout uses (`fanout_contract::view`): an EventTime becomes fractional seconds, other
+/// extension values `null`, a container nested deeper than the limit the placeholder text.
 pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
-    let mut reader = Reader { buf: bytes, pos: 0 };
-    let value = reader.value(0)?;
-    Ok(value)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.buf.len() - self.pos {
-            return Err(DecodeError(format!(
-                "truncated msgpack at byte {}",
-                self.pos
-            )));
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(bytes)
-    }
-
-    fn uint(&mut self, n: usize) -> Result<u64, DecodeError> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-    }
-
-    fn text(&mut self, len: usize) -> Result<Value, DecodeError> {
-        Ok(Value::String(
-            String::from_utf8_lossy(self.take(len)?).into_owned(),
-        ))
-    }
-
-    fn float(f: f64) -> Value {
-        Number::from_f64(f).map_or(Value::Null, Value::Number)
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError("msgpack nested too deeply".into()));
-        }
-        let marker = Marker::from_u8(self.take(1)?[0]);
-        Ok(match marker {
-            Marker::Null => Value::Null,
-            Marker::True => Value::Bool(true),
-            Marker::False => Value::Bool(false),
-            Marker::FixPos(v) => Value::from(v),
-            Marker::FixNeg(v) => Value::from(v),
-            Marker::U8 => Value::from(self.uint(1)?),
-            Marker::U16 => Value::from(self.uint(2)?),
-            Marker::U32 => Value::from(self.uint(4)?),
-            Marker::U64 => Value::from(self.uint(8)?),
-            Marker::I8 => Value::from(self.uint(1)? as u8 as i8),
-            Marker::I16 => Value::from(self.uint(2)? as u16 as i16),
-            Marker::I32 => Value::from(self.uint(4)? as u32 as i32),
-            Marker::I64 => Value::from(self.uint(8)? as i64),
-            Marker::F32 => Self::float(f64::from(f32::from_bits(self.uint(4)? as u32))),
-            Marker::F64 => Self::float(f64::from_bits(self.uint(8)?)),
-            Marker::FixStr(n) => self.text(usize::from(n))?,
-            Marker::Str8 | Marker::Bin8 => {
-                let n = self.uint(1)? as usize;
-                self.text(n)?
-            }
-            Marker::Str16 | Marker::Bin16 => {
-                let n = self.uint(2)? as usize;
-                self.text(n)?
-            }
-            Marker::Str32 | Marker::Bin32 => {
-                let n = self.uint(4)? as usize;
-                self.text(n)?
-            }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let n = match marker {
-                    Marker::FixArray(n) => usize::from(n),
-                    Marker::Array16 => self.uint(2)? as usize,
-                    _ => self.uint(4)? as usize,
-                };
-                // Reserve what the bytes left could hold, at most 1024: each element grows to
-                // a 32+ byte value, so a claim is not worth reserving for up front.
-                let mut items = Vec::with_capacity(n.min(self.buf.len() - self.pos).min(1024));
-                for _ in 0..n {
-                    items.push(self.value(depth + 1)?);
-                }
-                Value::Array(items)
-            }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let n = match marker {
-                    Marker::FixMap(n) => usize::from(n),
-                    Marker::Map16 => self.uint(2)? as usize,
-                    _ => self.uint(4)? as usize,
-                };
-                let mut map = Map::new();
-                for _ in 0..n {
-                    let key = match self.value(depth + 1)? {
-                        Value::String(s) => s,
-                        // Bounded at every level: maps used as keys would otherwise double in
-                        // length per level of nesting (each escapes the one inside).
-                        other => other.to_string().chars().take(256).collect(),
-                    };
-                    let value = self.value(depth + 1)?;
-                    map.insert(key, value);
-                }
-                Value::Object(map)
-            }
-            Marker::FixExt1
-            | Marker::FixExt2
-            | Marker::FixExt4
-            | Marker::FixExt8
-            | Marker::FixExt16 => {
-                let n = match marker {
-                    Marker::FixExt1 => 1,
-                    Marker::FixExt2 => 2,
-                    Marker::FixExt4 => 4,
-                    Marker::FixExt8 => 8,
-                    _ => 16,
-                };
-                self.take(1 + n)?;
-                Value::Null
-            }
-            Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
-                let n = match marker {
-                    Marker::Ext8 => self.uint(1)?,
-                    Marker::Ext16 => self.uint(2)?,
-                    _ => self.uint(4)?,
-                } as usize;
-                self.take(1 + n)?;
-                Value::Null
-            }
-            Marker::Reserved => {
-                return Err(DecodeError(format!(
-                    "invalid msgpack byte at {}",
-                    self.pos - 1
-                )));
-            }
-        })
-    }
+    let mut cursor = bytes;
+    let value = view::read(&mut cursor)
+        .ok_or_else(|| DecodeError("truncated or invalid msgpack".into()))?;
+    let mut json = Vec::new();
+    // The record's body sits at depth 1, as the core's records do.
+    view::write_json(value, 1, &mut json);
+    serde_json::from_slice(&json).map_err(|e| DecodeError(e.to_string()))
 }
 
 /// A shape msgpack cannot encode without a 0x00 byte.
@@ -255,7 +123,7 @@ pub fn marker_record(reason: &str, record_json: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     #[test]
     fn round_trips_without_zero_bytes() {
@@ -290,6 +158,34 @@ mod tests {
         buf.extend(std::iter::repeat_n(0xa0u8, 102));
         let value = decode(&buf).unwrap();
         assert!(value.as_object().unwrap().keys().next().unwrap().len() <= 256 * 4);
+    }
+
+    /// The mapping every part of flb-fanout uses: an EventTime nested in the body is fractional
+    /// seconds, other extension values `null`, binary a string, and a container nested deeper
+    /// than the limit the placeholder, with the rest of the record kept.
+    #[test]
+    fn values_map_to_json_as_everywhere_else() {
+        let mut buf = vec![0x84];
+        buf.extend([0xa4, b't', b'i', b'm', b'e', 0xd7, 0x00]);
+        buf.extend(1_700_000_000u32.to_be_bytes());
+        buf.extend(250_000_000u32.to_be_bytes());
+        buf.extend([0xa3, b'e', b'x', b't', 0xd4, 0x05, 0x01]);
+        buf.extend([0xa3, b'b', b'i', b'n', 0xc4, 0x02, b'o', b'k']);
+        buf.extend([0xa4, b'd', b'e', b'e', b'p']);
+        buf.extend(std::iter::repeat_n(0x91u8, 100));
+        buf.push(0x01);
+        let value = decode(&buf).unwrap();
+        assert_eq!(value["time"], json!(1_700_000_000.25));
+        assert_eq!(value["ext"], Value::Null);
+        assert_eq!(value["bin"], "ok");
+        let mut deep = &value["deep"];
+        let mut levels = 0;
+        while let Some(inner) = deep.as_array() {
+            deep = &inner[0];
+            levels += 1;
+        }
+        assert_eq!(deep, &json!(fanout_contract::view::DEPTH_PLACEHOLDER));
+        assert_eq!(levels, fanout_contract::view::MAX_DEPTH - 2);
     }
 
     #[test]

@@ -17,13 +17,13 @@
 //!   [`MAX_PLAIN_NUMBER`] characters) are left to it ([`Failure::Unsure`]). A JSON log line is
 //!   checked this way before it is merged.
 //!
-//! Nesting deeper than [`crate::depth::MAX_DEPTH`] is left to the full path, which has the
+//! Nesting deeper than `fanout_contract::view::MAX_DEPTH` is left to the full path, which has the
 //! rules for it. Bytes of 0x80 and up are allowed in strings and reported
 //! ([`Scanned::non_ascii`]): the caller validates UTF-8 only when there are any.
 
 use std::ops::Range;
 
-use crate::depth::MAX_DEPTH;
+use fanout_contract::view::MAX_DEPTH;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Strictness {

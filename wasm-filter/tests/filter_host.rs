@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fanout_contract::view::DEPTH_PLACEHOLDER;
 use serde_json::{Value, json};
 use wasmtime::{Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
@@ -439,19 +440,32 @@ fn a_trapped_call_does_not_disable_the_module() {
     }
 }
 
+/// Levels of arrays above the innermost value of `value[key]`, and that value.
+fn unnest<'v>(value: &'v Value, key: &str) -> (usize, &'v Value) {
+    let (mut inner, mut levels) = (&value[key], 0);
+    while let Some(items) = inner.as_array() {
+        inner = &items[0];
+        levels += 1;
+    }
+    (levels, inner)
+}
+
 #[test]
-fn deep_nesting_is_refused_without_a_trap() {
+fn deep_nesting_becomes_the_placeholder_without_a_trap() {
     let dir = podinfo();
     let mut filter = FilterWasm::new(&[(dir.path(), "/etc/podinfo")]);
-    let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
-    let out = filter.json("t", 1, &deep);
-    assert!(
-        out["k8s_metadata_error"]
-            .as_str()
-            .unwrap()
-            .contains("nests deeper than 64 levels"),
-        "{out}"
+    // As the core writes records: containers from depth 64 on (the record is depth 1) become the
+    // placeholder, and the record is enriched like any other, in either event format.
+    let deep = format!(
+        r#"{{"a":{}1{},"b":2}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
     );
+    let out = filter.json("t", 1, &deep);
+    assert!(out.get("k8s_metadata_error").is_none(), "{out}");
+    assert_eq!(out["b"], 2);
+    assert_eq!(out["kubernetes"]["namespace_name"], "batch");
+    assert_eq!(unnest(&out, "a"), (62, &json!(DEPTH_PLACEHOLDER)));
     // In a log line that merge_log would parse: left as text.
     let line = serde_json::to_string(
         &json!({ "log": format!("{{\"a\":{}1{}}}", "[".repeat(50_000), "]".repeat(50_000)) }),
@@ -466,12 +480,8 @@ fn deep_nesting_is_refused_without_a_trap() {
     let mut record = vec![0x81, 0xa1, b'a'];
     record.extend_from_slice(&nested);
     let out = filter.msgpack("t", 1, &record);
-    assert!(
-        out["k8s_metadata_error"]
-            .as_str()
-            .unwrap()
-            .contains("nested too deeply")
-    );
+    assert!(out.get("k8s_metadata_error").is_none(), "{out}");
+    assert_eq!(unnest(&out, "a"), (62, &json!(DEPTH_PLACEHOLDER)));
     assert_eq!(filter.json("t", 1, r#"{"log":"fine"}"#)["log"], "fine");
 }
 

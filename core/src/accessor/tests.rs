@@ -56,7 +56,7 @@ fn indexed_nested_maps_answer_exactly_as_a_walk_does() {
     let (buf, starts) = nested_maps_chunk();
     let maps: Vec<MapRef<'_>> = starts
         .iter()
-        .map(|&at| match crate::view::peek(&buf[at..]) {
+        .map(|&at| match fanout_contract::view::peek(&buf[at..]) {
             Some(ValueRef::Map(map)) => map,
             other => panic!("a map, not {other:?}"),
         })
@@ -99,7 +99,7 @@ fn indexed_nested_maps_answer_exactly_as_a_walk_does() {
         }
     }
     for &at in &starts {
-        let Some(ValueRef::Map(map)) = crate::view::peek(&many[at..]) else {
+        let Some(ValueRef::Map(map)) = fanout_contract::view::peek(&many[at..]) else {
             panic!("a map")
         };
         assert_eq!(index.get(map, "k7"), map.get("k7"));

@@ -1,6 +1,7 @@
 //! Chunks are written with rmp's encoder, value by value, so the decoder is checked against
 //! bytes it did not produce. The end-to-end tests in tests/host drive the built library.
 use super::*;
+use fanout_contract::view::{DEPTH_PLACEHOLDER, MAX_KEY_TEXT};
 use rmp::encode;
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! How a destination's records are packed into requests: the records a request carries
-//! ([`units`]), limits and how a chunk is cut into requests ([`batch`], [`shrink`]) and the plan
+//! ([`units`]), limits and how a chunk is cut into requests ([`request`], [`shrink`]) and the plan
 //! an encoder yields ([`plan`]), which the plugin's executor sends.
 
 pub mod plan;

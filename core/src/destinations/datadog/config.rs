@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::accessor::Choice;
 use crate::config::{ConfigError, Properties, Reader};
+use fanout_contract::service_tags;
 
 /// Datadog sites and their log intake hosts.
 pub const SITES: &[(&str, &str)] = &[
@@ -21,20 +22,31 @@ pub const SITES: &[(&str, &str)] = &[
 
 pub const INTAKE_PATH: &str = "/api/v2/logs";
 
-/// Service when `dd_service` is not set: Datadog's unified service tagging label, then the
-/// usual Kubernetes name labels, then the FireLens container name.
+/// Service when `dd_service` is not set: the unified service tagging labels
+/// (`fanout_contract::service_tags::SERVICE`, checked by a test), then the `app` label, then the
+/// FireLens container name. A constant because the property table shows it.
 pub const DEFAULT_SERVICE: &str = "$kubernetes['labels']['tags.datadoghq.com/service'] \
     || $kubernetes['labels']['app.kubernetes.io/name'] || $kubernetes['labels']['app'] || $container_name";
 
-/// Tags every record gets when its fields exist (Datadog's unified service tagging and
-/// standard Kubernetes tags); `dd_tags` adds to these.
-pub const CONVENTION_TAGS: &[&str] = &[
-    "env:$kubernetes['labels']['tags.datadoghq.com/env']",
-    "version:$kubernetes['labels']['tags.datadoghq.com/version']",
-    "kube_namespace:$kubernetes['namespace_name']",
-    "pod_name:$kubernetes['pod_name']",
-    "kube_container_name:$kubernetes['container_name']",
-];
+/// Tags every record gets when its fields exist: Datadog's unified service tagging (`env`,
+/// `version`, from the labels `fanout_contract::service_tags` names, the first present) and
+/// standard Kubernetes tags; `dd_tags` adds to these.
+pub fn convention_tags() -> Vec<String> {
+    let labels = |tag: &str, labels: &[&str]| {
+        labels
+            .iter()
+            .map(|label| format!("{tag}:$kubernetes['labels']['{label}']"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    };
+    vec![
+        labels("env", service_tags::ENV),
+        labels("version", service_tags::VERSION),
+        "kube_namespace:$kubernetes['namespace_name']".to_owned(),
+        "pod_name:$kubernetes['pod_name']".to_owned(),
+        "kube_container_name:$kubernetes['container_name']".to_owned(),
+    ]
+}
 
 /// The API key: never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -252,7 +264,7 @@ impl DatadogConfig {
             );
         }
         tags.extend(
-            CONVENTION_TAGS
+            convention_tags()
                 .iter()
                 .map(|t| Choice::parse(t).expect("convention tags parse")),
         );
@@ -307,6 +319,24 @@ fn zstd_level_usable(level: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_service_reads_the_unified_service_tagging_labels_first() {
+        let labels: Vec<String> = service_tags::SERVICE
+            .iter()
+            .chain(&["app"])
+            .map(|label| format!("$kubernetes['labels']['{label}']"))
+            .collect();
+        assert_eq!(
+            DEFAULT_SERVICE,
+            format!("{} || $container_name", labels.join(" || "))
+        );
+        let tags = convention_tags();
+        assert_eq!(
+            tags[1],
+            "version:$kubernetes['labels']['tags.datadoghq.com/version'] || version:$kubernetes['labels']['app.kubernetes.io/version']"
+        );
+    }
     use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)]) -> Result<DatadogConfig, ConfigError> {

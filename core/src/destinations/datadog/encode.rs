@@ -19,7 +19,7 @@ use crate::packing::request::{Fill, Limits};
 use crate::packing::shrink;
 use crate::packing::units::Units;
 use crate::record::{Batch, Record};
-use crate::view::{FIELD_DEPTH, ValueRef};
+use fanout_contract::view::{FIELD_DEPTH, ValueRef};
 
 /// Request limits of the intake (uncompressed): 1000 entries, 5 MB, in a JSON array.
 pub const LIMITS: Limits = Limits {
@@ -323,7 +323,7 @@ impl<'a> Encoder<'a> {
         if let Some((_, value)) = renamed {
             match cut(value) {
                 Some(text) => object.text("message", &text),
-                None => object.value(crate::view::Key::Str(b"message"), value),
+                None => object.value(fanout_contract::view::Key::Str(b"message"), value),
             }
         }
         let renamed_key = renamed.map(|(k, _)| k);

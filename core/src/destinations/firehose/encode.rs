@@ -29,7 +29,7 @@ use crate::packing::request::Fill;
 use crate::packing::shrink;
 use crate::packing::units::Units;
 use crate::record::{Batch, Record};
-use crate::view::ValueRef;
+use fanout_contract::view::ValueRef;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -439,7 +439,9 @@ impl<'a> Encoder<'a> {
                     line.extend_from_slice(cut.as_bytes());
                 }
                 Some(s) => line.extend_from_slice(s.as_bytes()),
-                None => line.extend_from_slice(value.to_text(crate::view::FIELD_DEPTH).as_bytes()),
+                None => line.extend_from_slice(
+                    value.to_text(fanout_contract::view::FIELD_DEPTH).as_bytes(),
+                ),
             }
             if line.len() + 1 > limit {
                 return oversize();

@@ -1,6 +1,6 @@
-//! JSON text: strings escaped exactly as serde_json escapes them, and floats spelt as it spells
-//! them, written straight into a request buffer. Strings are looked at a word (8 bytes) at a
-//! time; invalid UTF-8 becomes U+FFFD.
+//! JSON text: strings escaped exactly as serde_json escapes them, and numbers spelt as it spells
+//! them, written straight into a buffer. Strings are looked at a word (8 bytes) at a time;
+//! invalid UTF-8 becomes U+FFFD; NaN and infinities, which JSON cannot say, become `null`.
 
 /// Writes `text` as an escaped JSON string.
 pub fn write_str(text: &str, out: &mut Vec<u8>) {
@@ -128,18 +128,55 @@ fn needs_look(word: u64, non_ascii: bool) -> bool {
     (below_space | quote | backslash | high) & HIGH != 0
 }
 
+/// A float as serde_json spells it (zmij, its shortest form), `null` when not finite.
 pub fn write_float(f: f64, out: &mut Vec<u8>) {
     if f.is_finite() {
-        // serde_json's spelling of floats (ryu), so output matches what it always was.
-        let _ = serde_json::to_writer(&mut *out, &f);
+        out.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes());
     } else {
         out.extend_from_slice(b"null");
     }
 }
 
+/// An integer.
+pub fn write_int(n: impl itoa::Integer, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_spelt_as_serde_json_spells_them() {
+        let floats = [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1.5e-7,
+            123456789.125,
+            1e21,
+            1e300,
+            -2.5e-300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1700000000.25,
+        ];
+        for f in floats {
+            let mut ours = Vec::new();
+            write_float(f, &mut ours);
+            assert_eq!(ours, serde_json::to_vec(&f).unwrap(), "{f}");
+        }
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut ours = Vec::new();
+            write_float(f, &mut ours);
+            assert_eq!(ours, b"null");
+        }
+        let mut ours = Vec::new();
+        write_int(i64::MIN, &mut ours);
+        assert_eq!(ours, serde_json::to_vec(&i64::MIN).unwrap());
+    }
 
     #[test]
     fn text_is_escaped_exactly_as_serde_json_escapes_it() {

@@ -5,7 +5,7 @@
 //! into a request buffer. Keys and strings are borrowed; nothing is allocated per field except
 //! for the rare value that needs repair (invalid UTF-8, a map key that is not a string).
 //!
-//! Views are only made over bytes [`crate::decode`] has validated, but nothing here relies on
+//! Views are only made over bytes the core's decoder has validated, but nothing here relies on
 //! it for safety: a value that does not parse simply ends the walk (`None`), it never panics.
 //!
 //! JSON mapping (the same as Fluent Bit's own msgpack-to-JSON where JSON can say it): binary
@@ -17,8 +17,7 @@ use std::borrow::Cow;
 
 use rmp::Marker;
 
-use crate::escape::{write_float, write_str, write_text};
-use crate::time::EventTime;
+use crate::json::{write_float, write_int, write_str, write_text};
 
 /// Deepest nesting kept. Half of serde_json's parse limit (128), which common JSON peers share:
 /// destinations wrap records in envelopes (Datadog: an array of objects), and a body that
@@ -92,13 +91,6 @@ impl<'a> ValueRef<'a> {
             }
         }
     }
-
-    /// This value as an owned JSON value (for tests, previews and rare paths).
-    pub fn to_json_value(&self, depth: usize) -> serde_json::Value {
-        let mut out = Vec::new();
-        write_json(*self, depth, &mut out);
-        serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 impl<'a> MapRef<'a> {
@@ -120,7 +112,7 @@ impl<'a> MapRef<'a> {
 
     /// Where the map's entries start in the chunk: two maps of one chunk are the same map
     /// exactly when this is equal.
-    pub(crate) fn address(&self) -> usize {
+    pub fn address(&self) -> usize {
         self.bytes.as_ptr() as usize
     }
 
@@ -447,12 +439,17 @@ pub fn peek(bytes: &[u8]) -> Option<ValueRef<'_>> {
     }
 }
 
-/// An EventTime extension's time, if `payload` is one (type 0, 8 bytes).
-pub fn event_time(kind: i8, payload: &[u8]) -> Option<EventTime> {
+/// An EventTime extension's seconds and nanoseconds, if `payload` is one (type 0, 8 bytes).
+pub fn event_time(kind: i8, payload: &[u8]) -> Option<(u32, u32)> {
     let bytes: [u8; 8] = payload.try_into().ok().filter(|_| kind == 0)?;
     let secs = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let nanos = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    Some(EventTime::new(i64::from(secs), nanos))
+    Some((secs, nanos))
+}
+
+/// An EventTime as fractional seconds, as it is written nested in a body.
+pub fn event_time_seconds(secs: u32, nanos: u32) -> f64 {
+    f64::from(secs) + f64::from(nanos) / 1e9
 }
 
 // ---- JSON ----
@@ -463,12 +460,12 @@ pub fn write_json(value: ValueRef<'_>, depth: usize, out: &mut Vec<u8>) {
         ValueRef::Null => out.extend_from_slice(b"null"),
         ValueRef::Bool(true) => out.extend_from_slice(b"true"),
         ValueRef::Bool(false) => out.extend_from_slice(b"false"),
-        ValueRef::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-        ValueRef::UInt(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        ValueRef::Int(n) => write_int(n, out),
+        ValueRef::UInt(n) => write_int(n, out),
         ValueRef::Float(f) => write_float(f, out),
         ValueRef::Str(bytes) => write_text(bytes, out),
         ValueRef::Ext(kind, payload) => match event_time(kind, payload) {
-            Some(time) => write_float(time.as_f64(), out),
+            Some((secs, nanos)) => write_float(event_time_seconds(secs, nanos), out),
             None => out.extend_from_slice(b"null"),
         },
         ValueRef::Array(_) | ValueRef::Map(_) if depth >= MAX_DEPTH => {
