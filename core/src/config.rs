@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::destinations::DestinationKind;
 use crate::record::DEFAULT_MESSAGE_KEYS;
 
 /// Where property values come from: the host's getter, or a map in tests and tools.
@@ -173,7 +172,8 @@ pub fn parse_size(text: &str) -> Option<u64> {
 pub struct CoreConfig {
     /// Shown in every log line: `[output:fanout:<label>]`.
     pub label: String,
-    pub destinations: Vec<DestinationKind>,
+    /// The `destinations`, by their registered names, in the order given.
+    pub destinations: Vec<&'static str>,
     /// Keys tried in order to find the log message of a record.
     pub message_keys: Vec<String>,
     /// A flush returns by this deadline, with RETRY if deliveries are still running.
@@ -241,13 +241,15 @@ impl CoreConfig {
         Reader::new(props).string("label").unwrap_or(default_label)
     }
 
-    pub fn read(props: &dyn Properties, label: String) -> Result<CoreConfig, ConfigError> {
+    /// Reads the properties; `known` are the destinations the caller can deliver to (or preview),
+    /// by name: the plugin's registry, or the core's.
+    pub fn read(
+        props: &dyn Properties,
+        label: String,
+        known: &[&'static str],
+    ) -> Result<CoreConfig, ConfigError> {
         let r = Reader::new(props);
-        let accepted = DestinationKind::ALL
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let accepted = known.join(", ");
         let names = r
             .list("destinations")
             .filter(|l| !l.is_empty())
@@ -259,7 +261,11 @@ impl CoreConfig {
             })?;
         let mut destinations = Vec::new();
         for name in &names {
-            let kind = DestinationKind::parse(name).ok_or_else(|| {
+            let kind = known
+                .iter()
+                .copied()
+                .find(|k| k.eq_ignore_ascii_case(name.trim()))
+                .ok_or_else(|| {
                 ConfigError::new(
                     "destinations",
                     format!("unknown destination '{name}': expected a comma-separated list of {accepted}"),
@@ -327,7 +333,7 @@ impl CoreConfig {
                             "a file path, or firehose:<stream> with a delivery stream name (1-64 of A-Z a-z 0-9 _ . -)",
                         ));
                     }
-                    if !destinations.contains(&DestinationKind::Firehose) {
+                    if !destinations.contains(&"firehose") {
                         return Err(ConfigError::new(
                             "dead_letter",
                             "firehose:<stream> sends through this output's firehose destination: add firehose to destinations, or name a file",
@@ -361,6 +367,8 @@ impl CoreConfig {
 mod tests {
     use super::*;
 
+    const KNOWN: &[&str] = &["datadog", "firehose", "file"];
+
     fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
@@ -372,7 +380,7 @@ mod tests {
     fn dead_letter_is_a_file_or_a_firehose_stream_of_this_output() {
         let read = |pairs: &[(&str, &str)]| {
             let p = props(pairs);
-            CoreConfig::read(&p, "t".into())
+            CoreConfig::read(&p, "t".into(), KNOWN)
         };
         let file = read(&[
             ("destinations", "datadog"),
@@ -416,8 +424,8 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_destinations_is_set() {
         let p = props(&[("Destinations", " file ")]);
-        let c = CoreConfig::read(&p, CoreConfig::label(&p, "fanout.0".into())).unwrap();
-        assert_eq!(c.destinations, vec![DestinationKind::File]);
+        let c = CoreConfig::read(&p, CoreConfig::label(&p, "fanout.0".into()), KNOWN).unwrap();
+        assert_eq!(c.destinations, vec!["file"]);
         assert_eq!(c.label, "fanout.0");
         assert_eq!(
             CoreConfig::label(&props(&[("label", "web")]), "fanout.0".into()),
@@ -429,24 +437,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_property_and_the_accepted_values() {
-        let missing = CoreConfig::read(&props(&[]), "x".into()).unwrap_err();
+        let missing = CoreConfig::read(&props(&[]), "x".into(), KNOWN).unwrap_err();
         assert_eq!(missing.property, "destinations");
         assert!(missing.to_string().contains("file"), "{missing}");
 
-        let unknown =
-            CoreConfig::read(&props(&[("destinations", "file,s3")]), "x".into()).unwrap_err();
+        let unknown = CoreConfig::read(&props(&[("destinations", "file,s3")]), "x".into(), KNOWN)
+            .unwrap_err();
         assert!(
             unknown.to_string().contains("unknown destination 's3'"),
             "{unknown}"
         );
 
-        let twice =
-            CoreConfig::read(&props(&[("destinations", "file,FILE")]), "x".into()).unwrap_err();
+        let twice = CoreConfig::read(&props(&[("destinations", "file,FILE")]), "x".into(), KNOWN)
+            .unwrap_err();
         assert!(twice.to_string().contains("listed twice"), "{twice}");
 
         let bad = CoreConfig::read(
             &props(&[("destinations", "file"), ("flush_timeout", "soon")]),
             "x".into(),
+            KNOWN,
         )
         .unwrap_err();
         assert_eq!(

@@ -5,20 +5,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::io::Read;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::classic::Section;
 use crate::config::{CoreConfig, Environment};
-use crate::destinations::DestinationKind;
-use crate::destinations::datadog::config::DatadogConfig;
-use crate::destinations::datadog::encode as datadog_encode;
-use crate::destinations::firehose::config::{FirehoseConfig, RecordCompression};
-use crate::destinations::firehose::encode as firehose_encode;
-use crate::destinations::firehose::limits::BILLING_UNIT;
-use crate::packing::plan::Planned;
+use crate::destinations::spec::{Context, Preview, Route, Totals};
+use crate::destinations::{REGISTERED, registered};
 use crate::properties::{self, Key};
 use crate::record::{Batch, Records};
 use crate::time::EventTime;
@@ -72,92 +66,61 @@ pub struct OutputReport {
     pub label: String,
     /// `Match …` or `Match_Regex …` as configured.
     pub matching: String,
-    pub destinations: Vec<&'static str>,
+    /// Its destinations, in the order configured, with their configuration and the totals of
+    /// the whole sample sent as one chunk.
+    pub destinations: Vec<DestinationReport>,
     /// The line the plugin logs when a property is wrong (then Fluent Bit does not start, and
     /// nothing else of this output is filled in).
     pub error: Option<String>,
     pub notes: Vec<String>,
     /// Where records refused for good are kept (`dead_letter`), if anywhere.
     pub dead_letter: Option<String>,
-    pub datadog: Option<DatadogSummary>,
-    pub firehose: Option<FirehoseSummary>,
     pub records: Vec<RecordReport>,
+    /// Records in the sample.
+    pub sample_records: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DestinationReport {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// Its configuration in one line.
+    pub summary: Option<String>,
     /// The whole sample as one chunk.
     pub totals: Totals,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DatadogSummary {
-    pub url: String,
-    pub compress: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FirehoseSummary {
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub aggregation: bool,
-    /// `none`, `gzip` or `zstd`.
-    pub compression: &'static str,
 }
 
 #[derive(Debug, Serialize)]
 pub struct RecordReport {
     pub tag: String,
     pub record: Value,
-    pub datadog: Option<DatadogRoute>,
-    pub firehose: Option<FirehoseRoute>,
-    /// The `file` destination's path.
-    pub file: Option<String>,
+    /// What becomes of it at each destination, in the output's order.
+    pub routes: Vec<RecordRoute>,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DatadogRoute {
-    Sent {
-        service: Option<String>,
-        source: Option<String>,
-        status: Option<String>,
-        tags: Option<String>,
-        /// The entry exactly as it goes in the request's JSON array.
-        payload: Value,
-    },
-    Dropped,
+pub struct RecordRoute {
+    pub destination: &'static str,
+    pub title: &'static str,
+    #[serde(flatten)]
+    pub route: Route,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FirehoseRoute {
-    Sent {
-        stream: String,
-        /// Size of the Firehose record (its `Data` before base64).
-        bytes: usize,
-        /// `none`, `gzip` or `zstd`: how the record is compressed.
-        compression: &'static str,
-        /// The record's text (decompressed when `compression` is set).
-        record: String,
-        /// `partition_keys` and their values in this record: what Firehose dynamic
-        /// partitioning (`!{partitionKeyFromQuery:<key>}`) builds the S3 prefix from.
-        partition_keys: Vec<(String, String)>,
-    },
-    NotRouted {
-        reason: String,
-    },
+impl OutputReport {
+    /// The destination named `name`, if the output has it.
+    pub fn destination(&self, name: &str) -> Option<&DestinationReport> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
 }
 
-/// Requests and Firehose billing for the whole sample sent as one chunk.
-#[derive(Debug, Default, Serialize)]
-pub struct Totals {
-    pub records: usize,
-    pub datadog_requests: usize,
-    pub firehose_calls: usize,
-    pub firehose_records: usize,
-    /// Billed 5 KB units as configured.
-    pub firehose_units: usize,
-    pub firehose_units_without_aggregation: usize,
-    pub firehose_units_with_aggregation: usize,
-    /// Firehose streams the sample reaches, in order of first use.
-    pub firehose_streams: Vec<String>,
+impl RecordReport {
+    /// What becomes of the record at the destination named `name`.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.destination == name)
+            .map(|r| &r.route)
+    }
 }
 
 /// Previews every `[OUTPUT] Name fanout` of `sections` for `records` carrying `tag`, with
@@ -196,7 +159,7 @@ fn output(
     env: Environment,
 ) -> OutputReport {
     // Fluent Bit hands plugins nothing for a property that is empty after ${} expansion.
-    let mut props: HashMap<String, String> = section
+    let props: HashMap<String, String> = section
         .properties
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -215,16 +178,14 @@ fn output(
         error: None,
         notes: Vec::new(),
         dead_letter: None,
-        datadog: None,
-        firehose: None,
         records: Vec::new(),
-        totals: Totals::default(),
+        sample_records: records.len(),
     };
     if let Err(error) = check_keys(section, &mut report.notes) {
         report.error = Some(error);
         return report;
     }
-    let (core, datadog, firehose) = match configs(&mut props, &label, &mut report.notes, env) {
+    let (core, previews) = match configs(&props, &label, &mut report.notes, env) {
         Ok(configs) => configs,
         Err(e) => {
             // The line the plugin logs (Fluent Bit adds the time) before Fluent Bit refuses
@@ -233,7 +194,6 @@ fn output(
             return report;
         }
     };
-    report.destinations = core.destinations.iter().map(|d| d.name()).collect();
     report.dead_letter = core.dead_letter.as_ref().map(|d| d.to_string());
     if let Some(path) = &report.dead_letter {
         report.notes.push(format!(
@@ -241,17 +201,6 @@ fn output(
             core.dead_letter_max_size >> 20
         ));
     }
-    report.datadog = datadog.as_ref().map(|dd| DatadogSummary {
-        url: dd.url.clone(),
-        compress: dd.compression.to_string(),
-    });
-    report.firehose = firehose.as_ref().map(|fh| FirehoseSummary {
-        region: fh.region.clone(),
-        endpoint: fh.endpoint.clone(),
-        aggregation: fh.simple_aggregation,
-        compression: fh.compression.name(),
-    });
-    let keys = &core.message_keys;
     for event in records {
         // Through a real chunk, as Fluent Bit would hand it over.
         let batch = Batch::new(
@@ -261,63 +210,26 @@ fn output(
         report.records.push(RecordReport {
             tag: tag.to_owned(),
             record: event.1.clone(),
-            datadog: datadog.as_ref().map(|dd| datadog_route(dd, keys, &batch)),
-            firehose: firehose.as_ref().map(|fh| firehose_route(fh, keys, &batch)),
-            file: core
-                .destinations
-                .contains(&DestinationKind::File)
-                .then(|| props.get("path").cloned().unwrap_or_default()),
+            routes: previews
+                .iter()
+                .map(|(registration, preview)| RecordRoute {
+                    destination: registration.name,
+                    title: registration.title,
+                    route: preview.route(&batch),
+                })
+                .collect(),
         });
     }
-    let chunk = Batch::new(tag.to_owned(), Records::from_json(records));
-    report.totals.records = records.len();
-    if let Some(dd) = &datadog {
-        report.totals.datadog_requests = datadog_encode::Encoder {
-            config: dd,
-            message_keys: keys,
-        }
-        .plan(&chunk)
-        .filter(|p| matches!(p, Planned::Request(_)))
-        .count();
-    }
-    if let Some(fh) = &firehose {
-        let bill = |aggregation: bool| {
-            let config = FirehoseConfig {
-                simple_aggregation: aggregation,
-                ..fh.clone()
-            };
-            firehose_encode::Encoder {
-                config: &config,
-                message_keys: keys,
-            }
-            .encode(&chunk)
-        };
-        let units = |routed: &firehose_encode::Routed| -> usize {
-            routed
-                .streams
-                .iter()
-                .flat_map(|s| &s.records)
-                .map(|r| r.len().div_ceil(BILLING_UNIT))
-                .sum()
-        };
-        let with = bill(true);
-        let without = bill(false);
-        let configured = if fh.simple_aggregation {
-            &with
-        } else {
-            &without
-        };
-        report.totals.firehose_units_with_aggregation = units(&with);
-        report.totals.firehose_units_without_aggregation = units(&without);
-        report.totals.firehose_units = units(configured);
-        report.totals.firehose_calls = configured.streams.iter().map(|s| s.calls).sum();
-        report.totals.firehose_records = configured.streams.iter().map(|s| s.records.len()).sum();
-        report.totals.firehose_streams = configured
-            .streams
-            .iter()
-            .map(|s| s.stream.clone())
-            .collect();
-    }
+    let sample = Batch::new(tag.to_owned(), Records::from_json(records));
+    report.destinations = previews
+        .iter()
+        .map(|(registration, preview)| DestinationReport {
+            name: registration.name,
+            title: registration.title,
+            summary: preview.summary(),
+            totals: preview.totals(&sample),
+        })
+        .collect();
     report
 }
 
@@ -346,99 +258,35 @@ fn check_keys(section: &Section, notes: &mut Vec<String>) -> Result<(), String> 
     Ok(())
 }
 
+/// A destination of the output, as the preview reads it.
+type Previewed = (
+    &'static crate::destinations::spec::Registration,
+    Box<dyn Preview>,
+);
+
 /// The core configuration and each destination's, read as the plugin reads them.
 fn configs(
-    props: &mut HashMap<String, String>,
+    props: &HashMap<String, String>,
     label: &str,
     notes: &mut Vec<String>,
     env: Environment,
-) -> Result<(CoreConfig, Option<DatadogConfig>, Option<FirehoseConfig>), String> {
-    let core = CoreConfig::read(props, label.to_owned()).map_err(|e| e.to_string())?;
-    let uses = |kind| core.destinations.contains(&kind);
-    if uses(DestinationKind::Datadog) && !props.contains_key("apikey") {
-        props.insert("apikey".into(), "preview-placeholder".into());
-        notes.push("apikey is not set (its environment variable is empty here)".into());
-    }
-    let datadog = uses(DestinationKind::Datadog)
-        .then(|| DatadogConfig::read(props))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let firehose = uses(DestinationKind::Firehose)
-        .then(|| FirehoseConfig::read(props, env))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok((core, datadog, firehose))
-}
-
-fn datadog_route(config: &DatadogConfig, keys: &[String], batch: &Batch) -> DatadogRoute {
-    let encoder = datadog_encode::Encoder {
-        config,
-        message_keys: keys,
+) -> Result<(CoreConfig, Vec<Previewed>), String> {
+    let names: Vec<&'static str> = REGISTERED.iter().map(|r| r.name).collect();
+    let core = CoreConfig::read(props, label.to_owned(), &names).map_err(|e| e.to_string())?;
+    let context = Context {
+        message_keys: &core.message_keys,
+        env,
     };
-    let Some(Planned::Request(request)) = encoder.plan(batch).next() else {
-        return DatadogRoute::Dropped;
-    };
-    let entry: Value = serde_json::from_slice(request.units.unit(0)).unwrap_or(Value::Null);
-    let field = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_owned);
-    DatadogRoute::Sent {
-        service: field("service"),
-        source: field("ddsource"),
-        status: field("status"),
-        tags: field("ddtags"),
-        payload: entry,
-    }
-}
-
-fn firehose_route(config: &FirehoseConfig, keys: &[String], batch: &Batch) -> FirehoseRoute {
-    let routed = firehose_encode::Encoder {
-        config,
-        message_keys: keys,
-    }
-    .encode(batch);
-    let Some(stream) = routed.streams.first() else {
-        return FirehoseRoute::NotRouted {
-            reason: routed
-                .unroutable_reason
-                .unwrap_or_else(|| "no stream".to_owned()),
+    let mut previews = Vec::new();
+    for name in &core.destinations {
+        // Every name CoreConfig accepts is registered.
+        let Some(registration) = registered(name) else {
+            continue;
         };
-    };
-    let record = &stream.records[0];
-    let text = match config.compression {
-        RecordCompression::Gzip => {
-            let mut plain = String::new();
-            let _ = flate2::read::GzDecoder::new(&record[..]).read_to_string(&mut plain);
-            plain
-        }
-        #[cfg(feature = "zstd")]
-        RecordCompression::Zstd => zstd::decode_all(&record[..])
-            .map(|plain| String::from_utf8_lossy(&plain).into_owned())
-            .unwrap_or_default(),
-        _ => String::from_utf8_lossy(record).into_owned(),
-    };
-    let fields: Value = text
-        .lines()
-        .next()
-        .and_then(|line| serde_json::from_str(line).ok())
-        .unwrap_or(Value::Null);
-    let partition_keys = config
-        .partition_keys
-        .iter()
-        .map(|(key, _)| {
-            let value = match &fields[key] {
-                Value::String(text) => text.clone(),
-                Value::Null => "-".to_owned(),
-                other => other.to_string(),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    FirehoseRoute::Sent {
-        stream: stream.stream.clone(),
-        bytes: record.len(),
-        compression: config.compression.name(),
-        record: text.trim_end().to_owned(),
-        partition_keys,
+        let preview = (registration.preview)(props, &context, notes).map_err(|e| e.to_string())?;
+        previews.push((registration, preview));
     }
+    Ok((core, previews))
 }
 
 impl Report {
@@ -446,12 +294,13 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         for output in &self.outputs {
+            let names: Vec<&str> = output.destinations.iter().map(|d| d.name).collect();
             let _ = writeln!(
                 out,
                 "[OUTPUT] fanout '{}' ({}): {}",
                 output.label,
                 output.matching,
-                output.destinations.join(", ")
+                names.join(", ")
             );
             if let Some(error) = &output.error {
                 let _ = writeln!(out, "  {error}\n");
@@ -460,21 +309,10 @@ impl Report {
             for note in &output.notes {
                 let _ = writeln!(out, "  note: {note}");
             }
-            if let Some(dd) = &output.datadog {
-                let _ = writeln!(out, "  datadog: POST {} (compress {})", dd.url, dd.compress);
-            }
-            if let Some(fh) = &output.firehose {
-                let _ = writeln!(
-                    out,
-                    "  firehose: region {}{}, aggregation {}, compression {}",
-                    fh.region,
-                    fh.endpoint
-                        .as_deref()
-                        .map(|e| format!(" endpoint {e}"))
-                        .unwrap_or_default(),
-                    if fh.aggregation { "on" } else { "off" },
-                    fh.compression
-                );
+            for destination in &output.destinations {
+                if let Some(summary) = &destination.summary {
+                    let _ = writeln!(out, "  {}: {summary}", destination.name);
+                }
             }
             let kept = match &output.dead_letter {
                 Some(path) => format!(", kept in {path}"),
@@ -488,89 +326,31 @@ impl Report {
                     record.tag,
                     record.record
                 );
-                match &record.datadog {
-                    Some(DatadogRoute::Sent {
-                        service,
-                        source,
-                        status,
-                        tags,
-                        payload,
-                    }) => {
-                        let show = |v: &Option<String>| v.as_deref().unwrap_or("-").to_owned();
-                        let _ = writeln!(
-                            out,
-                            "    datadog: service={} source={} status={}\n             tags={}\n             payload {payload}",
-                            show(service),
-                            show(source),
-                            show(status),
-                            show(tags)
-                        );
+                for route in &record.routes {
+                    let lead = format!("    {}: ", route.destination);
+                    if let Some(refused) = &route.route.refused {
+                        let _ = writeln!(out, "{lead}{refused}{kept}");
+                        continue;
                     }
-                    Some(DatadogRoute::Dropped) => {
-                        let _ = writeln!(
-                            out,
-                            "    datadog: dropped (too large for any request){kept}"
-                        );
+                    for (n, line) in route.route.text.iter().enumerate() {
+                        let indent = if n == 0 {
+                            lead.clone()
+                        } else {
+                            " ".repeat(lead.len())
+                        };
+                        let _ = writeln!(out, "{indent}{line}");
                     }
-                    None => {}
-                }
-                match &record.firehose {
-                    Some(FirehoseRoute::Sent {
-                        stream,
-                        bytes,
-                        compression,
-                        record,
-                        partition_keys,
-                    }) => {
-                        let _ = writeln!(
-                            out,
-                            "    firehose: stream={stream} ({bytes} bytes{})\n              record {record}",
-                            match *compression {
-                                "none" => String::new(),
-                                other => format!(", {other}"),
-                            },
-                        );
-                        if !partition_keys.is_empty() {
-                            let keys: Vec<String> = partition_keys
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect();
-                            let _ =
-                                writeln!(out, "              partition keys {}", keys.join(" "));
-                        }
-                    }
-                    Some(FirehoseRoute::NotRouted { reason }) => {
-                        let _ = writeln!(
-                            out,
-                            "    firehose: NOT ROUTED ({reason}): reported as failed{kept}"
-                        );
-                    }
-                    None => {}
-                }
-                if let Some(path) = &record.file {
-                    let path = if path.is_empty() { "-" } else { path };
-                    let _ = writeln!(out, "    file: appended to {path}");
                 }
             }
-            let totals = &output.totals;
             let _ = write!(
                 out,
                 "\n  whole sample as one chunk: {} records",
-                totals.records
+                output.sample_records
             );
-            if output.datadog.is_some() {
-                let _ = write!(out, "; datadog {} requests", totals.datadog_requests);
-            }
-            if output.firehose.is_some() {
-                let _ = write!(
-                    out,
-                    "; firehose {} calls, {} records, {} billed 5 KB units ({} without aggregation, {} with)",
-                    totals.firehose_calls,
-                    totals.firehose_records,
-                    totals.firehose_units,
-                    totals.firehose_units_without_aggregation,
-                    totals.firehose_units_with_aggregation
-                );
+            for destination in &output.destinations {
+                if !destination.totals.text.is_empty() {
+                    let _ = write!(out, "; {}", destination.totals.text);
+                }
             }
             out.push_str("\n\n");
         }

@@ -177,15 +177,40 @@ mod tests {
         let output = &out["report"]["outputs"][0];
         assert_eq!(output["label"], "firelens");
         assert_eq!(output["error"], Value::Null);
-        let streams: Vec<&str> = output["records"]
+        // A record's route at a destination, as the page reads it.
+        let route = |record: &Value, name: &str| -> Value {
+            record["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["destination"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let streams: Vec<String> = output["records"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["firehose"]["stream"].as_str().unwrap())
+            .map(|r| {
+                route(r, "firehose")["facts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(streams, vec!["logs-checkout", "logs-cart"]);
-        assert_eq!(output["records"][0]["datadog"]["service"], "checkout");
-        assert_eq!(output["totals"]["firehose_calls"], 2);
+        let datadog = route(&output["records"][0], "datadog");
+        assert_eq!(datadog["facts"][0]["text"], "service checkout");
+        let firehose = &output["destinations"][1];
+        assert_eq!(firehose["name"], "firehose");
+        let calls = firehose["totals"]["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "calls")
+            .cloned()
+            .unwrap();
+        assert_eq!(calls["value"], 2);
     }
 
     #[test]
@@ -225,7 +250,9 @@ mod tests {
             0.0,
         ))
         .unwrap();
-        assert_eq!(out["report"]["outputs"][0]["records"][0]["file"], "/x");
+        let route = &out["report"]["outputs"][0]["records"][0]["routes"][0];
+        assert_eq!(route["destination"], "file");
+        assert_eq!(route["facts"][0]["text"], "appended to /x");
         let missing: Value = serde_json::from_str(&preview(
             "@INCLUDE nowhere.conf\n",
             "{}",

@@ -35,42 +35,20 @@
     return el("pre", null, JSON.stringify(value, null, 2));
   }
 
+  // Every destination fills the same shapes (fanout-core's destinations::spec), so the page
+  // renders them without knowing which destination it is.
   function totals(output) {
-    const t = output.totals;
     const box = el("div", "totals");
     const add = (value, label) => {
       const cell = el("div");
       cell.append(el("b", null, value), el("span", null, label));
       box.append(cell);
     };
-    add(t.records, "records in the sample");
-    if (output.datadog) add(t.datadog_requests, "Datadog requests");
-    if (output.firehose) {
-      add(t.firehose_calls, "Firehose PutRecordBatch calls");
-      add(t.firehose_units, "Firehose billed 5 KB units");
-      add(t.firehose_units_without_aggregation, "units without aggregation");
-      add(t.firehose_units_with_aggregation, "units with simple_aggregation");
+    add(output.sample_records, "records in the sample");
+    for (const destination of output.destinations) {
+      for (const figure of destination.totals.figures) add(figure.value, figure.label);
     }
     return box;
-  }
-
-  function datadogRoute(route, deadLetter) {
-    const row = el("div", "route");
-    row.append(el("span", "dest", "Datadog"));
-    if (route.kind === "dropped") {
-      row.append(pill("dropped: too large for any request" + kept(deadLetter), "warn"));
-      return row;
-    }
-    row.append(
-      pill("service " + (route.service ?? "-")),
-      pill("source " + (route.source ?? "-")),
-      pill("status " + (route.status ?? "-")),
-    );
-    for (const tag of (route.tags ?? "").split(",").filter(Boolean)) row.append(pill(tag));
-    const payload = el("details");
-    payload.append(el("summary", null, "payload (one entry of the request's JSON array)"), json(route.payload));
-    row.append(payload);
-    return row;
   }
 
   /** Where a refused record goes besides the error line: the output's dead_letter file. */
@@ -78,25 +56,29 @@
     return deadLetter ? ", kept in " + deadLetter : "";
   }
 
-  function firehoseRoute(route, deadLetter) {
+  function renderRoute(route, deadLetter) {
     const row = el("div", "route");
-    row.append(el("span", "dest", "Firehose"));
-    if (route.kind === "not_routed") {
-      row.append(pill("not routed: " + route.reason + " (reported as failed" + kept(deadLetter) + ")", "warn"));
+    row.append(el("span", "dest", route.title));
+    if (route.refused) {
+      row.append(pill(route.refused + kept(deadLetter), "warn"));
       return row;
     }
-    row.append(pill(route.stream, "stream"), pill(route.bytes + " bytes" + (route.compression !== "none" ? ", " + route.compression : "")));
-    // The S3 prefix is the stream's own, or with dynamic partitioning built from these values.
-    for (const [key, value] of route.partition_keys) row.append(pill(`S3 prefix key ${key}=${value}`, "prefix"));
-    const payload = el("details");
-    payload.append(el("summary", null, "record (Data of the Firehose record)"), el("pre", null, route.record));
-    row.append(payload);
+    for (const fact of route.facts) row.append(pill(fact.text, fact.class));
+    if (route.detail) {
+      const detail = el("details");
+      const body = route.detail.json !== null && route.detail.json !== undefined
+        ? json(route.detail.json)
+        : el("pre", null, route.detail.text);
+      detail.append(el("summary", null, route.detail.label), body);
+      row.append(detail);
+    }
     return row;
   }
 
   function renderOutput(output) {
     const card = el("article", "output");
-    card.append(el("h2", null, `[OUTPUT] fanout '${output.label}' (${output.matching}): ${output.destinations.join(", ")}`));
+    const names = output.destinations.map((d) => d.name).join(", ");
+    card.append(el("h2", null, `[OUTPUT] fanout '${output.label}' (${output.matching}): ${names}`));
     if (output.error) {
       card.append(el("div", "error", output.error));
       card.append(el("p", "note", "Fluent Bit logs this line and does not start."));
@@ -104,22 +86,14 @@
     }
     for (const note of output.notes) card.append(el("p", "note", "note: " + note));
     const summary = el("div", "summary");
-    if (output.datadog) summary.append(el("span", null, `Datadog: POST ${output.datadog.url} (compress ${output.datadog.compress})`));
-    if (output.firehose) {
-      const f = output.firehose;
-      summary.append(el("span", null, `Firehose: region ${f.region}${f.endpoint ? " endpoint " + f.endpoint : ""}, aggregation ${f.aggregation ? "on" : "off"}, compression ${f.compression}`));
+    for (const destination of output.destinations) {
+      if (destination.summary) summary.append(el("span", null, `${destination.title}: ${destination.summary}`));
     }
     card.append(summary, totals(output));
     output.records.forEach((record, i) => {
       const item = el("div", "record");
       item.append(el("h3", null, `record ${i + 1} (tag ${record.tag})`), json(record.record));
-      if (record.datadog) item.append(datadogRoute(record.datadog, output.dead_letter));
-      if (record.firehose) item.append(firehoseRoute(record.firehose, output.dead_letter));
-      if (record.file !== null && record.file !== undefined) {
-        const row = el("div", "route");
-        row.append(el("span", "dest", "file"), pill("appended to " + (record.file || "-")));
-        item.append(row);
-      }
+      for (const route of record.routes) item.append(renderRoute(route, output.dead_letter));
       card.append(item);
     });
     return card;

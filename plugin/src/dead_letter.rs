@@ -118,7 +118,10 @@ impl DeadLetter {
         if lines == 0 {
             return written;
         }
-        let Some(firehose) = destinations.iter().find_map(|d| d.as_firehose()) else {
+        let Some(firehose) = destinations
+            .iter()
+            .find_map(|d| d.downcast::<crate::destinations::firehose::FirehoseDestination>())
+        else {
             written.overflow += lines as u64;
             written.reason = Some("no firehose destination".into());
             return written;

@@ -1,36 +1,26 @@
-//! Each destination's configuration and encoder; the plugin adds transport and delivery.
+//! Destinations, an open set. Each is one folder here — its properties (`config`), its limits
+//! and encoder, and what the preview shows of it (`preview`) — and one folder in the plugin (its
+//! transport), registered with one line in each crate: [`REGISTERED`] here, the plugin's
+//! `destinations::REGISTERED` there. The `destinations` property, `preview` and the playground
+//! go by the registered names. README, "Adding a destination", lists the files.
 
 pub mod datadog;
 pub mod file;
 pub mod firehose;
+pub mod spec;
 
-/// The destinations this build knows, as named in the `destinations` property.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DestinationKind {
-    Datadog,
-    Firehose,
-    File,
-}
+use spec::Registration;
 
-impl DestinationKind {
-    pub const ALL: &'static [DestinationKind] = &[
-        DestinationKind::Datadog,
-        DestinationKind::Firehose,
-        DestinationKind::File,
-    ];
+/// Every destination this build knows, in the order the documentation lists them.
+pub const REGISTERED: &[Registration] = &[
+    datadog::REGISTRATION,
+    firehose::REGISTRATION,
+    file::REGISTRATION,
+];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            DestinationKind::Datadog => "datadog",
-            DestinationKind::Firehose => "firehose",
-            DestinationKind::File => "file",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<DestinationKind> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().eq_ignore_ascii_case(name.trim()))
-    }
+/// The destination registered as `name` (any case, spaces around ignored).
+pub fn registered(name: &str) -> Option<&'static Registration> {
+    REGISTERED
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(name.trim()))
 }

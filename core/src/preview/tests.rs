@@ -73,24 +73,29 @@ fn each_record_is_routed_and_the_sample_is_counted() {
     let report = report(&sections(CONFIG), &records(), "app").unwrap();
     let output = &report.outputs[0];
     assert_eq!(output.error, None);
-    assert_eq!(output.destinations, vec!["datadog", "firehose"]);
+    let names: Vec<&str> = output.destinations.iter().map(|d| d.name).collect();
+    assert_eq!(names, ["datadog", "firehose"]);
     let streams: Vec<String> = output
         .records
         .iter()
-        .map(|r| match &r.firehose {
-            Some(FirehoseRoute::Sent { stream, .. }) => stream.clone(),
-            Some(FirehoseRoute::NotRouted { reason }) => format!("not routed: {reason}"),
+        .map(|r| match r.route("firehose") {
+            Some(route) => match &route.refused {
+                Some(refused) => refused.clone(),
+                None => route.facts[0].text.clone(),
+            },
             None => "-".into(),
         })
         .collect();
     assert_eq!(streams[..2], ["logs-web", "logs-db"]);
-    assert!(streams[2].starts_with("not routed"), "{streams:?}");
-    assert_eq!(output.totals.records, 3);
-    assert_eq!(output.totals.datadog_requests, 1);
-    assert_eq!(output.totals.firehose_calls, 2);
-    assert_eq!(output.totals.firehose_streams, vec!["logs-web", "logs-db"]);
-    assert_eq!(output.totals.firehose_units_with_aggregation, 2);
-    assert_eq!(output.totals.firehose_units_without_aggregation, 2);
+    assert!(streams[2].starts_with("NOT ROUTED"), "{streams:?}");
+    assert_eq!(output.sample_records, 3);
+    let datadog = &output.destination("datadog").unwrap().totals;
+    assert_eq!(datadog.figure("requests"), Some(1));
+    let firehose = &output.destination("firehose").unwrap().totals;
+    assert_eq!(firehose.figure("calls"), Some(2));
+    assert_eq!(firehose.places, vec!["logs-web", "logs-db"]);
+    assert_eq!(firehose.figure("billed_units_with_aggregation"), Some(2));
+    assert_eq!(firehose.figure("billed_units_without_aggregation"), Some(2));
     let text = report.text();
     assert!(text.contains("firehose: stream=logs-web"), "{text}");
     assert!(text.contains("firehose 2 calls"), "{text}");
@@ -103,12 +108,14 @@ fn partition_keys_show_what_the_s3_prefix_is_built_from() {
         "simple_aggregation on\n    partition_keys service=$container_name",
     );
     let report = report(&sections(&config), &records(), "app").unwrap();
-    match &report.outputs[0].records[0].firehose {
-        Some(FirehoseRoute::Sent { partition_keys, .. }) => {
-            assert_eq!(partition_keys, &[("service".to_owned(), "web".to_owned())]);
-        }
-        other => panic!("{other:?}"),
-    }
+    let route = report.outputs[0].records[0].route("firehose").unwrap();
+    let prefixes: Vec<&str> = route
+        .facts
+        .iter()
+        .filter(|f| f.class == Some("prefix"))
+        .map(|f| f.text.as_str())
+        .collect();
+    assert_eq!(prefixes, ["S3 prefix key service=web"]);
     assert!(report.text().contains("partition keys service=web"));
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::{CoreConfig, Properties};
 use crate::destinations::datadog::config::DatadogConfig;
-use crate::destinations::file::FileConfig;
+use crate::destinations::file::config::FileConfig;
 use crate::destinations::firehose::config::FirehoseConfig;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +25,7 @@ fn every_reader(values: HashMap<String, String>) -> (String, BTreeSet<String>) {
         asked: RefCell::new(BTreeSet::new()),
     };
     let label = CoreConfig::label(&props, "fanout.0".into());
-    let core = CoreConfig::read(&props, label.clone());
+    let core = CoreConfig::read(&props, label.clone(), &["datadog", "firehose", "file"]);
     let datadog = DatadogConfig::read(&props);
     let firehose = FirehoseConfig::read(&props, &|_| None);
     let file = FileConfig::read(&props);

@@ -11,12 +11,33 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::Shared;
+use super::{Deliver, Delivery, Registration, Shared};
 use crate::delivery::outcome::{Outcome, SharedOutcome};
 use fanout_core::config::{ConfigError, Properties};
-use fanout_core::destinations::file::FileConfig;
+use fanout_core::destinations::file::config::FileConfig;
 use fanout_core::json::Object;
 use fanout_core::record::Batch;
+use tokio::time::Instant;
+
+pub const REGISTRATION: Registration = Registration {
+    name: "file",
+    configure: |props, shared| Ok(Box::new(FileDestination::configure(props, shared)?)),
+};
+
+impl Deliver for FileDestination {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a Batch,
+        _deadline: Instant,
+        outcome: &'a SharedOutcome,
+    ) -> Delivery<'a> {
+        Box::pin(self.deliver_batch(batch, outcome))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 pub struct FileDestination {
     path: PathBuf,
@@ -45,7 +66,7 @@ impl FileDestination {
         })
     }
 
-    pub async fn deliver(&self, batch: &Batch, outcome: &SharedOutcome) {
+    async fn deliver_batch(&self, batch: &Batch, outcome: &SharedOutcome) {
         // A guess, capped: a chunk of tiny records must not reserve hundreds of MB up front.
         let mut buf = Vec::with_capacity(batch.len().saturating_mul(256).min(1 << 20));
         let mut written = Vec::with_capacity(batch.len());

@@ -1,4 +1,6 @@
-//! Destinations: where an instance delivers the records of a flush.
+//! Destinations: where an instance delivers the records of a flush. An open set: each is a
+//! folder (or file) here with its transport, over its codec in `fanout_core::destinations`, and
+//! one line in [`REGISTERED`].
 //!
 //! Every destination receives the same decoded [`Batch`] (decoded once per flush) and writes
 //! what became of each record into an [`Outcome`](crate::delivery::outcome::Outcome). The
@@ -8,6 +10,9 @@ pub mod datadog;
 pub mod file;
 pub mod firehose;
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -17,8 +22,6 @@ use crate::log::Logger;
 use fanout_core::config::{ConfigError, Properties};
 use fanout_core::record::Batch;
 
-pub use fanout_core::destinations::DestinationKind;
-
 /// Settings shared by all destinations of an instance.
 pub struct Shared {
     pub log: Arc<Logger>,
@@ -27,63 +30,101 @@ pub struct Shared {
     pub max_concurrent_requests: usize,
 }
 
-pub enum Destination {
-    Datadog(Box<datadog::DatadogDestination>),
-    Firehose(Box<firehose::FirehoseDestination>),
-    File(file::FileDestination),
+/// A delivery in progress.
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What the instance asks of a destination.
+pub trait Deliver: Send + Sync {
+    /// Delivers the batch by `deadline`, writing each record's fate into `outcome` as it
+    /// settles (records left pending are for Fluent Bit to resend).
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a Batch,
+        deadline: Instant,
+        outcome: &'a SharedOutcome,
+    ) -> Delivery<'a>;
+
+    /// Requests sent and not answered yet (or waiting to retry).
+    fn requests_in_flight(&self) -> usize {
+        0
+    }
+
+    /// The destination itself, for what only one kind offers (the dead letter stream goes
+    /// through Firehose's).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// One destination: its name in the `destinations` property, and how it is built.
+pub struct Registration {
+    pub name: &'static str,
+    pub configure: Configure,
+}
+
+/// Builds a destination from an output's properties.
+pub type Configure = fn(&dyn Properties, &Shared) -> Result<Box<dyn Deliver>, ConfigError>;
+
+/// Every destination the plugin delivers to: the core's, each with its transport. A new one is
+/// one line here (and one in `fanout_core::destinations::REGISTERED`).
+pub const REGISTERED: &[Registration] = &[
+    datadog::REGISTRATION,
+    firehose::REGISTRATION,
+    file::REGISTRATION,
+];
+
+/// One configured destination of an instance.
+pub struct Destination {
+    pub name: &'static str,
+    deliver: Box<dyn Deliver>,
 }
 
 impl Destination {
+    /// Builds the destination registered as `name` (one [`fanout_core::config::CoreConfig`]
+    /// accepted from [`REGISTERED`]).
     pub fn configure(
-        kind: DestinationKind,
+        name: &str,
         props: &dyn Properties,
         shared: &Shared,
     ) -> Result<Destination, ConfigError> {
-        Ok(match kind {
-            DestinationKind::Datadog => Destination::Datadog(Box::new(
-                datadog::DatadogDestination::configure(props, shared)?,
-            )),
-            DestinationKind::Firehose => Destination::Firehose(Box::new(
-                firehose::FirehoseDestination::configure(props, shared)?,
-            )),
-            DestinationKind::File => {
-                Destination::File(file::FileDestination::configure(props, shared)?)
-            }
+        let registration = REGISTERED.iter().find(|r| r.name == name).ok_or_else(|| {
+            ConfigError::new("destinations", format!("unknown destination '{name}'"))
+        })?;
+        Ok(Destination {
+            name: registration.name,
+            deliver: (registration.configure)(props, shared)?,
         })
     }
 
-    /// The Firehose destination, if this is it.
-    pub fn as_firehose(&self) -> Option<&firehose::FirehoseDestination> {
-        match self {
-            Destination::Firehose(d) => Some(d),
-            _ => None,
-        }
+    /// The registered names, as `destinations` accepts them.
+    pub fn names() -> Vec<&'static str> {
+        REGISTERED.iter().map(|r| r.name).collect()
     }
 
-    pub fn kind(&self) -> DestinationKind {
-        match self {
-            Destination::Datadog(_) => DestinationKind::Datadog,
-            Destination::Firehose(_) => DestinationKind::Firehose,
-            Destination::File(_) => DestinationKind::File,
-        }
+    /// The destination as its own type, if it is a `T`.
+    pub fn downcast<T: 'static>(&self) -> Option<&T> {
+        self.deliver.as_any().downcast_ref::<T>()
     }
 
-    /// Requests sent and not answered yet (or waiting to retry); the file destination has none.
     pub fn requests_in_flight(&self) -> usize {
-        match self {
-            Destination::Datadog(d) => d.requests_in_flight(),
-            Destination::Firehose(d) => d.requests_in_flight(),
-            Destination::File(_) => 0,
-        }
+        self.deliver.requests_in_flight()
     }
 
-    /// Delivers the batch by `deadline`, writing each record's fate into `outcome` as it
-    /// settles (records left pending are for Fluent Bit to resend).
     pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
-        match self {
-            Destination::Datadog(d) => d.deliver(batch, deadline, outcome).await,
-            Destination::Firehose(d) => d.deliver(batch, deadline, outcome).await,
-            Destination::File(d) => d.deliver(batch, outcome).await,
-        }
+        self.deliver.deliver(batch, deadline, outcome).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `destinations` accepts (the core's registry, which the preview goes by) is what
+    /// the plugin can deliver to.
+    #[test]
+    fn the_plugin_delivers_to_every_destination_the_core_knows() {
+        let core: Vec<&str> = fanout_core::destinations::REGISTERED
+            .iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(Destination::names(), core);
     }
 }

@@ -116,7 +116,7 @@ impl Instance {
     ) -> Option<Instance> {
         let label = CoreConfig::label(props, default_label);
         let log = Arc::new(Logger::new(&label, sink));
-        let config = match CoreConfig::read(props, label) {
+        let config = match CoreConfig::read(props, label, &Destination::names()) {
             Ok(config) => config,
             Err(e) => {
                 log.error(format_args!("{e}"));
@@ -139,12 +139,12 @@ impl Instance {
         };
         let destination_stats = destinations
             .iter()
-            .map(|d| DestinationStats::new(d.kind().name()))
+            .map(|d| DestinationStats::new(d.name))
             .collect();
         let ledger = match &config.ledger_file {
             None => Ledger::default(),
             Some(path) => {
-                let names = destinations.iter().map(|d| d.kind().name()).collect();
+                let names = destinations.iter().map(|d| d.name).collect();
                 match Ledger::with_file(path, names, Arc::clone(&log)) {
                     Ok(ledger) => ledger,
                     Err(e) => {
@@ -190,7 +190,7 @@ impl Instance {
             pipeline
                 .destinations
                 .iter()
-                .map(|d| d.kind().name())
+                .map(|d| d.name)
                 .collect::<Vec<_>>()
                 .join(","),
             pipeline.config.flush_timeout
@@ -337,7 +337,7 @@ fn configure_destinations(
     config
         .destinations
         .iter()
-        .map(|kind| Destination::configure(*kind, props, shared).map(Arc::new))
+        .map(|name| Destination::configure(name, props, shared).map(Arc::new))
         .collect()
 }
 

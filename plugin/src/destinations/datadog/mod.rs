@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::time::Instant;
 
 use self::transport::Transport;
-use super::Shared;
+use super::{Deliver, Delivery, Registration, Shared};
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::{Outcome, SharedOutcome};
 use crate::log::Logger;
@@ -34,6 +34,30 @@ use fanout_core::destinations::datadog::config::{Compression, DEFAULT_GZIP_LEVEL
 use fanout_core::destinations::datadog::encode::Encoder;
 use fanout_core::packing::units::Units;
 use fanout_core::record::Batch;
+
+pub const REGISTRATION: Registration = Registration {
+    name: "datadog",
+    configure: |props, shared| Ok(Box::new(DatadogDestination::configure(props, shared)?)),
+};
+
+impl Deliver for DatadogDestination {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a Batch,
+        deadline: Instant,
+        outcome: &'a SharedOutcome,
+    ) -> Delivery<'a> {
+        Box::pin(self.deliver_batch(batch, deadline, outcome))
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        self.requests.in_flight()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 pub struct DatadogDestination {
     config: DatadogConfig,
@@ -68,12 +92,7 @@ impl DatadogDestination {
         })
     }
 
-    /// Requests holding one of its `max_concurrent_requests` slots now.
-    pub fn requests_in_flight(&self) -> usize {
-        self.requests.in_flight()
-    }
-
-    pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
+    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
         let encoder = Encoder {
             config: &self.config,
             message_keys: &self.message_keys,

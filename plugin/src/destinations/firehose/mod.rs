@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::Shared;
+use super::{Deliver, Delivery, Registration, Shared};
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
@@ -30,6 +30,30 @@ use fanout_core::destinations::firehose::encode::{
 use fanout_core::packing::plan::{Planned, Request};
 use fanout_core::packing::units::Units;
 use fanout_core::record::Batch;
+
+pub const REGISTRATION: Registration = Registration {
+    name: "firehose",
+    configure: |props, shared| Ok(Box::new(FirehoseDestination::configure(props, shared)?)),
+};
+
+impl Deliver for FirehoseDestination {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a Batch,
+        deadline: Instant,
+        outcome: &'a SharedOutcome,
+    ) -> Delivery<'a> {
+        Box::pin(self.deliver_batch(batch, deadline, outcome))
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        self.requests.in_flight()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 pub struct FirehoseDestination {
     config: FirehoseConfig,
@@ -75,12 +99,7 @@ impl FirehoseDestination {
         })
     }
 
-    /// Requests holding one of its `max_concurrent_requests` slots now.
-    pub fn requests_in_flight(&self) -> usize {
-        self.requests.in_flight()
-    }
-
-    pub async fn deliver(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
+    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
         let encoder = Encoder {
             config: &self.config,
             message_keys: &self.message_keys,
