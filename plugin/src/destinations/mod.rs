@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::delivery::execute::Requests;
 use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
 use fanout_core::config::{ConfigError, Properties};
@@ -52,6 +53,38 @@ pub trait Deliver: Send + Sync {
     /// The destination itself, for what only one kind offers (the dead letter stream goes
     /// through Firehose's).
     fn as_any(&self) -> &dyn Any;
+}
+
+/// A destination that sends requests through the executor ([`crate::delivery::execute`]): a
+/// batch delivered by its plan, and its request slots. It is a [`Deliver`] as it is.
+pub trait Remote: Send + Sync + 'static {
+    fn deliver_batch(
+        &self,
+        batch: &Batch,
+        deadline: Instant,
+        outcome: &SharedOutcome,
+    ) -> impl Future<Output = ()> + Send;
+
+    fn requests(&self) -> &Requests;
+}
+
+impl<T: Remote> Deliver for T {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a Batch,
+        deadline: Instant,
+        outcome: &'a SharedOutcome,
+    ) -> Delivery<'a> {
+        Box::pin(self.deliver_batch(batch, deadline, outcome))
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        self.requests().in_flight()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// One destination: its name in the `destinations` property, and how it is built.

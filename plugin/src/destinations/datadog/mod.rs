@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::time::Instant;
 
 use self::transport::Transport;
-use super::{Deliver, Delivery, Registration, Shared};
+use super::{Registration, Remote, Shared};
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::{Outcome, SharedOutcome};
 use crate::log::Logger;
@@ -40,22 +40,33 @@ pub const REGISTRATION: Registration = Registration {
     configure: |props, shared| Ok(Box::new(DatadogDestination::configure(props, shared)?)),
 };
 
-impl Deliver for DatadogDestination {
-    fn deliver<'a>(
-        &'a self,
-        batch: &'a Batch,
-        deadline: Instant,
-        outcome: &'a SharedOutcome,
-    ) -> Delivery<'a> {
-        Box::pin(self.deliver_batch(batch, deadline, outcome))
+impl Remote for DatadogDestination {
+    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
+        let encoder = Encoder {
+            config: &self.config,
+            message_keys: &self.message_keys,
+        };
+        let mut plan = encoder.plan(batch);
+        self.requests
+            .run(self, &mut plan, outcome, deadline, &self.log, "datadog")
+            .await;
+        if plan.truncated > 0 {
+            self.log.warn(format_args!(
+                "datadog: {} logs over 1 MB had their message truncated",
+                plan.truncated
+            ));
+        }
+        if plan.retyped_ddtags > 0 {
+            Outcome::lock(outcome).altered_values += plan.retyped_ddtags;
+            self.log.warn(format_args!(
+                "datadog: {} logs had a ddtags field that is not a string: sent as tags (an array's elements, a map's key:value pairs, else its JSON text)",
+                plan.retyped_ddtags
+            ));
+        }
     }
 
-    fn requests_in_flight(&self) -> usize {
-        self.requests.in_flight()
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn requests(&self) -> &Requests {
+        &self.requests
     }
 }
 
@@ -90,30 +101,6 @@ impl DatadogDestination {
             zstd_confirmed: AtomicBool::new(false),
             zstd_refused: AtomicBool::new(false),
         })
-    }
-
-    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
-        let encoder = Encoder {
-            config: &self.config,
-            message_keys: &self.message_keys,
-        };
-        let mut plan = encoder.plan(batch);
-        self.requests
-            .run(self, &mut plan, outcome, deadline, &self.log, "datadog")
-            .await;
-        if plan.truncated > 0 {
-            self.log.warn(format_args!(
-                "datadog: {} logs over 1 MB had their message truncated",
-                plan.truncated
-            ));
-        }
-        if plan.retyped_ddtags > 0 {
-            Outcome::lock(outcome).altered_values += plan.retyped_ddtags;
-            self.log.warn(format_args!(
-                "datadog: {} logs had a ddtags field that is not a string: sent as tags (an array's elements, a map's key:value pairs, else its JSON text)",
-                plan.retyped_ddtags
-            ));
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::{Deliver, Delivery, Registration, Shared};
+use super::{Registration, Remote, Shared};
 use crate::delivery::execute::{Answer, Endpoint, Requests, Sent};
 use crate::delivery::outcome::SharedOutcome;
 use crate::log::Logger;
@@ -36,22 +36,40 @@ pub const REGISTRATION: Registration = Registration {
     configure: |props, shared| Ok(Box::new(FirehoseDestination::configure(props, shared)?)),
 };
 
-impl Deliver for FirehoseDestination {
-    fn deliver<'a>(
-        &'a self,
-        batch: &'a Batch,
-        deadline: Instant,
-        outcome: &'a SharedOutcome,
-    ) -> Delivery<'a> {
-        Box::pin(self.deliver_batch(batch, deadline, outcome))
+impl Remote for FirehoseDestination {
+    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
+        let encoder = Encoder {
+            config: &self.config,
+            message_keys: &self.message_keys,
+        };
+        let client = self
+            .client
+            .get_or_init(|| transport::client(&self.config))
+            .await;
+        let calls = Calls {
+            client,
+            missing: &self.missing,
+            reroutes: Rerouted::default(),
+        };
+        // Records whose stream answers ResourceNotFoundException come back through `calls`
+        // and take their next `||` alternative (the stream is remembered missing, so routing
+        // passes it over); a record with none left is dropped as unroutable.
+        let mut plan = encoder
+            .plan_avoiding(batch, Some(&self.missing))
+            .rerouting(&calls.reroutes);
+        self.requests
+            .run(&calls, &mut plan, outcome, deadline, &self.log, "firehose")
+            .await;
+        if plan.counts.truncated > 0 {
+            self.log.warn(format_args!(
+                "firehose: {} records over 1000 KiB had their message truncated",
+                plan.counts.truncated
+            ));
+        }
     }
 
-    fn requests_in_flight(&self) -> usize {
-        self.requests.in_flight()
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn requests(&self) -> &Requests {
+        &self.requests
     }
 }
 
@@ -97,37 +115,6 @@ impl FirehoseDestination {
             requests: Requests::new(shared.max_concurrent_requests),
             missing: RecentlyMissing::default(),
         })
-    }
-
-    async fn deliver_batch(&self, batch: &Batch, deadline: Instant, outcome: &SharedOutcome) {
-        let encoder = Encoder {
-            config: &self.config,
-            message_keys: &self.message_keys,
-        };
-        let client = self
-            .client
-            .get_or_init(|| transport::client(&self.config))
-            .await;
-        let calls = Calls {
-            client,
-            missing: &self.missing,
-            reroutes: Rerouted::default(),
-        };
-        // Records whose stream answers ResourceNotFoundException come back through `calls`
-        // and take their next `||` alternative (the stream is remembered missing, so routing
-        // passes it over); a record with none left is dropped as unroutable.
-        let mut plan = encoder
-            .plan_avoiding(batch, Some(&self.missing))
-            .rerouting(&calls.reroutes);
-        self.requests
-            .run(&calls, &mut plan, outcome, deadline, &self.log, "firehose")
-            .await;
-        if plan.counts.truncated > 0 {
-            self.log.warn(format_args!(
-                "firehose: {} records over 1000 KiB had their message truncated",
-                plan.counts.truncated
-            ));
-        }
     }
 }
 
