@@ -10,6 +10,9 @@ parser into the `null` output:
                      what filter_wasm itself costs (JSON out, into the interpreter, JSON back);
   floor + keys       the same module appending, without looking, the keys k8s-metadata adds to
                      these records: the least any module adding them can cost;
+  floor + merged     (JSON shapes) the same, also appending the members of the object in `log`,
+                     unescaped once without checking: what the host pays to read back a merged
+                     record, the least any module merging JSON lines can cost;
   k8s-metadata       the shipped module (BENCH_WASM_MODULE: another build of it).
 With WAMRC=/path/to/wamrc (WAMR's ahead-of-time compiler, of the WAMR version the Fluent Bit
 bundles; see README "Ahead-of-time compiled filter"), the floor and the module also run compiled
@@ -226,6 +229,9 @@ def main():
                 if shape == "plain":
                     filters.append(("floor + keys" + mode, WASM.format(
                         module=floor, function="passthrough_with_keys", podinfo=podinfo)))
+                else:
+                    filters.append(("floor + merged" + mode, WASM.format(
+                        module=floor, function="passthrough_with_merged", podinfo=podinfo)))
                 filters.append(("k8s-metadata" + mode, WASM.format(
                     module=module, function="k8s_metadata", podinfo=podinfo)))
             results = {}
@@ -248,6 +254,10 @@ def main():
                 module, floor = beyond["k8s-metadata" + mode], beyond["floor" + mode]
                 keys = f" (floor + keys {beyond['floor + keys' + mode] / floor:.2f}x)" \
                     if "floor + keys" + mode in beyond else ""
+                if "floor + merged" + mode in beyond:
+                    merged = beyond["floor + merged" + mode]
+                    keys = (f" (floor + merged members {merged / floor:.2f}x the floor: the host reading "
+                            f"back the merged record; k8s-metadata{mode} {module / merged:.2f}x that)")
                 goal = "3" if mode == "" else "1.5"
                 print(f"  {shape}: k8s-metadata{mode} {module / floor:.2f}x the floor{mode} "
                       f"(goal <= {goal}x){keys}")

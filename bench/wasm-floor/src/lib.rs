@@ -7,6 +7,12 @@
 //! `passthrough_with_keys` also appends, without looking at the record, the keys k8s-metadata
 //! adds to the benchmark's records: what those keys cost the host to read back, so what is left
 //! above it is the module's own work.
+//!
+//! `passthrough_with_merged` appends, besides those keys, the members of a JSON object the
+//! record's `log` holds, unescaped once without checking anything (`\uXXXX` left as it is): a
+//! record of about the size k8s-metadata hands back when it merges a JSON log line, so what the
+//! host pays to read the bigger record back is in the floor, and what is left above it is the
+//! module's own work on JSON lines.
 
 use std::cell::RefCell;
 
@@ -19,13 +25,17 @@ thread_local! {
 const BENCH_KEYS: &[u8] = br#","kubernetes":{"pod_name":"report-28190012-x7k2p","namespace_name":"batch","container_name":"report","docker_id":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","labels":{"app":"report","tags.datadoghq.com/env":"prod"}},"env":"prod"}"#;
 
 /// `record` (JSON text, `{…}`) with `keys` (`,"k":v…}`) in place of its closing brace, or as it
-/// is, NUL-terminated in the answer buffer.
-fn answer(record: &[u8], keys: Option<&[u8]>) -> *const u8 {
+/// is, NUL-terminated in the answer buffer; with `merged`, the members of the object in `log`
+/// come before the keys.
+fn answer(record: &[u8], keys: Option<&[u8]>, merged: bool) -> *const u8 {
     ANSWER.with_borrow_mut(|answer| {
         answer.clear();
         match (keys, record.iter().rposition(|&b| b == b'}')) {
             (Some(keys), Some(close)) => {
                 answer.extend_from_slice(&record[..close]);
+                if merged {
+                    merge_log(record, answer);
+                }
                 answer.extend_from_slice(keys);
             }
             _ => answer.extend_from_slice(record),
@@ -33,6 +43,34 @@ fn answer(record: &[u8], keys: Option<&[u8]>) -> *const u8 {
         answer.push(0);
         answer.as_ptr()
     })
+}
+
+/// Appends `,` and the members of the object `"log":"{…}"` holds, unescaped once; nothing when
+/// `log` does not hold an object.
+fn merge_log(record: &[u8], out: &mut Vec<u8>) {
+    const LOG: &[u8] = br#""log":"{"#;
+    let Some(at) = record.windows(LOG.len()).position(|w| w == LOG) else {
+        return;
+    };
+    let start = out.len();
+    out.push(b',');
+    let mut bytes = record[at + LOG.len()..].iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => match bytes.next() {
+                Some(b'u') => out.extend_from_slice(b"\\u"),
+                Some(&escaped) => out.push(escaped),
+                None => break,
+            },
+            // The end of the `log` string: the object's closing brace is the byte before.
+            b'"' => {
+                out.pop();
+                return;
+            }
+            _ => out.push(b),
+        }
+    }
+    out.truncate(start);
 }
 
 /// The exports, in a private module like k8s-metadata's: only the host calls them.
@@ -59,7 +97,7 @@ mod abi {
         record_ptr: *const u8,
         record_len: u32,
     ) -> *const u8 {
-        answer(record(record_ptr, record_len), None)
+        answer(record(record_ptr, record_len), None, false)
     }
 
     /// `function_name passthrough_with_keys`.
@@ -72,6 +110,38 @@ mod abi {
         record_ptr: *const u8,
         record_len: u32,
     ) -> *const u8 {
-        answer(record(record_ptr, record_len), Some(BENCH_KEYS))
+        answer(record(record_ptr, record_len), Some(BENCH_KEYS), false)
+    }
+
+    /// `function_name passthrough_with_merged`.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn passthrough_with_merged(
+        _tag: *const u8,
+        _tag_len: u32,
+        _time_sec: u32,
+        _time_nsec: u32,
+        record_ptr: *const u8,
+        record_len: u32,
+    ) -> *const u8 {
+        answer(record(record_ptr, record_len), Some(BENCH_KEYS), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_log;
+
+    #[test]
+    fn the_members_of_the_object_in_log_are_appended_unescaped_once() {
+        let record = br#"{"time":"t","log":"{\"a\":1,\"b\":\"x\\\"y \\\\ \\u00e9\",\"c\":{\"d\":[]}}","z":0}"#;
+        let mut out = Vec::new();
+        merge_log(record, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#","a":1,"b":"x\"y \\ \u00e9","c":{"d":[]}"#
+        );
+        let mut none = Vec::new();
+        merge_log(br#"{"log":"plain text"}"#, &mut none);
+        assert!(none.is_empty());
     }
 }

@@ -42,7 +42,14 @@ fn every_test_the_promise_table_names_exists() {
     let root = workspace_root();
     let table = std::fs::read_to_string(root.join("tests/README.md")).unwrap();
     let mut functions = Vec::new();
-    for dir in ["core", "plugin", "job-wrapper", "wasm-filter", "tests"] {
+    for dir in [
+        "contract",
+        "core",
+        "plugin",
+        "job-wrapper",
+        "wasm-filter",
+        "tests",
+    ] {
         test_functions(&root.join(dir), &mut functions);
     }
     let mut named = 0;
