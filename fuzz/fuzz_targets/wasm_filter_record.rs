@@ -18,13 +18,20 @@ fuzz_target!(|data: (&[u8], &[u8])| {
     let mut out = Vec::new();
     k8s_metadata::filter(tag, 0, Some(record), record.len() as u32, &mut out);
     assert_eq!(out.last(), Some(&0));
-    assert_eq!(out.iter().filter(|b| **b == 0).count(), 1, "exactly one NUL, at the end");
+    assert_eq!(
+        out.iter().filter(|b| **b == 0).count(),
+        1,
+        "exactly one NUL, at the end"
+    );
 
     let pod = PodInfo {
         pod_name: Some("report-1".into()),
-        labels: [("tags.datadoghq.com/service".to_string(), "nightly".to_string())]
-            .into_iter()
-            .collect(),
+        labels: [(
+            "tags.datadoghq.com/service".to_string(),
+            "nightly".to_string(),
+        )]
+        .into_iter()
+        .collect(),
         ..PodInfo::default()
     };
     let tag = String::from_utf8_lossy(tag);
@@ -37,7 +44,27 @@ fuzz_target!(|data: (&[u8], &[u8])| {
     ] {
         let prepared = Prepared::new(&tag, &pod, &config);
         let mut spliced = Vec::new();
-        if !splice::splice(record, &prepared, &config, &mut Scratch::default(), &mut spliced) {
+        let taken = splice::splice(
+            record,
+            &prepared,
+            &config,
+            &mut Scratch::default(),
+            &mut spliced,
+        );
+        // Buffers kept from an earlier record change nothing.
+        let mut warm = Scratch::default();
+        let mut earlier = Vec::new();
+        splice::splice(EARLIER, &prepared, &config, &mut warm, &mut earlier);
+        let mut again = Vec::new();
+        assert_eq!(
+            splice::splice(record, &prepared, &config, &mut warm, &mut again),
+            taken
+        );
+        assert_eq!(
+            again, spliced,
+            "the same with buffers kept from an earlier record"
+        );
+        if !taken {
             continue;
         }
         // The fast path adds no key twice (what the host wrote twice stays twice).
@@ -64,6 +91,9 @@ fuzz_target!(|data: (&[u8], &[u8])| {
         }
     }
 });
+
+/// A record merged before the one fuzzed, through the same buffers.
+const EARLIER: &[u8] = br#"{"time":"t","stream":"stdout","message":"{\"m\":1}","log":"{\"level\":\"info\",\"n\":[1,{\"x\":\"\\u00e9\"}],\"stream\":\"line's\"}"}"#;
 
 /// How many top-level keys of a JSON object repeat an earlier one (as written).
 fn repeated_keys(text: &[u8]) -> usize {

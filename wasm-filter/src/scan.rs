@@ -17,6 +17,11 @@
 //!   [`MAX_PLAIN_NUMBER`] characters) are left to it ([`Failure::Unsure`]). A JSON log line is
 //!   checked this way before it is merged.
 //!
+//! [`object_capturing`] also unescapes the string values of keys the caller names as it passes
+//! them ([`Capture`]): the `log` string that holds a JSON log line is then read once to both
+//! check it and unescape it, not once for each. Each member keeps its key's first eight bytes
+//! ([`Member::key_word`]), which tell most keys apart without reading them again.
+//!
 //! Nesting deeper than `fanout_contract::view::MAX_DEPTH` is left to the full path, which has the
 //! rules for it. Bytes of 0x80 and up are allowed in strings and reported
 //! ([`Scanned::non_ascii`]): the caller validates UTF-8 only when there are any.
@@ -49,6 +54,9 @@ pub struct Member {
     pub value: Range<usize>,
     /// The key holds an escape (`\`): its raw bytes are not its text.
     pub key_escaped: bool,
+    /// The key's first eight raw bytes (all of a shorter key), zero-padded: most keys are told
+    /// apart by their length and this word, without reading them again.
+    pub key_word: u64,
 }
 
 impl Member {
@@ -96,6 +104,37 @@ pub fn word_at(text: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&text[at..at + 8]);
     u64::from_le_bytes(bytes)
+}
+
+/// The first eight of the `len` bytes at `at` (all of them when fewer), zero-padded, as
+/// [`Member::key_word`] holds them.
+#[inline(always)]
+pub fn key_word(text: &[u8], at: usize, len: usize) -> u64 {
+    if at + 8 <= text.len() {
+        let word = word_at(text, at);
+        if len >= 8 {
+            word
+        } else {
+            word & ((1u64 << (len * 8)) - 1)
+        }
+    } else {
+        let mut word = 0u64;
+        for (index, &b) in text[at..at + len.min(8)].iter().enumerate() {
+            word |= u64::from(b) << (index * 8);
+        }
+        word
+    }
+}
+
+/// [`key_word`] of a key's whole text, at compile time.
+pub const fn key_word_of(key: &[u8]) -> u64 {
+    let mut word = 0u64;
+    let mut index = 0;
+    while index < key.len() && index < 8 {
+        word |= (key[index] as u64) << (index * 8);
+        index += 1;
+    }
+    word
 }
 
 /// The index of the first byte at or after `at` that ends plain string content.
@@ -284,7 +323,52 @@ pub fn object(
     strictness: Strictness,
     members: &mut Vec<Member>,
 ) -> Result<Scanned, Failure> {
+    object_capturing::<0>(text, start, strictness, members, &mut [])
+}
+
+/// A top-level string member whose text the scan unescapes as it passes it, so that a string
+/// the caller reads next (a JSON log line inside `log`) is not gone over twice.
+pub struct Capture {
+    /// The member's key, as written (a key holding an escape is never captured), at most eight
+    /// bytes: [`key_word`] and its length.
+    key_word: u64,
+    key_len: usize,
+    /// Whether a value (the text from its opening quote on) is worth unescaping.
+    pub wants: fn(&[u8]) -> bool,
+    /// The value's text, unescaped, when `member` is set.
+    pub text: Vec<u8>,
+    /// The index of the member whose value is in `text`.
+    pub member: Option<usize>,
+}
+
+impl Capture {
+    /// Captures the string value of `key` (eight bytes at most) when `wants` says so.
+    pub const fn new(key: &'static [u8], wants: fn(&[u8]) -> bool) -> Capture {
+        assert!(key.len() <= 8);
+        Capture {
+            key_word: key_word_of(key),
+            key_len: key.len(),
+            wants,
+            text: Vec::new(),
+            member: None,
+        }
+    }
+}
+
+/// [`object`], unescaping the string values `captures` name. A captured value that does not
+/// unescape (a lone surrogate, which [`Strictness::Structure`] lets through) is
+/// [`Failure::Unsure`].
+pub fn object_capturing<const N: usize>(
+    text: &[u8],
+    start: usize,
+    strictness: Strictness,
+    members: &mut Vec<Member>,
+    captures: &mut [Capture; N],
+) -> Result<Scanned, Failure> {
     members.clear();
+    for capture in captures.iter_mut() {
+        capture.member = None;
+    }
     let mut at = skip_whitespace(text, start);
     if text.get(at) != Some(&b'{') {
         return Err(Failure::Invalid);
@@ -303,23 +387,62 @@ pub fn object(
         if text.get(at) != Some(&b'"') {
             return Err(Failure::Invalid);
         }
-        let (key_end, key_escaped, high) = string(text, at, strictness)?;
-        non_ascii |= high;
+        // A key of fewer than eight plain bytes (most are) is read in one word, which is also
+        // its key word.
+        let short = (at + 9 <= text.len())
+            .then(|| word_at(text, at + 1))
+            .and_then(|word| {
+                let stops = string_stops(word);
+                let offset = (stops.trailing_zeros() / 8) as usize;
+                (stops != 0 && text[at + 1 + offset] == b'"')
+                    .then(|| (at + offset + 2, word & ((1u64 << (offset * 8)) - 1)))
+            });
+        let (key_end, key_escaped, key_word) = match short {
+            Some((key_end, key_word)) => (key_end, false, key_word),
+            None => {
+                let (key_end, key_escaped, high) = string(text, at, strictness)?;
+                non_ascii |= high;
+                (
+                    key_end,
+                    key_escaped,
+                    key_word(text, at + 1, key_end - at - 2),
+                )
+            }
+        };
         let key = at..key_end;
+        let key_len = key.len() - 2;
         at = skip_whitespace(text, key_end);
         if text.get(at) != Some(&b':') {
             return Err(Failure::Invalid);
         }
         let value_start = skip_whitespace(text, at + 1);
-        let (value_end, high) = match text.get(value_start) {
-            Some(b'{' | b'[') => nested(text, value_start, strictness)?,
-            _ => scalar(text, value_start, strictness)?,
+        let mut captured = None;
+        if !key_escaped && text.get(value_start) == Some(&b'"') {
+            for (index, capture) in captures.iter().enumerate() {
+                if capture.key_word == key_word
+                    && capture.key_len == key_len
+                    && (capture.wants)(&text[value_start..])
+                {
+                    captured = Some(index);
+                    break;
+                }
+            }
+        }
+        let (value_end, high) = match (captured, text.get(value_start)) {
+            (Some(index), _) => {
+                let capture = &mut captures[index];
+                capture.member = Some(members.len());
+                unescape_string(text, value_start, &mut capture.text)?
+            }
+            (None, Some(b'{' | b'[')) => nested(text, value_start, strictness)?,
+            (None, _) => scalar(text, value_start, strictness)?,
         };
         non_ascii |= high;
         members.push(Member {
             key,
             value: value_start..value_end,
             key_escaped,
+            key_word,
         });
         at = skip_whitespace(text, value_end);
         match text.get(at) {
@@ -409,6 +532,80 @@ fn scalar(text: &[u8], at: usize, strictness: Strictness) -> Result<(usize, bool
         Some(b'-' | b'0'..=b'9') => number(text, at, strictness).map(|end| (end, false)),
         Some(b't' | b'f' | b'n') => literal(text, at).map(|end| (end, false)),
         _ => Err(Failure::Invalid),
+    }
+}
+
+/// Flags the bytes of `word` that end a run of a string being unescaped: `"`, `\`, a control
+/// character. The lowest flag is exact.
+#[inline(always)]
+fn unescape_stops(word: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    quote | backslash | control
+}
+
+/// The string starting at `at` (its opening quote), unescaped into `out` (replacing what it
+/// held): the index past its closing quote, and whether it may hold a byte of 0x80 or more (the
+/// flag may also be set by bytes just past the string). One pass both checks the string, as
+/// [`string`] does, and unescapes it, as [`unescape`] does.
+fn unescape_string(text: &[u8], at: usize, out: &mut Vec<u8>) -> Result<(usize, bool), Failure> {
+    // As in `unescape`: room for the text and a whole word past it, made once.
+    out.clear();
+    out.resize(text.len() - at + 8, 0);
+    let (mut at, mut to, mut seen) = (at + 1, 0, 0u64);
+    loop {
+        if at + 8 <= text.len() {
+            let word = word_at(text, at);
+            out[to..to + 8].copy_from_slice(&word.to_le_bytes());
+            seen |= word;
+            let stops = unescape_stops(word);
+            if stops == 0 {
+                at += 8;
+                to += 8;
+                continue;
+            }
+            let skip = (stops.trailing_zeros() / 8) as usize;
+            at += skip;
+            to += skip;
+        } else {
+            while let Some(&b) = text.get(at)
+                && b >= 0x20
+                && b != b'"'
+                && b != b'\\'
+            {
+                seen |= u64::from(b);
+                out[to] = b;
+                at += 1;
+                to += 1;
+            }
+        }
+        match text.get(at) {
+            Some(b'"') => {
+                out.truncate(to);
+                return Ok((at + 1, seen & HIGHS != 0));
+            }
+            Some(b'\\') => {
+                let byte = SIMPLE_ESCAPES[usize::from(*text.get(at + 1).ok_or(Failure::Invalid)?)];
+                if byte != 0 {
+                    out[to] = byte;
+                    at += 2;
+                    to += 1;
+                    continue;
+                }
+                // Structure lets a lone surrogate through; its text is the full path's to judge.
+                unicode_escape(text, at, Strictness::Structure)?;
+                let (ch, used) = unicode_char(text, at).ok_or(Failure::Unsure)?;
+                let mut buf = [0u8; 4];
+                let bytes = ch.encode_utf8(&mut buf).as_bytes();
+                out[to..to + bytes.len()].copy_from_slice(bytes);
+                at += used;
+                to += bytes.len();
+            }
+            // A control character, or the text ended inside the string.
+            _ => return Err(Failure::Invalid),
+        }
     }
 }
 

@@ -5,11 +5,12 @@
 //! A record takes this path when [`crate::scan`] finds it is one JSON object and it has none of
 //! what the fast path leaves to the full one: a `kubernetes` key of its own (moved aside by the
 //! full path), a raw CRI line to split, two `log` or two `message` keys. `merge_log` is done
-//! here: the `log` (else `message`) string is unescaped once, scanned as a JSON object with
-//! serde_json's rules for values, and its members are copied after the record's own — but not
-//! `kubernetes`, nor a key the record has (the record wins). Anything the scanner is unsure of (a
-//! number serde_json may find out of range, escaped keys to compare, a key twice in the log
-//! line, deep nesting) goes to the full path, which gives the same record.
+//! here: the `log` (else `message`) string is unescaped by the record's scan as it passes it,
+//! scanned as a JSON object with serde_json's rules for values, and its members are copied after
+//! the record's own — but not `kubernetes`, nor a key the record has (the record wins). Anything
+//! the scanner is unsure of (a number serde_json may find out of range, escaped keys to compare,
+//! a key twice in the log line, more than [`MAX_MERGED_MEMBERS`] members, deep nesting) goes to
+//! the full path, which gives the same record.
 //!
 //! The record's own bytes are kept as the host wrote them, numbers included, and so are escapes
 //! inside its strings, which the scan does not decode (a lone surrogate `\ud800` the host wrote
@@ -22,7 +23,7 @@
 
 use crate::enrich::{self, KUBERNETES};
 use crate::podinfo::{Config, PodInfo};
-use crate::scan::{self, Failure, Member, Strictness};
+use crate::scan::{self, Capture, Failure, Member, Strictness};
 
 /// The metadata of one tag, serialized: what a record of that tag gains.
 pub struct Prepared {
@@ -50,7 +51,7 @@ impl Prepared {
         let service_tags = labels
             .into_iter()
             .filter_map(|(field, value)| {
-                let key = TopKey::of(field.as_bytes())?;
+                let key = TopKey::of(field.as_bytes(), scan::key_word_of(field.as_bytes()))?;
                 Some((key, member(field, &value)))
             })
             .collect();
@@ -72,15 +73,31 @@ fn member(key: &str, value: &impl serde::Serialize) -> Vec<u8> {
 }
 
 /// Buffers kept from record to record, so the fast path allocates nothing once warm.
-#[derive(Default)]
 pub struct Scratch {
     record: Vec<Member>,
+    /// `log` and `message`, unescaped by the record's scan when they may hold an object.
+    captures: [Capture; 2],
     log_line: Vec<u8>,
     merged: Vec<Member>,
     /// Per merged member: whether it is written (not `kubernetes`, not a key the record has).
     keep: Vec<bool>,
-    keys: Vec<SeenKey>,
     key: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            record: Vec::new(),
+            captures: [
+                Capture::new(b"log", may_hold_an_object),
+                Capture::new(b"message", may_hold_an_object),
+            ],
+            log_line: Vec::new(),
+            merged: Vec::new(),
+            keep: Vec::new(),
+            key: Vec::new(),
+        }
+    }
 }
 
 /// Writes `record` with `prepared`'s metadata (and its JSON log line merged) into `out` and
@@ -92,7 +109,18 @@ pub fn splice(
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Ok(scanned) = scan::object(record, 0, Strictness::Structure, &mut scratch.record) else {
+    let scanned = if config.merge_log {
+        scan::object_capturing(
+            record,
+            0,
+            Strictness::Structure,
+            &mut scratch.record,
+            &mut scratch.captures,
+        )
+    } else {
+        scan::object(record, 0, Strictness::Structure, &mut scratch.record)
+    };
+    let Ok(scanned) = scanned else {
         return false;
     };
     if !record[scanned.end..]
@@ -194,12 +222,25 @@ pub fn splice(
 /// `Err` when the full path must decide.
 fn merge_source(record: &[u8], top: &TopKeys, scratch: &mut Scratch) -> Result<Option<usize>, ()> {
     for index in [top.log, top.message].into_iter().flatten() {
-        let raw = &record[scratch.record[index].value.clone()];
-        if !may_hold_an_object(raw) {
+        if let Some(capture) = scratch
+            .captures
+            .iter_mut()
+            .find(|capture| capture.member == Some(index))
+        {
+            // Unescaped by the record's scan already.
+            std::mem::swap(&mut scratch.log_line, &mut capture.text);
+        } else if !scratch.record[index].key_escaped {
+            // The scan looked at it and found it cannot hold an object.
             continue;
+        } else {
+            // A key written with an escape, which the scan does not capture.
+            let raw = &record[scratch.record[index].value.clone()];
+            if !may_hold_an_object(raw) {
+                continue;
+            }
+            scratch.log_line.clear();
+            scan::unescape(&raw[1..raw.len() - 1], &mut scratch.log_line).ok_or(())?;
         }
-        scratch.log_line.clear();
-        scan::unescape(&raw[1..raw.len() - 1], &mut scratch.log_line).ok_or(())?;
         let text = &scratch.log_line;
         // `merge_log` trims the text (Unicode whitespace) before parsing it.
         let start = text
@@ -228,10 +269,19 @@ fn merge_source(record: &[u8], top: &TopKeys, scratch: &mut Scratch) -> Result<O
     Ok(None)
 }
 
+/// The most members a log line may have and still be merged here: keys are compared pairwise
+/// (those of one length with each other), so the full path takes longer lines.
+pub const MAX_MERGED_MEMBERS: usize = 128;
+
 /// Marks which merged members are written (`scratch.keep`): not `kubernetes` (pod identity is
 /// never the application's to say), not a key the record has (minus the merged one, when it is
 /// not kept). Returns the [`TopKey`]s the merged members bring, or `None` for the full path (a
-/// key to compare holds an escape, or the log line has a key twice).
+/// key to compare holds an escape, the log line has a key twice, or more than
+/// [`MAX_MERGED_MEMBERS`]).
+///
+/// Keys are told apart by a bit of a 64-bit set first (a hash of the key's length and its first
+/// and last words: most keys share their bit with no other), then by their length and first
+/// word, then byte for byte.
 fn choose_merged(
     record: &[u8],
     source: usize,
@@ -243,108 +293,74 @@ fn choose_merged(
         log_line,
         merged,
         keep,
-        keys,
         ..
     } = scratch;
-    let mut seen = KeyFilter::default();
-    keys.clear();
+    if merged.len() > MAX_MERGED_MEMBERS {
+        return None;
+    }
+    let compared = |index: usize| index != source || keep_log;
+    let mut own_bits = 0u64;
     for (index, member) in own.iter().enumerate() {
-        if index == source && !keep_log {
-            continue;
+        if compared(index) {
+            if member.key_escaped {
+                return None;
+            }
+            own_bits |= key_bit(member, record);
         }
-        if member.key_escaped {
-            return None;
-        }
-        let hash = key_hash(member.key_body(record));
-        seen.insert(hash);
-        keys.push(SeenKey {
-            hash,
-            in_record: true,
-            index,
-        });
     }
     keep.clear();
+    let mut merged_bits = 0u64;
     let mut present = 0;
     for (index, member) in merged.iter().enumerate() {
         if member.key_escaped {
             return None;
         }
-        let key = member.key_body(log_line);
-        if same_bytes(key, KUBERNETES.as_bytes()) {
-            keep.push(false);
-            continue;
+        let bit = key_bit(member, log_line);
+        let top = TopKey::of(member.key_body(log_line), member.key_word);
+        let written = top != Some(TopKey::Kubernetes)
+            && (own_bits & bit == 0
+                || !own
+                    .iter()
+                    .enumerate()
+                    .any(|(at, other)| compared(at) && same_key(other, record, member, log_line)));
+        // A key twice in the log line: the full path keeps the last one. An equal key earlier
+        // had the same fate, so only the written ones need looking for.
+        if written
+            && merged_bits & bit != 0
+            && merged[..index]
+                .iter()
+                .any(|other| same_key(other, log_line, member, log_line))
+        {
+            return None;
         }
-        let hash = key_hash(key);
-        if seen.contains(hash) {
-            let earlier = keys.iter().find(|seen| {
-                seen.hash == hash
-                    && if seen.in_record {
-                        same_bytes(own[seen.index].key_body(record), key)
-                    } else {
-                        same_bytes(merged[seen.index].key_body(log_line), key)
-                    }
-            });
-            match earlier {
-                Some(seen) if seen.in_record => {
-                    keep.push(false);
-                    continue;
-                }
-                Some(_) => return None,
-                None => {}
-            }
-        }
-        seen.insert(hash);
-        keys.push(SeenKey {
-            hash,
-            in_record: false,
-            index,
-        });
-        if let Some(top) = TopKey::of(key) {
+        merged_bits |= bit;
+        if let (true, Some(top)) = (written, top) {
             present |= top.bit();
         }
-        keep.push(true);
+        keep.push(written);
     }
     Some(present)
 }
 
-/// A key met while choosing what merges: its hash, and where it is.
-#[derive(Clone, Copy)]
-pub(crate) struct SeenKey {
-    hash: u16,
-    /// A member of the record (else of the log line), at `index`.
-    in_record: bool,
-    index: usize,
-}
-
-/// A 10-bit hash of a key: its first and last eight bytes (all of a short key) and its length,
-/// so keys that differ only in their middle (`field_00`, `field_01`, …) still differ.
-fn key_hash(key: &[u8]) -> u16 {
-    let (first, last) = if key.len() >= 8 {
-        (scan::word_at(key, 0), scan::word_at(key, key.len() - 8))
+/// A key's bit in a 64-bit set: a hash of its length, its first eight bytes and (when longer)
+/// its last eight, so keys alike but for their middle (`field_00`, `field_01`, …) still differ.
+fn key_bit(member: &Member, text: &[u8]) -> u64 {
+    let key = member.key_body(text);
+    let last = if key.len() > 8 {
+        scan::word_at(key, key.len() - 8)
     } else {
-        let mut word = 0u64;
-        for &b in key {
-            word = word << 8 | u64::from(b);
-        }
-        (word, 0)
+        0
     };
-    let mixed =
-        (first ^ last.rotate_left(29) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 54) as u16
+    let mixed = (member.key_word ^ last.rotate_left(29) ^ key.len() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    1 << (mixed >> 58)
 }
 
-/// A 1024-bit set of key hashes: most keys are told apart without comparing their bytes.
-#[derive(Default)]
-struct KeyFilter([u64; 16]);
-
-impl KeyFilter {
-    fn insert(&mut self, hash: u16) {
-        self.0[usize::from(hash >> 6)] |= 1 << (hash & 63);
-    }
-
-    fn contains(&self, hash: u16) -> bool {
-        self.0[usize::from(hash >> 6)] & (1 << (hash & 63)) != 0
-    }
+/// Whether two unescaped keys are the same: length, first word, then the bytes past it.
+fn same_key(a: &Member, a_text: &[u8], b: &Member, b_text: &[u8]) -> bool {
+    a.key.len() == b.key.len()
+        && a.key_word == b.key_word
+        && (a.key.len() <= 8 + 2 || same_bytes(a.key_body(a_text), b.key_body(b_text)))
 }
 
 /// Whether two byte strings are equal, eight bytes at a time: the tag is compared on every
@@ -383,16 +399,27 @@ enum TopKey {
 }
 
 impl TopKey {
-    fn of(key: &[u8]) -> Option<TopKey> {
-        Some(match key {
-            b"kubernetes" => TopKey::Kubernetes,
-            b"stream" => TopKey::Stream,
-            b"logtag" => TopKey::Logtag,
-            b"log" => TopKey::Log,
-            b"message" => TopKey::Message,
-            b"service" => TopKey::Service,
-            b"env" => TopKey::Env,
-            b"version" => TopKey::Version,
+    /// The key `key` (its text; `key_word` its first eight bytes, as [`Member::key_word`]) is,
+    /// told by its length and first word (and the two bytes after it for `kubernetes`) rather
+    /// than by comparing bytes, which wasi-libc's `memcmp` does one at a time.
+    fn of(key: &[u8], key_word: u64) -> Option<TopKey> {
+        const KUBERNETES: u64 = scan::key_word_of(b"kubernetes");
+        const STREAM: u64 = scan::key_word_of(b"stream");
+        const LOGTAG: u64 = scan::key_word_of(b"logtag");
+        const LOG: u64 = scan::key_word_of(b"log");
+        const MESSAGE: u64 = scan::key_word_of(b"message");
+        const SERVICE: u64 = scan::key_word_of(b"service");
+        const ENV: u64 = scan::key_word_of(b"env");
+        const VERSION: u64 = scan::key_word_of(b"version");
+        Some(match (key.len(), key_word) {
+            (10, KUBERNETES) if key[8] == b'e' && key[9] == b's' => TopKey::Kubernetes,
+            (6, STREAM) => TopKey::Stream,
+            (6, LOGTAG) => TopKey::Logtag,
+            (3, LOG) => TopKey::Log,
+            (7, MESSAGE) => TopKey::Message,
+            (7, SERVICE) => TopKey::Service,
+            (3, ENV) => TopKey::Env,
+            (7, VERSION) => TopKey::Version,
             _ => return None,
         })
     }
@@ -422,9 +449,9 @@ impl TopKeys {
             let found = if member.key_escaped {
                 key.clear();
                 scan::unescape(member.key_body(record), key)?;
-                TopKey::of(key)
+                TopKey::of(key, scan::key_word(key, 0, key.len()))
             } else {
-                TopKey::of(member.key_body(record))
+                TopKey::of(member.key_body(record), member.key_word)
             };
             let Some(found) = found else { continue };
             let slot = match found {

@@ -12,7 +12,8 @@
 //! record's `log` holds, unescaped once without checking anything (`\uXXXX` left as it is): a
 //! record of about the size k8s-metadata hands back when it merges a JSON log line, so what the
 //! host pays to read the bigger record back is in the floor, and what is left above it is the
-//! module's own work on JSON lines.
+//! module's own work on JSON lines. Its one pass over the line is as tight as the interpreter
+//! allows (eight bytes a step), so interpreted it is also the least any merging module costs.
 
 use std::cell::RefCell;
 
@@ -47,30 +48,94 @@ fn answer(record: &[u8], keys: Option<&[u8]>, merged: bool) -> *const u8 {
 
 /// Appends `,` and the members of the object `"log":"{…}"` holds, unescaped once; nothing when
 /// `log` does not hold an object.
+///
+/// Written as tight as an interpreter allows, so that it is a bound and not a straw man: eight
+/// bytes a step (a word with no `\\` or `"` is stored whole), the output sized once, nothing
+/// checked. Any module that merges a JSON log line must at least do this much.
 fn merge_log(record: &[u8], out: &mut Vec<u8>) {
-    const LOG: &[u8] = br#""log":"{"#;
-    let Some(at) = record.windows(LOG.len()).position(|w| w == LOG) else {
+    let Some(object) = log_object(record) else {
         return;
     };
     let start = out.len();
-    out.push(b',');
-    let mut bytes = record[at + LOG.len()..].iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'\\' => match bytes.next() {
-                Some(b'u') => out.extend_from_slice(b"\\u"),
-                Some(&escaped) => out.push(escaped),
-                None => break,
-            },
+    // Room for the text (never longer than its escaped form) and a whole word past it.
+    out.resize(start + 1 + record.len() - object + 8, 0);
+    out[start] = b',';
+    let (mut at, mut to) = (object + 1, start + 1);
+    loop {
+        if at + 8 <= record.len() {
+            let word = word_at(record, at);
+            out[to..to + 8].copy_from_slice(&word.to_le_bytes());
+            let stops = zero_bytes(word ^ (ONES * u64::from(b'\\')))
+                | zero_bytes(word ^ (ONES * u64::from(b'"')));
+            if stops == 0 {
+                at += 8;
+                to += 8;
+                continue;
+            }
+            let run = (stops.trailing_zeros() / 8) as usize;
+            at += run;
+            to += run;
+        } else {
+            while at < record.len() && !matches!(record[at], b'\\' | b'"') {
+                out[to] = record[at];
+                at += 1;
+                to += 1;
+            }
+        }
+        match (record.get(at), record.get(at + 1)) {
+            // `\uXXXX` is left as it is: the backslash and the `u` are copied.
+            (Some(b'\\'), Some(b'u')) => {
+                out[to] = b'\\';
+                out[to + 1] = b'u';
+                at += 2;
+                to += 2;
+            }
+            (Some(b'\\'), Some(&escaped)) => {
+                out[to] = escaped;
+                at += 2;
+                to += 1;
+            }
             // The end of the `log` string: the object's closing brace is the byte before.
-            b'"' => {
-                out.pop();
+            (Some(b'"'), _) if to > start + 1 => {
+                out.truncate(to - 1);
                 return;
             }
-            _ => out.push(b),
+            _ => break,
         }
     }
     out.truncate(start);
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Flags (0x80) the zero bytes of `x`; only the lowest flag is exact.
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & (ONES * 0x80)
+}
+
+fn word_at(text: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&text[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The index of the `{` in `"log":"{`, looked for quote to quote, eight bytes a step.
+fn log_object(record: &[u8]) -> Option<usize> {
+    const LOG: &[u8] = br#""log":"{"#;
+    let mut at = 0;
+    while at + LOG.len() <= record.len() {
+        let quotes = zero_bytes(word_at(record, at) ^ (ONES * u64::from(b'"')));
+        if quotes == 0 {
+            at += 8;
+            continue;
+        }
+        let quote = at + (quotes.trailing_zeros() / 8) as usize;
+        if record.get(quote..quote + LOG.len()) == Some(LOG) {
+            return Some(quote + LOG.len() - 1);
+        }
+        at = quote + 1;
+    }
+    None
 }
 
 /// The exports, in a private module like k8s-metadata's: only the host calls them.

@@ -27,8 +27,50 @@ fn ours(text: &[u8], strictness: Strictness) -> Result<Vec<Member>, Failure> {
     Ok(members)
 }
 
+/// The scan that unescapes `a`'s string value as it goes gives the plain scan's verdict and
+/// members (or, for a lone surrogate in that value, leaves it to the full path), and the text
+/// serde_json decodes from that value. Every member's key word is its first eight bytes.
+fn capture_agrees(text: &[u8]) {
+    let (mut plain, mut captured) = (Vec::new(), Vec::new());
+    let mut captures = [Capture::new(b"a", |_| true)];
+    let verdict = object_capturing(text, 0, Strictness::Structure, &mut captured, &mut captures);
+    let plain_verdict = object(text, 0, Strictness::Structure, &mut plain);
+    let shown = String::from_utf8_lossy(text);
+    if verdict == Err(Failure::Unsure) {
+        return;
+    }
+    assert_eq!(verdict, plain_verdict, "{shown:?}");
+    if verdict.is_err() {
+        return;
+    }
+    assert_eq!(captured, plain, "{shown:?}");
+    for member in &captured {
+        if !member.key_escaped {
+            assert_eq!(
+                member.key_word,
+                key_word_of(member.key_body(text)),
+                "{shown:?}"
+            );
+        }
+    }
+    if let Some(index) = captures[0].member {
+        let raw = &text[captured[index].value.clone()];
+        if let Ok(expected) = serde_json::from_slice::<String>(raw) {
+            assert_eq!(
+                String::from_utf8_lossy(&captures[0].text),
+                expected,
+                "{shown:?}"
+            );
+        } else {
+            // Only bytes that are not UTF-8 (which the caller checks) make serde_json refuse it.
+            assert!(std::str::from_utf8(raw).is_err(), "{shown:?}");
+        }
+    }
+}
+
 /// Our verdict agrees with serde_json's wherever we give one.
 fn agrees(text: &[u8]) {
+    capture_agrees(text);
     for strictness in [Strictness::Structure, Strictness::Value] {
         match ours(text, strictness) {
             Err(Failure::Unsure) => {}

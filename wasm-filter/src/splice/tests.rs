@@ -239,16 +239,62 @@ fn service_tags_the_record_has_are_not_added() {
     );
 }
 
-/// Many keys, some alike: the hash set never takes two keys for one.
+/// Many keys, some alike (in their length and first word, or in all but their middle): keys are
+/// never taken one for another.
 #[test]
 fn many_keys_merge_without_mixing_them_up() {
     let mut line = serde_json::Map::new();
-    for n in 0..300 {
+    for n in 0..40 {
         line.insert(format!("k{n}"), json!(n));
         line.insert(format!("{n}k"), json!(n));
+        line.insert(format!("request_{n:02}_id"), json!(n));
     }
     line.insert("stream".into(), json!("line's"));
+    line.insert("request_07_ix".into(), json!("line's"));
+    assert!(line.len() <= MAX_MERGED_MEMBERS);
+    let record = json!({"stream": "stdout", "k7": "record's", "request_07_id": "record's",
+                        "log": Value::Object(line).to_string()});
+    assert_same_as_full(&record.to_string(), &pod(), &Config::default());
+}
+
+/// A log line with more members than the fast path compares is merged by the full path.
+#[test]
+fn a_log_line_with_very_many_members_takes_the_full_path() {
+    let line: serde_json::Map<_, _> = (0..=MAX_MERGED_MEMBERS)
+        .map(|n| (format!("k{n}"), json!(n)))
+        .collect();
     let record =
         json!({"stream": "stdout", "k7": "record's", "log": Value::Object(line).to_string()});
-    assert_same_as_full(&record.to_string(), &pod(), &Config::default());
+    assert_eq!(spliced(&record.to_string()), None);
+    let merged = full(&record.to_string());
+    assert_eq!(merged["k7"], "record's");
+    assert_eq!(merged["k8"], 8);
+    assert_eq!(merged["stream"], "stdout");
+}
+
+/// The keys the filter's decisions depend on are told by their length and first word: a key
+/// that shares either, or both but not its last bytes, is not one of them.
+#[test]
+fn top_keys_are_told_apart_from_keys_alike() {
+    let of = |key: &str| TopKey::of(key.as_bytes(), scan::key_word_of(key.as_bytes()));
+    for (key, expected) in [
+        ("kubernetes", Some(TopKey::Kubernetes)),
+        ("stream", Some(TopKey::Stream)),
+        ("logtag", Some(TopKey::Logtag)),
+        ("log", Some(TopKey::Log)),
+        ("message", Some(TopKey::Message)),
+        ("service", Some(TopKey::Service)),
+        ("env", Some(TopKey::Env)),
+        ("version", Some(TopKey::Version)),
+        ("kubernetez", None),
+        ("kubernetes_", None),
+        ("kubernete", None),
+        ("logs", None),
+        ("lo", None),
+        ("Log", None),
+        ("streams", None),
+        ("", None),
+    ] {
+        assert_eq!(of(key), expected, "{key}");
+    }
 }
