@@ -32,7 +32,7 @@ use fanout_contract::view::MAX_DEPTH;
 
 mod unescape;
 pub use unescape::unescape;
-use unescape::{unescape_string, unicode_char};
+use unescape::unicode_char;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Strictness {
@@ -436,7 +436,7 @@ pub fn object_capturing<const N: usize>(
             (Some(index), _) => {
                 let capture = &mut captures[index];
                 capture.member = Some(members.len());
-                unescape_string(text, value_start, &mut capture.text)?
+                unescape(text, value_start, &mut capture.text)?
             }
             (None, Some(b'{' | b'[')) => nested(text, value_start, strictness)?,
             (None, _) => scalar(text, value_start, strictness)?,

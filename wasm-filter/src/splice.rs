@@ -234,12 +234,11 @@ fn merge_source(record: &[u8], top: &TopKeys, scratch: &mut Scratch) -> Result<O
             continue;
         } else {
             // A key written with an escape, which the scan does not capture.
-            let raw = &record[scratch.record[index].value.clone()];
-            if !may_hold_an_object(raw) {
+            let value = scratch.record[index].value.clone();
+            if !may_hold_an_object(&record[value.clone()]) {
                 continue;
             }
-            scratch.log_line.clear();
-            scan::unescape(&raw[1..raw.len() - 1], &mut scratch.log_line).ok_or(())?;
+            scan::unescape(record, value.start, &mut scratch.log_line).map_err(|_| ())?;
         }
         let text = &scratch.log_line;
         // `merge_log` trims the text (Unicode whitespace) before parsing it.
@@ -447,8 +446,7 @@ impl TopKeys {
         };
         for (index, member) in members.iter().enumerate() {
             let found = if member.key_escaped {
-                key.clear();
-                scan::unescape(member.key_body(record), key)?;
+                scan::unescape(record, member.key.start, key).ok()?;
                 TopKey::of(key, scan::key_word(key, 0, key.len()))
             } else {
                 TopKey::of(member.key_body(record), member.key_word)

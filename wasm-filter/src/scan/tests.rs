@@ -208,9 +208,11 @@ fn unescape_matches_serde_json() {
         "caf\u{e9} \u{1f600} ok",
         "",
     ] {
+        let quoted = format!("\"{raw}\"");
         let mut out = Vec::new();
-        unescape(raw.as_bytes(), &mut out).unwrap();
-        let expected: String = serde_json::from_str(&format!("\"{raw}\"")).unwrap();
+        let (end, _) = unescape(quoted.as_bytes(), 0, &mut out).unwrap();
+        assert_eq!(end, quoted.len(), "{raw}");
+        let expected: String = serde_json::from_str(&quoted).unwrap();
         assert_eq!(out, expected.as_bytes(), "{raw}");
     }
     for raw in [
@@ -221,7 +223,11 @@ fn unescape_matches_serde_json() {
         r#"\u12"#,
         r#"\"#,
     ] {
-        assert_eq!(unescape(raw.as_bytes(), &mut Vec::new()), None, "{raw}");
+        let quoted = format!("\"{raw}\"");
+        assert!(
+            unescape(quoted.as_bytes(), 0, &mut Vec::new()).is_err(),
+            "{raw}"
+        );
     }
 }
 

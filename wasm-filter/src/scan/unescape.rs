@@ -1,6 +1,5 @@
-//! Reading JSON string escapes: a string body unescaped ([`unescape`]), and a string checked and
-//! unescaped in one pass ([`unescape_string`], what a [`super::Capture`] does), both eight bytes
-//! a step.
+//! Reading JSON string escapes: a string checked and unescaped in one pass, eight bytes a step
+//! ([`unescape`]: what a [`super::Capture`] does, and how escaped keys are read).
 
 use super::{Failure, HIGHS, ONES, Strictness, hex4, unicode_escape, word_at};
 
@@ -18,13 +17,11 @@ fn unescape_stops(word: u64) -> u64 {
 /// The string starting at `at` (its opening quote), unescaped into `out` (replacing what it
 /// held): the index past its closing quote, and whether it may hold a byte of 0x80 or more (the
 /// flag may also be set by bytes just past the string). One pass both checks the string, as
-/// [`super::string`] does, and unescapes it, as [`unescape`] does.
-pub(super) fn unescape_string(
-    text: &[u8],
-    at: usize,
-    out: &mut Vec<u8>,
-) -> Result<(usize, bool), Failure> {
-    // As in `unescape`: room for the text and a whole word past it, made once.
+/// [`super::string`] does, and unescapes it.
+pub fn unescape(text: &[u8], at: usize, out: &mut Vec<u8>) -> Result<(usize, bool), Failure> {
+    // The text is never longer than its escaped form: room for it, and for a whole word written
+    // past its end, is made once; words are copied eight bytes at a time, a stop or not, and the
+    // length is cut back to the text at the end.
     out.clear();
     out.resize(text.len() - at + 8, 0);
     let (mut at, mut to, mut seen) = (at + 1, 0, 0u64);
@@ -79,59 +76,6 @@ pub(super) fn unescape_string(
             // A control character, or the text ended inside the string.
             _ => return Err(Failure::Invalid),
         }
-    }
-}
-
-/// Appends the text of the JSON string body `raw` (between its quotes, escapes as written) to
-/// `out`. `None` when an escape is invalid or a surrogate is alone (serde_json would reject the
-/// record).
-pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    // The text is never longer than its escaped form: room for it, and for a whole word written
-    // past its end, is made once; words are copied eight bytes at a time, backslash or not, and
-    // the length is cut back to the text at the end.
-    let start = out.len();
-    out.resize(start + raw.len() + 8, 0);
-    let (mut at, mut to) = (0, start);
-    let backslashes = ONES * u64::from(b'\\');
-    loop {
-        if at + 8 <= raw.len() {
-            let word = word_at(raw, at);
-            out[to..to + 8].copy_from_slice(&word.to_le_bytes());
-            let x = word ^ backslashes;
-            let found = x.wrapping_sub(ONES) & !x & HIGHS;
-            if found == 0 {
-                at += 8;
-                to += 8;
-                continue;
-            }
-            let skip = (found.trailing_zeros() / 8) as usize;
-            at += skip;
-            to += skip;
-        } else {
-            while at < raw.len() && raw[at] != b'\\' {
-                out[to] = raw[at];
-                at += 1;
-                to += 1;
-            }
-            if at == raw.len() {
-                out.truncate(to);
-                return Some(());
-            }
-        }
-        // `raw[at]` is a backslash.
-        let byte = SIMPLE_ESCAPES[usize::from(*raw.get(at + 1)?)];
-        if byte != 0 {
-            out[to] = byte;
-            at += 2;
-            to += 1;
-            continue;
-        }
-        let (ch, used) = unicode_char(raw, at)?;
-        let mut buf = [0u8; 4];
-        let bytes = ch.encode_utf8(&mut buf).as_bytes();
-        out[to..to + bytes.len()].copy_from_slice(bytes);
-        at += used;
-        to += bytes.len();
     }
 }
 
