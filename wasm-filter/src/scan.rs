@@ -95,11 +95,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// character, or a byte of 0x80 and up. The lowest flag is exact; flags above it may not be.
 #[inline(always)]
 fn string_stops(word: u64) -> u64 {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let quote = zero(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    quote | backslash | control | (word & HIGHS)
+    unescape::stops(word) | (word & HIGHS)
 }
 
 /// The eight bytes at `at`, little-endian.

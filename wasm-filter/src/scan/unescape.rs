@@ -6,7 +6,7 @@ use super::{Failure, HIGHS, ONES, Strictness, hex4, unicode_escape, word_at};
 /// Flags the bytes of `word` that end a run of a string being unescaped: `"`, `\`, a control
 /// character. The lowest flag is exact.
 #[inline(always)]
-fn unescape_stops(word: u64) -> u64 {
+pub(super) fn stops(word: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let quote = zero(word ^ (ONES * u64::from(b'"')));
     let backslash = zero(word ^ (ONES * u64::from(b'\\')));
@@ -30,7 +30,7 @@ pub fn unescape(text: &[u8], at: usize, out: &mut Vec<u8>) -> Result<(usize, boo
             let word = word_at(text, at);
             out[to..to + 8].copy_from_slice(&word.to_le_bytes());
             seen |= word;
-            let stops = unescape_stops(word);
+            let stops = stops(word);
             if stops == 0 {
                 at += 8;
                 to += 8;
