@@ -419,7 +419,10 @@ pub fn object_capturing<const N: usize>(
         let mut captured = None;
         if !key_escaped && text.get(value_start) == Some(&b'"') {
             for (index, capture) in captures.iter().enumerate() {
-                if capture.key_word == key_word
+                // The first member of that key only: each capture makes room for the rest of the
+                // text, and a key twice goes to the full path anyway.
+                if capture.member.is_none()
+                    && capture.key_word == key_word
                     && capture.key_len == key_len
                     && (capture.wants)(&text[value_start..])
                 {

@@ -238,7 +238,9 @@ fn merge_source(record: &[u8], top: &TopKeys, scratch: &mut Scratch) -> Result<O
             if !may_hold_an_object(&record[value.clone()]) {
                 continue;
             }
-            scan::unescape(record, value.start, &mut scratch.log_line).map_err(|_| ())?;
+            // Cut at the string's end: the unescaper makes room for all the text it is given.
+            scan::unescape(&record[..value.end], value.start, &mut scratch.log_line)
+                .map_err(|_| ())?;
         }
         let text = &scratch.log_line;
         // `merge_log` trims the text (Unicode whitespace) before parsing it.
@@ -445,7 +447,9 @@ impl TopKeys {
         };
         for (index, member) in members.iter().enumerate() {
             let found = if member.key_escaped {
-                scan::unescape(record, member.key.start, key).ok()?;
+                // Cut at the key's end: the unescaper makes room for all the text it is given,
+                // which for every escaped key would be the rest of the record.
+                scan::unescape(&record[..member.key.end], member.key.start, key).ok()?;
                 TopKey::of(key, scan::key_word(key, 0, key.len()))
             } else {
                 TopKey::of(member.key_body(record), member.key_word)

@@ -17,7 +17,8 @@ pub(super) fn stops(word: u64) -> u64 {
 /// The string starting at `at` (its opening quote), unescaped into `out` (replacing what it
 /// held): the index past its closing quote, and whether it may hold a byte of 0x80 or more (the
 /// flag may also be set by bytes just past the string). One pass both checks the string, as
-/// [`super::string`] does, and unescapes it.
+/// [`super::string`] does, and unescapes it. `out` is first sized for all of `text` from `at`
+/// on: where the string's end is known, pass `text` cut there.
 pub fn unescape(text: &[u8], at: usize, out: &mut Vec<u8>) -> Result<(usize, bool), Failure> {
     // The text is never longer than its escaped form: room for it, and for a whole word written
     // past its end, is made once; words are copied eight bytes at a time, a stop or not, and the
